@@ -1,0 +1,536 @@
+//! The configuration file: organisations, their keys and hosts, and per-repository rules.
+//!
+//! Every unknown key, scope, op, bad ttl or bad pattern is an error that names the file and line:
+//! a typo in a file that grants access must never silently widen it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::env::Env;
+use crate::glob::Glob;
+use crate::key::KeySource;
+use crate::token::{Op, RefRule, Scope};
+use crate::ttl::Ttl;
+
+/// The environment variable that names the config file.
+pub const CONFIG_ENV: &str = "CODESTORAGE_CONFIG";
+
+/// Settings that may be given at every level (top, organisation, repository rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Level {
+    /// Token lifetime.
+    pub ttl: Option<Ttl>,
+    /// Token scopes.
+    pub scopes: Option<Vec<Scope>>,
+    /// The `sub` claim.
+    pub subject: Option<String>,
+}
+
+/// One `[org.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    /// The table name: the `iss` claim.
+    pub name: String,
+    /// Where the key comes from.
+    pub key: KeySource,
+    /// Hosts served for this organisation, lower-cased, `host` or `host:port`.
+    pub hosts: Vec<String>,
+    /// Serve plain `http` to a loopback host (local testing only).
+    pub allow_http: bool,
+    /// Accept a key file that others may read.
+    pub allow_insecure_key_permissions: bool,
+    /// ttl, scopes and subject for this organisation.
+    pub level: Level,
+    /// `[[org.NAME.repo]]` rules in file order; the first match wins.
+    pub rules: Vec<RepoRule>,
+    /// Line of the table in the file, for messages.
+    pub line: usize,
+}
+
+/// One `[[org.NAME.repo]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRule {
+    /// Which repository IDs it applies to.
+    pub pattern: Glob,
+    /// ttl, scopes and subject for matching repositories.
+    pub level: Level,
+    /// Repository-wide ref policies.
+    pub ops: Option<Vec<Op>>,
+    /// Per-ref policies.
+    pub refs: Option<Vec<RefRule>>,
+    /// Line of the rule in the file, for messages.
+    pub line: usize,
+}
+
+/// A parsed, validated configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The top-level ttl, scopes and subject.
+    pub level: Level,
+    /// The organisations by name.
+    pub orgs: BTreeMap<String, Org>,
+}
+
+/// Why the configuration file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {}: {reason}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The file is not valid TOML or not a valid configuration.
+    #[error("{}:{line}: {message}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ttl: Option<Ttl>,
+    scopes: Option<Vec<Scope>>,
+    subject: Option<Spanned<String>>,
+    #[serde(default)]
+    org: BTreeMap<String, Spanned<RawOrg>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrg {
+    key_file: Option<String>,
+    key_env: Option<String>,
+    key_command: Option<Vec<String>>,
+    hosts: Option<Vec<Spanned<String>>>,
+    ttl: Option<Ttl>,
+    scopes: Option<Vec<Scope>>,
+    subject: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_insecure_key_permissions: bool,
+    #[serde(default)]
+    repo: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    pattern: Glob,
+    ttl: Option<Ttl>,
+    scopes: Option<Vec<Scope>>,
+    subject: Option<Spanned<String>>,
+    ops: Option<Vec<Op>>,
+    refs: Option<Vec<Spanned<RawRefRule>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefRule {
+    pattern: String,
+    ops: Vec<Op>,
+}
+
+/// Where the configuration lives: `$CODESTORAGE_CONFIG`, else `<config dir>/codestorage/config.toml`.
+pub fn default_path(env: &dyn Env) -> Option<PathBuf> {
+    if let Some(path) = env.var(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    directories::BaseDirs::new().map(|dirs| dirs.config_dir().join("codestorage/config.toml"))
+}
+
+/// The directory keys made by `keygen` go to by default, beside the config file.
+pub fn default_key_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|dirs| dirs.config_dir().join("codestorage"))
+}
+
+/// Reads and validates the file at `path`; a missing file is `Ok(None)` (environment-only use).
+pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            let reason = if path.is_dir() {
+                "it is a directory; CODESTORAGE_CONFIG must name a file".to_owned()
+            } else {
+                e.to_string()
+            };
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+    };
+    parse(&text, path).map(Some)
+}
+
+/// Parses configuration text; `path` is used for messages and to resolve relative key files.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |offset: usize, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        message,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |span| span.start);
+        invalid(offset, e.message().trim().replace('\n', " "))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut orgs = BTreeMap::new();
+    let mut host_owner: BTreeMap<String, String> = BTreeMap::new();
+    for (name, spanned) in raw.org {
+        let at = spanned.span().start;
+        let raw_org = spanned.into_inner();
+        if !valid_name(&name) {
+            return Err(invalid(
+                at,
+                format!(
+                    "organisation name {name:?} must be non-empty, without spaces or control characters"
+                ),
+            ));
+        }
+        let key = key_source(&raw_org, &name, base).map_err(|m| invalid(at, m))?;
+        let hosts = match raw_org.hosts {
+            None => vec![format!("{name}.code.storage").to_ascii_lowercase()],
+            Some(hosts) if hosts.is_empty() => {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "[org.{name}] hosts is empty; remove it to use the default [\"{name}.code.storage\"]"
+                    ),
+                ));
+            }
+            Some(hosts) => {
+                let mut checked = Vec::with_capacity(hosts.len());
+                for host in hosts {
+                    let at = host.span().start;
+                    checked.push(check_host(host.get_ref()).map_err(|m| invalid(at, m))?);
+                }
+                checked
+            }
+        };
+        for host in &hosts {
+            if let Some(other) = host_owner.insert(host.clone(), name.clone()) {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "host {host:?} is listed by both [org.{other}] and [org.{name}]; a host belongs to one organisation"
+                    ),
+                ));
+            }
+        }
+        let level = make_level(raw_org.ttl, raw_org.scopes, raw_org.subject)
+            .map_err(|(o, m)| invalid(o, m))?;
+        let mut rules = Vec::with_capacity(raw_org.repo.len());
+        for rule in raw_org.repo {
+            let at = rule.span().start;
+            let rule = rule.into_inner();
+            let refs = match rule.refs {
+                None => None,
+                Some(refs) => {
+                    let mut checked = Vec::with_capacity(refs.len());
+                    for r in refs {
+                        let at = r.span().start;
+                        let r = r.into_inner();
+                        if r.pattern.is_empty()
+                            || r.pattern
+                                .chars()
+                                .any(|c| c.is_control() || c.is_whitespace())
+                        {
+                            return Err(invalid(
+                                at,
+                                format!(
+                                    "refs pattern {:?} must be a ref name or glob such as \"refs/heads/main\"",
+                                    r.pattern
+                                ),
+                            ));
+                        }
+                        checked.push(RefRule {
+                            pattern: r.pattern,
+                            ops: r.ops,
+                        });
+                    }
+                    Some(checked)
+                }
+            };
+            rules.push(RepoRule {
+                pattern: rule.pattern,
+                level: make_level(rule.ttl, rule.scopes, rule.subject)
+                    .map_err(|(o, m)| invalid(o, m))?,
+                ops: rule.ops,
+                refs,
+                line: line_of(text, at),
+            });
+        }
+        orgs.insert(
+            name.clone(),
+            Org {
+                name,
+                key,
+                hosts,
+                allow_http: raw_org.allow_http,
+                allow_insecure_key_permissions: raw_org.allow_insecure_key_permissions,
+                level,
+                rules,
+                line: line_of(text, at),
+            },
+        );
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        level: make_level(raw.ttl, raw.scopes, raw.subject).map_err(|(o, m)| invalid(o, m))?,
+        orgs,
+    })
+}
+
+fn make_level(
+    ttl: Option<Ttl>,
+    scopes: Option<Vec<Scope>>,
+    subject: Option<Spanned<String>>,
+) -> Result<Level, (usize, String)> {
+    if let Some(subject) = &subject {
+        if !valid_subject(subject.get_ref()) {
+            return Err((
+                subject.span().start,
+                "subject must be non-empty and hold no control characters".into(),
+            ));
+        }
+    }
+    if scopes.as_ref().is_some_and(Vec::is_empty) {
+        // serde gives no span for an empty array here; line 1 would mislead less than nothing.
+        return Err((0, "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read".into()));
+    }
+    Ok(Level {
+        ttl,
+        scopes,
+        subject: subject.map(Spanned::into_inner),
+    })
+}
+
+fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String> {
+    let mut sources = Vec::with_capacity(1);
+    if let Some(file) = &org.key_file {
+        sources.push(KeySource::File(expand_path(file, base)));
+    }
+    if let Some(var) = &org.key_env {
+        if var.is_empty() {
+            return Err(format!(
+                "[org.{name}] key_env is empty; name the environment variable that holds the PEM key"
+            ));
+        }
+        sources.push(KeySource::Env(var.clone()));
+    }
+    if let Some(argv) = &org.key_command {
+        if argv.first().is_none_or(String::is_empty) {
+            return Err(format!(
+                "[org.{name}] key_command is empty; give the program and its arguments, e.g. [\"op\", \"read\", \"op://vault/key\"]"
+            ));
+        }
+        sources.push(KeySource::Command(argv.clone()));
+    }
+    match sources.len() {
+        1 => Ok(sources.remove(0)),
+        0 => Err(format!(
+            "[org.{name}] needs a key: add key_file = \"~/.config/codestorage/{name}.pem\" (or key_env, or key_command)"
+        )),
+        _ => Err(format!(
+            "[org.{name}] sets more than one of key_file, key_env, key_command; keep exactly one"
+        )),
+    }
+}
+
+/// Expands a leading `~/` and makes a relative path relative to `base` (the config's directory).
+pub fn expand_path(file: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = file.strip_prefix("~/") {
+        if let Some(dirs) = directories::BaseDirs::new() {
+            return dirs.home_dir().join(rest);
+        }
+    }
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+fn check_host(host: &str) -> Result<String, String> {
+    let lower = host.to_ascii_lowercase();
+    let bad = lower.is_empty()
+        || lower.contains("://")
+        || lower.contains(['/', '@', '?', '#', '\\'])
+        || lower.chars().any(|c| c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(format!(
+            "host {host:?} must be a bare host name with an optional port, e.g. \"git.acme.dev:8443\""
+        ));
+    }
+    Ok(lower)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty() && !subject.chars().any(char::is_control)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+ttl = "1h"
+scopes = ["git:read", "git:write"]
+subject = "alice@laptop"
+
+[org.acme]
+key_file = "acme.pem"
+hosts = ["acme.code.storage", "Git.Acme.dev:8443"]
+ttl = "30m"
+allow_http = false
+
+[[org.acme.repo]]
+match = "mirrors/*"
+scopes = ["git:read"]
+ttl = "5m"
+
+[[org.acme.repo]]
+match = "agents/**"
+ops = ["no-force-push"]
+refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
+
+[org.beta]
+key_env = "BETA_KEY"
+"#;
+
+    fn parse_at(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/cs/config.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        parse_at(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let config = parse_at(EXAMPLE).unwrap();
+        assert_eq!(config.level.ttl, Some(Ttl::parse("1h").unwrap()));
+        let acme = &config.orgs["acme"];
+        assert_eq!(acme.key, KeySource::File("/etc/cs/acme.pem".into()));
+        assert_eq!(acme.hosts, ["acme.code.storage", "git.acme.dev:8443"]);
+        assert_eq!(acme.rules.len(), 2);
+        assert_eq!(acme.rules[0].pattern.as_str(), "mirrors/*");
+        assert_eq!(acme.rules[0].line, 12);
+        assert_eq!(acme.rules[1].ops, Some(vec![Op::NoForcePush]));
+        assert_eq!(
+            acme.rules[1].refs,
+            Some(vec![RefRule {
+                pattern: "refs/heads/main".into(),
+                ops: vec![Op::NoPush]
+            }])
+        );
+        let beta = &config.orgs["beta"];
+        assert_eq!(beta.key, KeySource::Env("BETA_KEY".into()));
+        assert_eq!(beta.hosts, ["beta.code.storage"]);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_line_and_key() {
+        let message = error("[org.acme]\nkey_env = \"K\"\nscope = [\"git:read\"]\n");
+        assert!(message.starts_with("/etc/cs/config.toml:3: "), "{message}");
+        assert!(message.contains("scope"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_scopes_ops_and_bad_values_are_errors() {
+        assert!(error("scopes = [\"git:admin\"]").contains("git:admin"));
+        let message =
+            error("[org.a]\nkey_env = \"K\"\n[[org.a.repo]]\nmatch = \"x\"\nops = [\"no-pull\"]\n");
+        assert!(
+            message.contains(":5:") && message.contains("no-pull"),
+            "{message}"
+        );
+        assert!(error("ttl = 0").contains("at least one second"));
+        assert!(error("ttl = \"400d\"").contains("longer than a year"));
+        assert!(
+            error("[org.a]\nkey_env = \"K\"\n[[org.a.repo]]\nmatch = \"a/***\"\n")
+                .contains("three stars")
+        );
+        assert!(error("scopes = []").contains("scopes is empty"));
+        assert!(error("subject = \"\"").contains("subject"));
+    }
+
+    #[test]
+    fn exactly_one_key_source_per_organisation() {
+        let message = error("\n[org.acme]\nttl = 60\n");
+        assert!(
+            message.contains(":2:") && message.contains("needs a key"),
+            "{message}"
+        );
+        assert!(error("[org.acme]\nkey_env = \"A\"\nkey_file = \"b\"\n").contains("more than one"));
+        assert!(error("[org.acme]\nkey_command = []\n").contains("key_command is empty"));
+    }
+
+    #[test]
+    fn hosts_are_checked_and_belong_to_one_organisation() {
+        assert!(
+            error("[org.a]\nkey_env = \"K\"\nhosts = [\"https://a.dev\"]\n").contains("bare host")
+        );
+        assert!(error("[org.a]\nkey_env = \"K\"\nhosts = []\n").contains("hosts is empty"));
+        let message = error(
+            "[org.a]\nkey_env = \"K\"\nhosts = [\"x.dev\"]\n[org.b]\nkey_env = \"K\"\nhosts = [\"X.dev\"]\n",
+        );
+        assert!(message.contains("both [org.a] and [org.b]"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_tables_and_broken_toml_are_errors() {
+        assert!(error("[org.a]\nkey_env = \"K\"\n[org.a]\nkey_env = \"L\"\n").contains(":3:"));
+        assert!(error("ttl = \n").contains(":1:"));
+    }
+
+    #[test]
+    fn missing_file_is_none_and_a_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(&dir.path().join("absent.toml")), Ok(None));
+        let message = load(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("directory"), "{message}");
+    }
+
+    #[test]
+    fn key_paths_expand_home_and_resolve_relative_to_the_file() {
+        assert_eq!(
+            expand_path("/abs/k.pem", Path::new("/c")),
+            Path::new("/abs/k.pem")
+        );
+        assert_eq!(expand_path("k.pem", Path::new("/c")), Path::new("/c/k.pem"));
+        let home = directories::BaseDirs::new().unwrap().home_dir().to_owned();
+        assert_eq!(expand_path("~/k.pem", Path::new("/c")), home.join("k.pem"));
+    }
+}

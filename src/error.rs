@@ -1,0 +1,41 @@
+//! The crate's error: one enum over the modules' own, each message written for the user.
+
+use crate::config::ConfigError;
+use crate::key::KeyError;
+use crate::resolve::{RepoIdError, ResolveError};
+use crate::token::TokenError;
+
+/// Anything that stops the helper from producing a token or finishing a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Settings could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The request path names no valid repository.
+    #[error(transparent)]
+    RepoId(#[from] RepoIdError),
+    /// An organisation's key could not be loaded.
+    #[error("organisation {org:?}: {source}")]
+    Key {
+        /// The organisation.
+        org: String,
+        /// Why.
+        source: KeyError,
+    },
+    /// The token could not be made or read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Message(String),
+}
+
+impl Error {
+    /// An error that is just a sentence.
+    pub fn msg(text: impl Into<String>) -> Self {
+        Self::Message(text.into())
+    }
+}

@@ -1,0 +1,25 @@
+//! git-credential-codestorage: signs short-lived Code Storage tokens for git, on demand.
+//!
+//! The crate is a small pure core with the I/O at the edge: [`protocol`] reads and writes git's
+//! credential lines, [`resolve`] maps host and path to an organisation, a repository and the
+//! token's settings (from [`config`] and [`env`]), [`key`] loads the private key, [`token`] signs
+//! (through [`crypto`], ring behind jsonwebtoken), and [`credential`] ties them into git's
+//! `get`/`store`/`erase`. [`cli`] is the command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod credential;
+pub mod crypto;
+pub mod der;
+pub mod env;
+pub mod error;
+pub mod glob;
+pub mod key;
+pub mod protocol;
+pub mod resolve;
+pub mod token;
+pub mod ttl;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;

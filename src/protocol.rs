@@ -1,0 +1,364 @@
+//! git's credential protocol: the `key=value` lines git writes to a helper and the ones it reads back.
+//!
+//! Pure parsing and writing of plain structs; the process's stdin and stdout are the caller's.
+//! The rules follow git's `credential.c` and the hardening after CVE-2020-5260 and CVE-2024-52006:
+//! lines end at LF only, and a value holding CR or NUL is refused rather than guessed at.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
+pub const MAX_INPUT: usize = 64 * 1024;
+
+/// The attributes of a credential request that this helper uses.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// `protocol`, e.g. `https`.
+    pub protocol: Option<String>,
+    /// `host`, with `:port` when the URL had one.
+    pub host: Option<String>,
+    /// `path`, sent only with `credential.useHttpPath`, already %-decoded by git.
+    pub path: Option<String>,
+    /// `username`, from the URL or an earlier helper.
+    pub username: Option<String>,
+    /// `password`; on `erase` the credential the server refused.
+    pub password: Option<String>,
+    /// `capability[]`: what this git understands beyond the basics (`authtype`, `state`).
+    pub capabilities: Vec<String>,
+    /// `wwwauth[]`: the server's `WWW-Authenticate` headers.
+    pub wwwauth: Vec<String>,
+}
+
+impl Request {
+    /// Whether git offered `capability[]=NAME`.
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.iter().any(|c| c == name)
+    }
+}
+
+// A password in a request may be a live token: never print it.
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("protocol", &self.protocol)
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("capabilities", &self.capabilities)
+            .field("wwwauth", &self.wwwauth)
+            .finish()
+    }
+}
+
+/// Why a request could not be read; each message says what git would never have sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// The input is larger than [`MAX_INPUT`].
+    #[error("credential request is larger than {MAX_INPUT} bytes; git never sends that much")]
+    TooLong,
+    /// A line is not valid UTF-8.
+    #[error("credential request line {line} is not valid UTF-8")]
+    NotUtf8 {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line holds a NUL byte.
+    #[error("credential request line {line} contains a NUL byte")]
+    Nul {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line holds a carriage return (CVE-2024-52006: some helpers read it as a line end).
+    #[error("credential request line {line} contains a carriage return")]
+    CarriageReturn {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line has no `=`.
+    #[error("credential request line {line} is not of the form key=value")]
+    NoEquals {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Reading stdin failed.
+    #[error("could not read the credential request: {0}")]
+    Io(String),
+}
+
+/// Parses a request; reading stops at the first blank line, as git's does.
+pub fn parse(input: &[u8]) -> Result<Request, ParseError> {
+    if input.len() > MAX_INPUT {
+        return Err(ParseError::TooLong);
+    }
+    let mut request = Request::default();
+    for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
+        let line = index + 1;
+        if raw.is_empty() {
+            break;
+        }
+        if raw.contains(&0) {
+            return Err(ParseError::Nul { line });
+        }
+        if raw.contains(&b'\r') {
+            return Err(ParseError::CarriageReturn { line });
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| ParseError::NotUtf8 { line })?;
+        let (key, value) = text.split_once('=').ok_or(ParseError::NoEquals { line })?;
+        request.set(key, value);
+    }
+    Ok(request)
+}
+
+impl Request {
+    fn set(&mut self, key: &str, value: &str) {
+        let scalar = match key {
+            "protocol" => &mut self.protocol,
+            "host" => &mut self.host,
+            "path" => &mut self.path,
+            "username" => &mut self.username,
+            "password" => &mut self.password,
+            "capability[]" => return push_or_clear(&mut self.capabilities, value),
+            "wwwauth[]" => return push_or_clear(&mut self.wwwauth, value),
+            // git ignores keys it does not know, so that newer gits can talk to older helpers.
+            _ => return,
+        };
+        // A repeated scalar key replaces the earlier value, as in git.
+        *scalar = Some(value.to_owned());
+    }
+
+    /// Writes the request as git would send it (used by tests and by the round-trip property).
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        for capability in &self.capabilities {
+            writeln!(out, "capability[]={capability}")?;
+        }
+        let scalars = [
+            ("protocol", &self.protocol),
+            ("host", &self.host),
+            ("path", &self.path),
+            ("username", &self.username),
+            ("password", &self.password),
+        ];
+        for (key, value) in scalars {
+            if let Some(value) = value {
+                writeln!(out, "{key}={value}")?;
+            }
+        }
+        for header in &self.wwwauth {
+            writeln!(out, "wwwauth[]={header}")?;
+        }
+        writeln!(out)
+    }
+}
+
+// `key[]=` with an empty value resets the list, so a later helper can clear what an earlier set.
+fn push_or_clear(list: &mut Vec<String>, value: &str) {
+    if value.is_empty() {
+        list.clear();
+    } else {
+        list.push(value.to_owned());
+    }
+}
+
+/// Reads a request from `input` (stdin), refusing more than [`MAX_INPUT`] bytes.
+pub fn read_request(input: impl Read) -> Result<Request, ParseError> {
+    let mut buffer = Vec::with_capacity(512);
+    input
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut buffer)
+        .map_err(|e| ParseError::Io(e.to_string()))?;
+    parse(&buffer)
+}
+
+/// What the helper answers to `get`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Response {
+    /// A credential for git to use.
+    Credential {
+        /// `username`: always `t` for Code Storage.
+        username: String,
+        /// `password`: the signed token.
+        password: String,
+        /// `password_expiry_utc`: when git must stop using the password (unix seconds).
+        expiry: i64,
+        /// Mark the credential ephemeral, which needs git's `authtype` capability.
+        ephemeral: bool,
+    },
+    /// `quit=1`: the host is ours but no credential can be made; git stops without prompting.
+    Quit,
+    /// Nothing: the request is not ours, and git asks its other helpers.
+    Decline,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Credential {
+                username,
+                expiry,
+                ephemeral,
+                ..
+            } => f
+                .debug_struct("Credential")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .field("expiry", expiry)
+                .field("ephemeral", ephemeral)
+                .finish(),
+            Self::Quit => f.write_str("Quit"),
+            Self::Decline => f.write_str("Decline"),
+        }
+    }
+}
+
+impl Response {
+    /// Writes the answer in git's format.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        match self {
+            Self::Credential {
+                username,
+                password,
+                expiry,
+                ephemeral,
+            } => {
+                if *ephemeral {
+                    // git reads `ephemeral` only after the capability is echoed back.
+                    writeln!(out, "capability[]=authtype")?;
+                    writeln!(out, "ephemeral=1")?;
+                }
+                writeln!(out, "username={username}")?;
+                writeln!(out, "password={password}")?;
+                writeln!(out, "password_expiry_utc={expiry}")
+            }
+            Self::Quit => writeln!(out, "quit=1"),
+            Self::Decline => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> Result<Request, ParseError> {
+        parse(text.as_bytes())
+    }
+
+    #[test]
+    fn parses_what_git_2_47_sends_for_https() {
+        let r = request(
+            "capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\npath=team/x.git\nwwwauth[]=Basic realm=\"Code Storage\"\n\n",
+        )
+        .unwrap();
+        assert_eq!(r.protocol.as_deref(), Some("https"));
+        assert_eq!(r.host.as_deref(), Some("acme.code.storage"));
+        assert_eq!(r.path.as_deref(), Some("team/x.git"));
+        assert!(r.has_capability("authtype"));
+        assert_eq!(r.wwwauth, ["Basic realm=\"Code Storage\""]);
+    }
+
+    #[test]
+    fn stops_at_the_first_blank_line_and_accepts_eof_instead() {
+        let r = request("host=a\n\nhost=b\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some("a"));
+        let r = request("protocol=https\nhost=a").unwrap();
+        assert_eq!(r.host.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn later_scalars_win_and_empty_list_values_clear() {
+        let r = request("host=a\nhost=b\ncapability[]=x\ncapability[]=\ncapability[]=y\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some("b"));
+        assert_eq!(r.capabilities, ["y"]);
+    }
+
+    #[test]
+    fn values_keep_equals_signs_and_unknown_keys_are_ignored() {
+        let r = request("password=a=b==\nfuture_key=1\nurl=https://x\n").unwrap();
+        assert_eq!(r.password.as_deref(), Some("a=b=="));
+        assert_eq!(r.host, None);
+    }
+
+    #[test]
+    fn refuses_cr_nul_missing_equals_and_invalid_utf8() {
+        assert_eq!(
+            request("host=a\rprotocol=https\n"),
+            Err(ParseError::CarriageReturn { line: 1 })
+        );
+        assert_eq!(
+            request("protocol=https\r\n"),
+            Err(ParseError::CarriageReturn { line: 1 })
+        );
+        assert_eq!(
+            request("protocol=https\nhost=a\0b\n"),
+            Err(ParseError::Nul { line: 2 })
+        );
+        assert_eq!(request("hostname\n"), Err(ParseError::NoEquals { line: 1 }));
+        assert_eq!(
+            parse(b"path=\xff\xfe\n"),
+            Err(ParseError::NotUtf8 { line: 1 })
+        );
+    }
+
+    #[test]
+    fn refuses_input_over_the_bound() {
+        let big = format!("path={}\n", "a".repeat(MAX_INPUT));
+        assert_eq!(request(&big), Err(ParseError::TooLong));
+        assert_eq!(
+            read_request(big.as_bytes()).unwrap_err(),
+            ParseError::TooLong
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let r = request("password=secret-token\n").unwrap();
+        assert!(!format!("{r:?}").contains("secret-token"));
+        let answer = Response::Credential {
+            username: "t".into(),
+            password: "secret-token".into(),
+            expiry: 1,
+            ephemeral: false,
+        };
+        assert!(!format!("{answer:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn writes_credential_with_expiry_and_optional_ephemeral_marker() {
+        let mut out = Vec::new();
+        Response::Credential {
+            username: "t".into(),
+            password: "jwt".into(),
+            expiry: 1700000000,
+            ephemeral: true,
+        }
+        .write_to(&mut out)
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "capability[]=authtype\nephemeral=1\nusername=t\npassword=jwt\npassword_expiry_utc=1700000000\n"
+        );
+        let mut out = Vec::new();
+        Response::Quit.write_to(&mut out).unwrap();
+        assert_eq!(out, b"quit=1\n");
+        let mut out = Vec::new();
+        Response::Decline.write_to(&mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_written_request_parses_back_to_itself() {
+        let original = Request {
+            protocol: Some("https".into()),
+            host: Some("acme.code.storage:8443".into()),
+            path: Some("team/x.git".into()),
+            username: Some("t".into()),
+            password: Some("p=q".into()),
+            capabilities: vec!["authtype".into()],
+            wwwauth: vec!["Basic realm=x".into()],
+        };
+        let mut out = Vec::new();
+        original.write_to(&mut out).unwrap();
+        assert_eq!(parse(&out).unwrap(), original);
+    }
+}
