@@ -1,0 +1,291 @@
+//! `git-credential-codestorage get|store|erase` as git runs it: the real binary, requests as
+//! git writes them, and every token checked with ring against the key's public half.
+
+mod support;
+
+use support::home::Home;
+use support::jwt::{TestKey, verify};
+
+const REQUEST: &str = "protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
+
+/// A home whose config gives organisation `acme` the key `key`.
+fn acme(key: &TestKey, extra: &str) -> Home {
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config(&format!(
+        "subject = \"ci@runner\"\n\n[org.acme]\nkey_file = \"acme.pem\"\n{extra}"
+    ));
+    home
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn es256_token_has_the_sdk_header_claim_order_and_values() {
+    let key = TestKey::p256();
+    let home = acme(&key, "");
+    let before = now();
+    let run = home.get(REQUEST, &[]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.stderr, "");
+    assert_eq!(run.field("username"), Some("t"));
+    let token = verify(run.password(), &key);
+    assert_eq!(token.header, r#"{"alg":"ES256","typ":"JWT"}"#);
+    assert_eq!(
+        token.claim_order,
+        ["iss", "sub", "repo", "scopes", "iat", "exp"]
+    );
+    let claims = &token.claims;
+    assert_eq!(claims["iss"], "acme");
+    assert_eq!(claims["sub"], "ci@runner");
+    assert_eq!(claims["repo"], "team/project-alpha");
+    assert_eq!(
+        claims["scopes"],
+        serde_json::json!(["git:read", "git:write"])
+    );
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!((before..=now()).contains(&iat));
+    assert_eq!(claims["exp"].as_i64().unwrap(), iat + 3600);
+    let expiry: i64 = run.field("password_expiry_utc").unwrap().parse().unwrap();
+    assert_eq!(expiry, iat + 3600 - 30, "reported a little early");
+}
+
+#[test]
+fn every_accepted_key_format_signs_verifiable_tokens() {
+    let keys = [
+        TestKey::ed25519(),
+        TestKey::fixture("rsa2048.pkcs8.pem", "rsa2048.pub.pem", "RS256"),
+        TestKey::fixture("rsa2048.pkcs1.pem", "rsa2048.pub.pem", "RS256"),
+        TestKey::fixture("rsa4096.pkcs8.pem", "rsa4096.pub.pem", "RS256"),
+        TestKey::fixture("p256.sec1.pem", "p256.pub.pem", "ES256"),
+        TestKey::fixture("p256.sec1-params.pem", "p256.pub.pem", "ES256"),
+        TestKey::fixture("ed25519.openssl.pem", "ed25519.openssl.pub.pem", "EdDSA"),
+    ];
+    for key in keys {
+        let run = acme(&key, "").get(REQUEST, &[]);
+        let token = verify(run.password(), &key);
+        assert_eq!(token.claims["repo"], "team/project-alpha", "{}", key.alg);
+    }
+}
+
+#[test]
+fn repo_rules_set_scopes_ttl_and_ref_policies() {
+    let key = TestKey::p256();
+    let home = acme(
+        &key,
+        r#"
+[[org.acme.repo]]
+match = "mirrors/*"
+scopes = ["git:read"]
+ttl = "5m"
+
+[[org.acme.repo]]
+match = "agents/**"
+ops = ["no-force-push"]
+refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
+"#,
+    );
+    let mirror = home.get(
+        "protocol=https\nhost=acme.code.storage\npath=mirrors/linux.git\n",
+        &[],
+    );
+    let claims = verify(mirror.password(), &key).claims;
+    assert_eq!(claims["scopes"], serde_json::json!(["git:read"]));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+
+    let agent = home.get(
+        "protocol=https\nhost=acme.code.storage\npath=agents/a/b+ephemeral.git\n",
+        &[],
+    );
+    let token = verify(agent.password(), &key);
+    assert_eq!(token.claims["repo"], "agents/a/b");
+    assert_eq!(
+        token.claim_order,
+        ["iss", "sub", "repo", "scopes", "iat", "exp", "refs", "ops"]
+    );
+    assert_eq!(
+        token.claims["refs"],
+        serde_json::json!([["refs/heads/main", ["no-push"]]])
+    );
+    assert_eq!(token.claims["ops"], serde_json::json!(["no-force-push"]));
+}
+
+#[test]
+fn environment_only_mode_works_with_either_name_for_the_key() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let path = home.write_key("env.pem", &key.pem);
+    let path = path.to_str().unwrap();
+    for env in [
+        [
+            ("PIERRE_PRIVATE_KEY_FILE", path),
+            ("PIERRE_TOKEN_TTL", "120"),
+        ],
+        [
+            ("CODESTORAGE_PRIVATE_KEY", key.pem.as_str()),
+            ("CODESTORAGE_TTL", "2m"),
+        ],
+    ] {
+        let run = home.get("protocol=https\nhost=beta.code.storage\npath=x.git\n", &env);
+        let claims = verify(run.password(), &key).claims;
+        assert_eq!(claims["iss"], "beta");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            120
+        );
+    }
+}
+
+#[test]
+fn ephemeral_only_when_git_offers_the_authtype_capability() {
+    let key = TestKey::p256();
+    let home = acme(&key, "");
+    let modern = home.get(
+        &format!("capability[]=authtype\ncapability[]=state\n{REQUEST}"),
+        &[],
+    );
+    assert!(
+        modern
+            .stdout
+            .starts_with("capability[]=authtype\nephemeral=1\n")
+    );
+    verify(modern.password(), &key);
+    let old = home.get(REQUEST, &[]);
+    assert!(!old.stdout.contains("ephemeral"));
+}
+
+#[test]
+fn foreign_hosts_and_plain_http_get_nothing_at_all() {
+    let home = acme(&TestKey::p256(), "");
+    for request in [
+        "protocol=https\nhost=github.com\npath=acme/x.git\n",
+        "protocol=http\nhost=acme.code.storage\npath=team/x.git\n",
+        "protocol=https\nhost=acme.code.storage.evil.example\npath=team/x.git\n",
+    ] {
+        let run = home.get(request, &[]);
+        assert_eq!(
+            (run.stdout.as_str(), run.stderr.as_str()),
+            ("", ""),
+            "{request}"
+        );
+        assert_eq!(run.code, Some(0));
+    }
+}
+
+#[test]
+fn without_use_http_path_git_is_told_to_quit_and_how_to_fix_it() {
+    let home = acme(&TestKey::p256(), "");
+    let run = home.get("protocol=https\nhost=acme.code.storage\n", &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr
+            .contains("git config --global credential.https://*.code.storage.useHttpPath true"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unusable_key_quits_with_one_line_naming_the_fix() {
+    let key = TestKey::p256();
+    let home = acme(&key, "");
+    let path = home.config_path().with_file_name("acme.pem");
+    support::home::set_mode(&path, 0o644);
+    let run = home.get(REQUEST, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("chmod 600 {}", path.display()))
+    );
+    let allowed = home.get(
+        REQUEST,
+        &[("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", "1")],
+    );
+    verify(allowed.password(), &key);
+}
+
+#[test]
+fn an_unconfigured_code_storage_host_hints_but_lets_other_helpers_try() {
+    let home = acme(&TestKey::p256(), "");
+    let run = home.get("protocol=https\nhost=other.code.storage\npath=x.git\n", &[]);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("setup --org other"), "{}", run.stderr);
+}
+
+#[test]
+fn a_config_typo_names_file_and_line() {
+    let home = acme(&TestKey::p256(), "scope = [\"git:read\"]\n");
+    let run = home.get(REQUEST, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    let expected = format!("{}:5: unknown field `scope`", home.config_path().display());
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+}
+
+#[test]
+fn erase_of_our_token_explains_what_was_refused_and_never_prints_it() {
+    let key = TestKey::p256();
+    let home = acme(&key, "");
+    let token = home.get(REQUEST, &[]).password().to_owned();
+    let run = home.run(
+        &["erase"],
+        &format!("protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\nusername=t\npassword={token}\nwwwauth[]=Basic realm=\"Code Storage\"\n\n"),
+        &[],
+    );
+    assert_eq!((run.code, run.stdout.as_str()), (Some(0), ""));
+    assert!(
+        run.stderr.contains("repo \"team/project-alpha\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("not registered"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&token));
+}
+
+#[test]
+fn store_and_unknown_actions_do_nothing() {
+    let home = acme(&TestKey::p256(), "");
+    for action in ["store", "frobnicate"] {
+        let run = home.run(
+            &[action],
+            "protocol=https\nhost=acme.code.storage\npassword=x\n\n",
+            &[],
+        );
+        assert_eq!(
+            (run.code, run.stdout.as_str(), run.stderr.as_str()),
+            (Some(0), "", ""),
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn debug_lines_explain_the_decision_without_the_token() {
+    let home = acme(&TestKey::p256(), "");
+    let run = home.get(REQUEST, &[("CODESTORAGE_DEBUG", "1")]);
+    let token = run.password();
+    assert!(run.stderr.contains("org acme"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("repo team/project-alpha"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(token.split('.').nth(2).unwrap()));
+    let foreign = home.get(
+        "protocol=https\nhost=github.com\npath=x.git\n",
+        &[("PIERRE_DEBUG", "1")],
+    );
+    assert!(
+        foreign.stderr.contains("not a Code Storage host"),
+        "{}",
+        foreign.stderr
+    );
+}

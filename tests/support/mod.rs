@@ -1,0 +1,5 @@
+//! Shared fixtures for the whole-program tests; each test crate uses a part of them.
+#![allow(dead_code)]
+
+pub mod home;
+pub mod jwt;
