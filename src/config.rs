@@ -103,7 +103,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     ttl: Option<Ttl>,
-    scopes: Option<Vec<Scope>>,
+    scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
     #[serde(default)]
     org: BTreeMap<String, Spanned<RawOrg>>,
@@ -117,7 +117,7 @@ struct RawOrg {
     key_command: Option<Vec<String>>,
     hosts: Option<Vec<Spanned<String>>>,
     ttl: Option<Ttl>,
-    scopes: Option<Vec<Scope>>,
+    scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
     #[serde(default)]
     allow_http: bool,
@@ -133,7 +133,7 @@ struct RawRule {
     #[serde(rename = "match")]
     pattern: Glob,
     ttl: Option<Ttl>,
-    scopes: Option<Vec<Scope>>,
+    scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
     ops: Option<Vec<Op>>,
     refs: Option<Vec<Spanned<RawRefRule>>>,
@@ -300,24 +300,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
 fn make_level(
     ttl: Option<Ttl>,
-    scopes: Option<Vec<Scope>>,
+    scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
 ) -> Result<Level, (usize, String)> {
-    if let Some(subject) = &subject {
-        if !valid_subject(subject.get_ref()) {
-            return Err((
-                subject.span().start,
-                "subject must be non-empty and hold no control characters".into(),
-            ));
-        }
+    if let Some(subject) = &subject
+        && !valid_subject(subject.get_ref())
+    {
+        return Err((
+            subject.span().start,
+            "subject must be non-empty and hold no control characters".into(),
+        ));
     }
-    if scopes.as_ref().is_some_and(Vec::is_empty) {
-        // serde gives no span for an empty array here; line 1 would mislead less than nothing.
-        return Err((0, "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read".into()));
+    if let Some(scopes) = &scopes
+        && scopes.get_ref().is_empty()
+    {
+        return Err((
+            scopes.span().start,
+            "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read".into(),
+        ));
     }
     Ok(Level {
         ttl,
-        scopes,
+        scopes: scopes.map(Spanned::into_inner),
         subject: subject.map(Spanned::into_inner),
     })
 }
@@ -356,10 +360,10 @@ fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String
 
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config's directory).
 pub fn expand_path(file: &str, base: &Path) -> PathBuf {
-    if let Some(rest) = file.strip_prefix("~/") {
-        if let Some(dirs) = directories::BaseDirs::new() {
-            return dirs.home_dir().join(rest);
-        }
+    if let Some(rest) = file.strip_prefix("~/")
+        && let Some(dirs) = directories::BaseDirs::new()
+    {
+        return dirs.home_dir().join(rest);
     }
     let path = Path::new(file);
     if path.is_absolute() {
@@ -482,7 +486,7 @@ key_env = "BETA_KEY"
             error("[org.a]\nkey_env = \"K\"\n[[org.a.repo]]\nmatch = \"a/***\"\n")
                 .contains("three stars")
         );
-        assert!(error("scopes = []").contains("scopes is empty"));
+        assert!(error("ttl = 60\nscopes = []").contains(":2: scopes is empty"));
         assert!(error("subject = \"\"").contains("subject"));
     }
 

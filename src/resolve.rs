@@ -61,10 +61,8 @@ impl Owner<'_> {
 /// Finds the organisation for `host` (`host` or `host:port`, any case), or `None` if it is not ours.
 pub fn owner<'c>(config: Option<&'c Config>, host: &str) -> Option<Owner<'c>> {
     let lower = host.to_ascii_lowercase();
-    if let Some(config) = config {
-        if let Some(org) = config.orgs.values().find(|o| o.hosts.contains(&lower)) {
-            return Some(Owner::Configured(org));
-        }
+    if let Some(org) = config.and_then(|c| c.orgs.values().find(|o| o.hosts.contains(&lower))) {
+        return Some(Owner::Configured(org));
     }
     let (name_and_suffix, port) = split_port(host);
     if !port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
