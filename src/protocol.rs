@@ -5,7 +5,7 @@
 //! lines end at LF only, and a value holding CR or NUL is refused rather than guessed at.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
 pub const MAX_INPUT: usize = 64 * 1024;
@@ -160,13 +160,20 @@ fn push_or_clear(list: &mut Vec<String>, value: &str) {
     }
 }
 
-/// Reads a request from `input` (stdin), refusing more than [`MAX_INPUT`] bytes.
-pub fn read_request(input: impl Read) -> Result<Request, ParseError> {
+/// Reads a request from `input` (stdin) up to its blank line or EOF, refusing more than
+/// [`MAX_INPUT`] bytes. Stopping at the blank line lets a person type a request by hand.
+pub fn read_request(input: impl BufRead) -> Result<Request, ParseError> {
     let mut buffer = Vec::with_capacity(512);
-    input
-        .take(MAX_INPUT as u64 + 1)
-        .read_to_end(&mut buffer)
-        .map_err(|e| ParseError::Io(e.to_string()))?;
+    let mut limited = input.take(MAX_INPUT as u64 + 1);
+    loop {
+        let start = buffer.len();
+        let read = limited
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| ParseError::Io(e.to_string()))?;
+        if read == 0 || buffer[start..] == *b"\n" {
+            break;
+        }
+    }
     parse(&buffer)
 }
 
@@ -298,6 +305,14 @@ mod tests {
             parse(b"path=\xff\xfe\n"),
             Err(ParseError::NotUtf8 { line: 1 })
         );
+    }
+
+    #[test]
+    fn reading_stops_at_the_blank_line_without_waiting_for_eof() {
+        let mut input = &b"protocol=https\nhost=a\n\nhost=b\n"[..];
+        let r = read_request(&mut input).unwrap();
+        assert_eq!(r.host.as_deref(), Some("a"));
+        assert_eq!(input, b"host=b\n", "the rest is left unread");
     }
 
     #[test]
