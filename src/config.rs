@@ -373,7 +373,8 @@ pub fn expand_path(file: &str, base: &Path) -> PathBuf {
     }
 }
 
-fn check_host(host: &str) -> Result<String, String> {
+/// Checks a `hosts` entry (a bare host name with an optional port) and lower-cases it.
+pub fn check_host(host: &str) -> Result<String, String> {
     let lower = host.to_ascii_lowercase();
     let bad = lower.is_empty()
         || lower.contains("://")
@@ -391,7 +392,8 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn valid_subject(subject: &str) -> bool {
+/// Whether `subject` can be a `sub` claim: non-empty, no control characters.
+pub fn valid_subject(subject: &str) -> bool {
     !subject.is_empty() && !subject.chars().any(char::is_control)
 }
 

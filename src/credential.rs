@@ -12,6 +12,7 @@ use crate::key;
 use crate::protocol::{Request, Response};
 use crate::resolve::{self, Overrides, Owner, ResolveError, Settings, vars};
 use crate::token::{self, Claims};
+use crate::url::RemoteUrl;
 
 /// The prefix of every line the helper writes to stderr.
 pub const PREFIX: &str = "git-credential-codestorage";
@@ -88,12 +89,75 @@ pub fn mint(settings: &Settings, env: &dyn Env, now: i64) -> Result<Minted, Erro
 
 /// The git config line that turns on `useHttpPath` for `host`.
 pub fn use_http_path_fix(host: &str) -> String {
-    let pattern = if resolve::owner(None, host).is_some() {
-        "https://*.code.storage".to_owned()
-    } else {
-        format!("https://{host}")
+    let url = crate::gitconfig::credential_url("https", host);
+    // Quoted: zsh refuses an unmatched `*` in `credential.https://*.code.storage...`.
+    crate::gitconfig::command_line(&[
+        "config",
+        "--global",
+        &format!("credential.{url}.useHttpPath"),
+        "true",
+    ])
+}
+
+/// What `token` and `doctor URL` sign for.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A remote URL, resolved as `get` resolves git's request for it.
+    Url(&'a RemoteUrl),
+    /// `--org NAME REPO`: an organisation by name and a repository ID (or path).
+    Org {
+        /// The organisation.
+        org: &'a str,
+        /// The repository; ignored for an organisation-wide token.
+        repo: &'a str,
+    },
+}
+
+/// The settings `get` would sign with for `target`, through the same steps (owner, protocol,
+/// repository ID, [`resolve::settings`]); an error where `get` would decline or quit.
+/// `org_wide` signs for the whole organisation (`repo: "org"`) instead of one repository.
+pub fn resolve_target(
+    config: Option<&Config>,
+    target: Target<'_>,
+    org_wide: bool,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Settings, Error> {
+    let (owner, path) = match target {
+        Target::Url(url) => {
+            let owner = resolve::owner(config, &url.host).ok_or_else(|| {
+                Error::msg(format!(
+                    "{} is not a Code Storage host: git would not ask this helper for it; Code Storage hosts are ORG.code.storage, and other hosts must be listed in an organisation's hosts in {}",
+                    url.host.escape_debug(),
+                    config.map_or_else(|| "the config file".to_owned(), |c| c.path.display().to_string()),
+                ))
+            })?;
+            if !resolve::protocol_allowed(&url.protocol, &url.host, &owner) {
+                return Err(Error::msg(format!(
+                    "{url}: tokens go over https only (http only to a loopback host whose organisation sets allow_http = true)"
+                )));
+            }
+            (owner, url.path.as_str())
+        }
+        Target::Org { org, repo } => (resolve::owner_by_name(config, org), repo),
     };
-    format!("git config --global credential.{pattern}.useHttpPath true")
+    let repo = if org_wide {
+        token::ORG_WIDE_REPO.to_owned()
+    } else {
+        resolve::repo_id(path)?
+    };
+    Ok(resolve::settings(config, &owner, &repo, env, overrides)?)
+}
+
+/// A unix time as an RFC 3339 UTC date, e.g. `2026-05-01T12:00:00Z`.
+pub fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{unix} (out of range)"))
 }
 
 /// Answers `get`.
@@ -373,7 +437,9 @@ mod tests {
         let (response, err) = run(&c, "protocol=https\nhost=acme.code.storage\n");
         assert_eq!(response, Response::Quit);
         assert!(
-            err.contains("git config --global credential.https://*.code.storage.useHttpPath true"),
+            err.contains(
+                "git config --global 'credential.https://*.code.storage.useHttpPath' true"
+            ),
             "{err}"
         );
         let (_, err) = run(&c, "protocol=https\nhost=127.0.0.1:9\n");
@@ -498,6 +564,88 @@ mod tests {
         assert_eq!(minted.claims.scopes, [token::Scope::GitRead]);
         assert_eq!(minted.claims.exp - minted.claims.iat, 300);
         assert_eq!(minted.claims.ops, Some(vec![token::Op::NoForcePush]));
+    }
+
+    #[test]
+    fn token_targets_resolve_like_get() {
+        let c = case("[[org.acme.repo]]\nmatch = \"ro/**\"\nscopes = [\"git:read\"]\n");
+        let config = c.config.as_ref().unwrap().as_ref();
+        let url = crate::url::parse("https://ACME.code.storage/ro/x+ephemeral.git").unwrap();
+        let from_url = resolve_target(
+            config,
+            Target::Url(&url),
+            false,
+            &c.env,
+            &Overrides::default(),
+        )
+        .unwrap();
+        let (Response::Credential { password, .. }, _) = run(
+            &c,
+            "protocol=https\nhost=ACME.code.storage\npath=ro/x+ephemeral.git\n",
+        ) else {
+            panic!()
+        };
+        let from_get = token::decode_unverified(&password).unwrap().claims.unwrap();
+        let minted = mint(&from_url, &c.env, NOW).unwrap();
+        assert_eq!(minted.claims, from_get);
+        let by_name = resolve_target(
+            config,
+            Target::Org {
+                org: "acme",
+                repo: "ro/x.git",
+            },
+            false,
+            &c.env,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(by_name, from_url);
+        let wide = resolve_target(
+            config,
+            Target::Url(&url),
+            true,
+            &c.env,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(wide.repo, "org");
+
+        for (text, expected) in [
+            ("https://github.com/a/b.git", "not a Code Storage host"),
+            ("http://acme.code.storage/a.git", "https only"),
+            ("https://acme.code.storage/a/../b.git", "'..'"),
+            ("https://acme.code.storage/", "names no repository"),
+        ] {
+            let url = crate::url::parse(text).unwrap();
+            let err = resolve_target(
+                config,
+                Target::Url(&url),
+                false,
+                &c.env,
+                &Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let err = resolve_target(
+            config,
+            Target::Org {
+                org: "nobody",
+                repo: "x",
+            },
+            false,
+            &c.env,
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("setup --org nobody"), "{err}");
+    }
+
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert!(format_time(i64::MAX).contains("out of range"));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The crate's error: one enum over the modules' own, each message written for the user.
 
 use crate::config::ConfigError;
+use crate::gitconfig::GitError;
 use crate::key::KeyError;
 use crate::resolve::{RepoIdError, ResolveError};
 use crate::token::TokenError;
+use crate::url::UrlError;
 
 /// Anything that stops the helper from producing a token or finishing a command.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,12 @@ pub enum Error {
     /// The token could not be made or read.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A URL given on the command line cannot be served.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Running `git` failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Message(String),

@@ -115,7 +115,7 @@ pub enum KeyError {
     #[error("{0} is not a regular file")]
     NotAFile(KeySource),
     /// Group or others may access the key file.
-    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or set allow_insecure_permissions = true for a mounted secret", path = .path.display())]
+    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or set allow_insecure_key_permissions = true for a mounted secret", path = .path.display())]
     InsecurePermissions {
         /// The key source.
         origin: KeySource,
@@ -252,7 +252,7 @@ impl SigningKey {
         };
         let bits = [&[0u8][..], &public].concat();
         let spki = der::sequence(&[&algorithm_id, &der::element(der::BIT_STRING, &bits)]);
-        Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))
+        Ok(encode_pem(&pem::Pem::new("PUBLIC KEY", spki)))
     }
 }
 
@@ -276,10 +276,18 @@ pub fn generate(kind: NewKey) -> Result<Zeroizing<String>, ring::error::Unspecif
         NewKey::Ed25519 => signature::Ed25519KeyPair::generate_pkcs8(&rng)?,
     };
     let contents = Zeroizing::new(document.as_ref().to_vec());
-    Ok(Zeroizing::new(pem::encode(&pem::Pem::new(
+    Ok(Zeroizing::new(encode_pem(&pem::Pem::new(
         "PRIVATE KEY",
         contents.to_vec(),
     ))))
+}
+
+/// PEM with Unix line endings (the `pem` crate writes CRLF by default), as OpenSSL writes it.
+fn encode_pem(block: &pem::Pem) -> String {
+    pem::encode_config(
+        block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Reads and parses the key from `source`.

@@ -5,7 +5,7 @@
 //! lines end at LF only, and a value holding CR or NUL is refused rather than guessed at.
 
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
 /// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
 pub const MAX_INPUT: usize = 64 * 1024;

@@ -278,10 +278,7 @@ pub fn settings(
             org: owner.name().to_owned(),
         })?,
     };
-    let command_timeout = env_value(env, vars::KEY_COMMAND_TIMEOUT, Ttl::parse)?
-        .map_or(crate::key::DEFAULT_COMMAND_TIMEOUT, |t| {
-            std::time::Duration::from_secs(t.seconds())
-        });
+    let load_options = load_options(org, env)?;
     Ok(Settings {
         org: owner.name().to_owned(),
         repo: repo.to_owned(),
@@ -291,13 +288,32 @@ pub fn settings(
         ops: rule.and_then(|r| r.ops.clone()),
         refs: rule.and_then(|r| r.refs.clone()),
         key,
-        load_options: LoadOptions {
-            allow_insecure_permissions: org.is_some_and(|o| o.allow_insecure_key_permissions)
-                || flag(env, vars::ALLOW_INSECURE),
-            command_timeout,
-        },
+        load_options,
         rule: rule.map(|r| (r.line, r.pattern.as_str().to_owned())),
     })
+}
+
+/// How the key of `org` (or of the environment, for `None`) is read: the config's and the
+/// environment's permission and timeout settings.
+pub fn load_options(org: Option<&Org>, env: &dyn Env) -> Result<LoadOptions, ResolveError> {
+    let command_timeout = env_value(env, vars::KEY_COMMAND_TIMEOUT, Ttl::parse)?
+        .map_or(crate::key::DEFAULT_COMMAND_TIMEOUT, |t| {
+            std::time::Duration::from_secs(t.seconds())
+        });
+    Ok(LoadOptions {
+        allow_insecure_permissions: org.is_some_and(|o| o.allow_insecure_key_permissions)
+            || flag(env, vars::ALLOW_INSECURE),
+        command_timeout,
+    })
+}
+
+/// The organisation called `name` (`token --org NAME`): the configured one, matched as
+/// [`owner`] matches `<name>.code.storage`, or an implicit one whose key is in the environment.
+pub fn owner_by_name<'c>(config: Option<&'c Config>, name: &str) -> Owner<'c> {
+    match config.and_then(|c| c.orgs.values().find(|o| o.name.eq_ignore_ascii_case(name))) {
+        Some(org) => Owner::Configured(org),
+        None => Owner::Implicit(name.to_ascii_lowercase()),
+    }
 }
 
 /// The key the environment offers for unconfigured `*.code.storage` hosts, if any.

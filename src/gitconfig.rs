@@ -1,0 +1,697 @@
+//! git's own configuration: the entries that route Code Storage hosts to this helper, written and
+//! read by running `git config`, and the list of helpers git would ask for a URL.
+//!
+//! Only `setup` and `doctor` come here; `get` never runs git. Running `git config` rather than
+//! editing `~/.gitconfig` keeps git's own quoting, includes and `GIT_CONFIG_GLOBAL` in charge.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The helper name git turns into `git credential-codestorage`.
+pub const HELPER_NAME: &str = "codestorage";
+
+/// The program git runs for [`HELPER_NAME`].
+pub const BINARY_NAME: &str = "git-credential-codestorage";
+
+/// The first git that reads `password_expiry_utc` and `wwwauth[]` from helpers.
+pub const EXPIRY_VERSION: Version = Version(2, 41, 0);
+
+/// Which git config file `setup` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `~/.gitconfig` (or `$GIT_CONFIG_GLOBAL`): every repository of the user.
+    Global,
+    /// The current repository's `.git/config`.
+    Local,
+}
+
+impl Scope {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Global => "--global",
+            Self::Local => "--local",
+        }
+    }
+}
+
+/// Why a git command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitError {
+    /// `git` is not on PATH.
+    #[error("git is not installed or not on PATH; install git (2.41 or later) and try again")]
+    NotInstalled,
+    /// git ran and failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        /// The command line, shell-quoted.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What git printed on stderr, on one line.
+        stderr: String,
+    },
+}
+
+/// A git version, e.g. 2.47.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+impl Version {
+    /// Reads `git version 2.39.3 (Apple Git-145)` or `git version 2.45.1.windows.1`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let number = text.trim().strip_prefix("git version ")?;
+        let mut parts = number
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().ok());
+        Some(Self(
+            parts.next()??,
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+        ))
+    }
+}
+
+/// One value as `git config --list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Where it was set, e.g. `file:/home/u/.gitconfig` or `command line:`.
+    pub origin: String,
+    /// The key: section and name lower-cased, the URL in between as written.
+    pub key: String,
+    /// The value; `None` for a bare `key` line (boolean true).
+    pub value: Option<String>,
+}
+
+/// One git config key and the values `setup` wants it to hold, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// The key, e.g. `credential.https://*.code.storage.helper`.
+    pub key: String,
+    /// Its values.
+    pub values: Vec<String>,
+}
+
+/// The URL git's credential config uses for `host`: one `https://*.code.storage` entry for every
+/// Code Storage organisation, or the host itself (with its port) for a custom domain.
+pub fn credential_url(protocol: &str, host: &str) -> String {
+    let lower = host.to_ascii_lowercase();
+    if protocol == "https" && !lower.contains(':') && crate::resolve::owner(None, &lower).is_some()
+    {
+        "https://*.code.storage".to_owned()
+    } else {
+        format!("{protocol}://{lower}")
+    }
+}
+
+/// The entries that make git ask only this helper for `url`: an empty `helper` that resets the
+/// helpers configured before (credential-store would keep our tokens in plain text), then ours,
+/// and `useHttpPath` so that git sends the repository path.
+pub fn wanted(url: &str, helper: &str) -> [Wanted; 2] {
+    [
+        Wanted {
+            key: format!("credential.{url}.helper"),
+            values: vec![String::new(), helper.to_owned()],
+        },
+        Wanted {
+            key: format!("credential.{url}.useHttpPath"),
+            values: vec!["true".to_owned()],
+        },
+    ]
+}
+
+/// The `credential.helper` value naming this binary. `codestorage` makes git run
+/// `git-credential-codestorage` from PATH, so it is used only when that is this very program;
+/// otherwise (not installed yet, or another copy first on PATH) the absolute path is written,
+/// quoted for the shell git runs helpers with.
+pub fn helper_value(current_exe: &Path, path_var: Option<&OsStr>) -> String {
+    let on_path = path_var
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(BINARY_NAME))
+        .find(|candidate| candidate.is_file());
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match on_path {
+        Some(found) if same(&found, current_exe) => HELPER_NAME.to_owned(),
+        _ => shell_quote(&current_exe.to_string_lossy()),
+    }
+}
+
+/// Whether a `credential.helper` value runs this helper.
+pub fn is_ours(value: &str) -> bool {
+    let value = value.trim();
+    value == HELPER_NAME || value.starts_with("codestorage ") || value.contains(BINARY_NAME)
+}
+
+/// The kind of a configured helper, for `doctor`'s verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperKind {
+    /// This helper.
+    Ours,
+    /// git-credential-store: writes every credential to a plain-text file.
+    Store,
+    /// git-credential-cache: keeps credentials in memory, honouring expiry.
+    Cache,
+    /// Anything else (a keychain, Git Credential Manager, a script).
+    Other,
+}
+
+/// Classifies a `credential.helper` value.
+pub fn helper_kind(value: &str) -> HelperKind {
+    let value = value.trim();
+    let first = value.split_whitespace().next().unwrap_or("");
+    if is_ours(value) {
+        HelperKind::Ours
+    } else if first == "store" || value.contains("git-credential-store") {
+        HelperKind::Store
+    } else if first == "cache" || value.contains("git-credential-cache") {
+        HelperKind::Cache
+    } else {
+        HelperKind::Other
+    }
+}
+
+/// The helpers git would run for `url`, in order, as `credential.c` builds the list: every
+/// matching `credential.helper` and `credential.<url>.helper` in config order, an empty value
+/// clearing those before it.
+pub fn helpers_for<'e>(entries: &'e [ConfigEntry], url: &str) -> Vec<&'e ConfigEntry> {
+    let mut helpers = Vec::new();
+    for entry in matching(entries, url, "helper") {
+        match entry.value.as_deref() {
+            Some("") => helpers.clear(),
+            Some(_) => helpers.push(entry),
+            None => {}
+        }
+    }
+    helpers
+}
+
+/// Whether git sends the path to helpers for `url` (the last matching `useHttpPath` wins).
+pub fn use_http_path_for(entries: &[ConfigEntry], url: &str) -> bool {
+    matching(entries, url, "usehttppath")
+        .into_iter()
+        .last()
+        .is_some_and(|entry| entry.value.as_deref().is_none_or(is_true))
+}
+
+fn is_true(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "true" | "yes" | "on" | "1"
+    )
+}
+
+fn matching<'e>(entries: &'e [ConfigEntry], url: &str, name: &str) -> Vec<&'e ConfigEntry> {
+    entries
+        .iter()
+        .filter(|entry| {
+            let Some(rest) = entry.key.strip_prefix("credential.") else {
+                return false;
+            };
+            match rest.rsplit_once('.') {
+                None => rest == name,
+                Some((pattern, key)) => key == name && url_matches(pattern, url),
+            }
+        })
+        .collect()
+}
+
+/// The parts of a URL git's `urlmatch.c` compares, normalised as it normalises them.
+struct UrlParts {
+    scheme: String,
+    user: Option<String>,
+    host: String,
+    port: Option<String>,
+    path: String,
+}
+
+fn url_parts(url: &str) -> Option<UrlParts> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (
+            Some(userinfo.split(':').next().unwrap_or("").to_owned()),
+            host,
+        ),
+        None => (None, authority),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((address, after)) => (address, after.strip_prefix(':')),
+            None => (host_port, None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let default_port = match scheme.as_str() {
+        "https" => Some("443"),
+        "http" => Some("80"),
+        _ => None,
+    };
+    let port = port.filter(|p| !p.is_empty() && Some(*p) != default_port);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    Some(UrlParts {
+        scheme,
+        user,
+        host: host.to_ascii_lowercase(),
+        port: port.map(str::to_owned),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        },
+    })
+}
+
+/// Whether the URL of a `credential.<pattern>.*` key applies to `url`, as git decides it: same
+/// scheme, user (if the pattern names one), port and number of host labels, `*` matching one
+/// whole label, and the pattern's path a prefix of the URL's at a `/`. A pattern without `://` is
+/// git's "partial URL": a host (and path) compared exactly.
+pub fn url_matches(pattern: &str, url: &str) -> bool {
+    let Some(target) = url_parts(url) else {
+        return false;
+    };
+    let Some(want) = url_parts(pattern) else {
+        let (host, path) = pattern.split_once('/').unwrap_or((pattern, ""));
+        let target_host = match &target.port {
+            Some(port) => format!("{}:{port}", target.host),
+            None => target.host.clone(),
+        };
+        let path = path.trim_matches('/');
+        return host == target_host && (path.is_empty() || path == target.path.trim_matches('/'));
+    };
+    want.scheme == target.scheme
+        && want
+            .user
+            .as_ref()
+            .is_none_or(|u| target.user.as_ref() == Some(u))
+        && want.port == target.port
+        && host_matches(&want.host, &target.host)
+        && path_prefix(&want.path, &target.path)
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let (pattern, host): (Vec<&str>, Vec<&str>) =
+        (pattern.split('.').collect(), host.split('.').collect());
+    pattern.len() == host.len() && pattern.iter().zip(&host).all(|(p, h)| label_matches(p, h))
+}
+
+// git (2.39 to 2.47 at least) treats `*` as a whole label only: `a*e.code.storage` matches nothing.
+fn label_matches(pattern: &str, label: &str) -> bool {
+    pattern == "*" || pattern == label
+}
+
+fn path_prefix(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Runs `git`, from PATH, in the current directory.
+#[derive(Debug, Clone)]
+pub struct Git {
+    program: PathBuf,
+}
+
+impl Default for Git {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("git"),
+        }
+    }
+}
+
+impl Git {
+    fn run(&self, args: &[&str]) -> Result<Output, GitError> {
+        Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => GitError::NotInstalled,
+                _ => self.failed(args, "could not start", e.to_string().as_bytes()),
+            })
+    }
+
+    fn failed(&self, args: &[&str], status: &str, stderr: &[u8]) -> GitError {
+        GitError::Failed {
+            command: command_line(args),
+            status: status.to_owned(),
+            stderr: String::from_utf8_lossy(stderr).trim().replace('\n', "; "),
+        }
+    }
+
+    /// Runs `args`, accepting exit codes in `ok`.
+    fn run_ok(&self, args: &[&str], ok: &[i32]) -> Result<Output, GitError> {
+        let output = self.run(args)?;
+        match output.status.code() {
+            Some(code) if code == 0 || ok.contains(&code) => Ok(output),
+            _ => Err(self.failed(args, &output.status.to_string(), &output.stderr)),
+        }
+    }
+
+    /// `git --version`.
+    pub fn version(&self) -> Result<Version, GitError> {
+        let output = self.run_ok(&["--version"], &[])?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        Version::parse(&text)
+            .ok_or_else(|| self.failed(&["--version"], "unreadable", text.as_bytes()))
+    }
+
+    /// Where git looks for `git-<name>` programs before PATH.
+    pub fn exec_path(&self) -> Option<PathBuf> {
+        let output = self.run_ok(&["--exec-path"], &[]).ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        Some(PathBuf::from(text.trim()))
+    }
+
+    /// The values of `key` in `scope`'s file, in order (none if unset).
+    pub fn get_all(&self, scope: Scope, key: &str) -> Result<Vec<String>, GitError> {
+        // Exit 1: the key is not set.
+        let output = self.run_ok(&["config", scope.flag(), "--null", "--get-all", key], &[1])?;
+        Ok(split_null(&output.stdout))
+    }
+
+    /// Replaces every value of `key` in `scope`'s file with `values`.
+    pub fn replace_all(&self, scope: Scope, key: &str, values: &[String]) -> Result<(), GitError> {
+        self.unset_all(scope, key)?;
+        for value in values {
+            self.run_ok(&["config", scope.flag(), "--add", key, value], &[])?;
+        }
+        Ok(())
+    }
+
+    /// Removes every value of `key` from `scope`'s file.
+    pub fn unset_all(&self, scope: Scope, key: &str) -> Result<(), GitError> {
+        // Exit 5: nothing to unset.
+        self.run_ok(&["config", scope.flag(), "--unset-all", key], &[5])
+            .map(drop)
+    }
+
+    /// Removes the `[credential "<url>"]` section from `scope`'s file if nothing is left in it
+    /// (git keeps an empty section header after the last `--unset-all`).
+    pub fn remove_section_if_empty(&self, scope: Scope, url: &str) -> Result<(), GitError> {
+        let prefix = format!("credential.{url}.");
+        let output = self.run_ok(&["config", scope.flag(), "--null", "--list"], &[1, 128])?;
+        let left = split_null(&output.stdout)
+            .iter()
+            .any(|entry| entry.starts_with(&prefix));
+        if !left {
+            // Exit 128: the section does not exist (any more).
+            self.run_ok(
+                &[
+                    "config",
+                    scope.flag(),
+                    "--remove-section",
+                    &format!("credential.{url}"),
+                ],
+                &[128],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every config value git sees here (system, global, repository, command line), in the order
+    /// git reads them.
+    pub fn list(&self) -> Result<Vec<ConfigEntry>, GitError> {
+        let output = self.run_ok(&["config", "--list", "--show-origin", "--null"], &[])?;
+        Ok(parse_list(&output.stdout))
+    }
+}
+
+/// Reads the output of `git config --list --show-origin --null`.
+pub fn parse_list(output: &[u8]) -> Vec<ConfigEntry> {
+    split_null(output)
+        .chunks_exact(2)
+        .map(|pair| {
+            // `key\nvalue`, or a bare `key` for a valueless (boolean true) entry.
+            let (key, value) = match pair[1].split_once('\n') {
+                Some((key, value)) => (key, Some(value.to_owned())),
+                None => (pair[1].as_str(), None),
+            };
+            ConfigEntry {
+                origin: pair[0].clone(),
+                key: key.to_owned(),
+                value,
+            }
+        })
+        .collect()
+}
+
+fn split_null(bytes: &[u8]) -> Vec<String> {
+    let mut fields: Vec<String> = bytes
+        .split(|&b| b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    // The output ends with a NUL, leaving one empty field after it.
+    if fields.last().is_some_and(String::is_empty) {
+        fields.pop();
+    }
+    fields
+}
+
+/// `git config` with `args`, as a line the user can paste into a shell.
+pub fn command_line(args: &[&str]) -> String {
+    std::iter::once("git")
+        .chain(args.iter().copied())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes `text` for a POSIX shell, leaving plain words as they are.
+pub fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@+,".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The git command that sets one value, for `--dry-run` and messages.
+pub fn add_command(scope: Scope, key: &str, value: &str) -> String {
+    command_line(&["config", scope.flag(), "--add", key, value])
+}
+
+/// The git command that removes every value of a key.
+pub fn unset_command(scope: Scope, key: &str) -> String {
+    command_line(&["config", scope.flag(), "--unset-all", key])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, value: Option<&str>) -> ConfigEntry {
+        ConfigEntry {
+            origin: "file:/home/u/.gitconfig".into(),
+            key: key.into(),
+            value: value.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn code_storage_hosts_share_one_wildcard_entry() {
+        assert_eq!(
+            credential_url("https", "acme.code.storage"),
+            "https://*.code.storage"
+        );
+        assert_eq!(
+            credential_url("https", "Beta.Code.Storage"),
+            "https://*.code.storage"
+        );
+        assert_eq!(
+            credential_url("https", "git.acme.dev:8443"),
+            "https://git.acme.dev:8443"
+        );
+        assert_eq!(
+            credential_url("https", "acme.code.storage:8443"),
+            "https://acme.code.storage:8443"
+        );
+        assert_eq!(
+            credential_url("http", "127.0.0.1:9000"),
+            "http://127.0.0.1:9000"
+        );
+        let [helper, path] = wanted("https://*.code.storage", "codestorage");
+        assert_eq!(helper.key, "credential.https://*.code.storage.helper");
+        assert_eq!(helper.values, ["", "codestorage"]);
+        assert_eq!(
+            (path.key.as_str(), path.values.as_slice()),
+            (
+                "credential.https://*.code.storage.useHttpPath",
+                &["true".to_owned()][..]
+            )
+        );
+    }
+
+    #[test]
+    fn urls_match_as_git_matches_them() {
+        let url = "https://acme.code.storage/";
+        assert!(url_matches("https://*.code.storage", url));
+        assert!(url_matches("https://acme.code.storage:443/", url));
+        assert!(url_matches("HTTPS://ACME.code.storage", url));
+        assert!(url_matches("https://*.*.storage", url));
+        assert!(
+            !url_matches("https://a*e.code.storage", url),
+            "git globs whole labels only"
+        );
+        assert!(
+            !url_matches("ACME.code.storage", url),
+            "partial URLs compare exactly"
+        );
+        assert!(!url_matches(
+            "https://*.code.storage",
+            "https://a.b.code.storage/"
+        ));
+        assert!(!url_matches("http://*.code.storage", url));
+        assert!(!url_matches("https://*.code.storage:8443", url));
+        assert!(!url_matches("https://t@acme.code.storage", url));
+        assert!(url_matches(
+            "https://acme.code.storage/team",
+            "https://acme.code.storage/team/x.git"
+        ));
+        assert!(!url_matches(
+            "https://acme.code.storage/team",
+            "https://acme.code.storage/teams/x.git"
+        ));
+        assert!(url_matches("acme.code.storage", url));
+        assert!(!url_matches("code.storage", url));
+        assert!(url_matches(
+            "https://git.acme.dev:8443",
+            "https://git.acme.dev:8443/x.git"
+        ));
+        assert!(url_matches("http://[::1]:9000", "http://[::1]:9000/x.git"));
+        assert!(!url_matches("http://[::1]:9000", "http://[::1]/x.git"));
+    }
+
+    #[test]
+    fn helper_list_follows_config_order_and_resets() {
+        let entries = vec![
+            entry("credential.helper", Some("store")),
+            entry("credential.https://*.code.storage.helper", Some("")),
+            entry(
+                "credential.https://*.code.storage.helper",
+                Some("codestorage"),
+            ),
+            entry(
+                "credential.https://*.code.storage.usehttppath",
+                Some("true"),
+            ),
+            entry("credential.https://github.com.helper", Some("manager")),
+            entry("user.name", Some("x")),
+        ];
+        let url = "https://acme.code.storage/";
+        let helpers: Vec<_> = helpers_for(&entries, url)
+            .iter()
+            .map(|e| e.value.clone().unwrap())
+            .collect();
+        assert_eq!(helpers, ["codestorage"]);
+        assert!(use_http_path_for(&entries, url));
+        let helpers: Vec<_> = helpers_for(&entries, "https://github.com/")
+            .iter()
+            .map(|e| e.value.clone().unwrap())
+            .collect();
+        assert_eq!(helpers, ["store", "manager"]);
+        assert!(!use_http_path_for(&entries, "https://github.com/"));
+        // A later global helper comes after ours, whatever its URL's specificity.
+        let mut later = entries.clone();
+        later.push(entry("credential.helper", Some("cache --timeout=60")));
+        let kinds: Vec<_> = helpers_for(&later, url)
+            .iter()
+            .map(|e| helper_kind(e.value.as_deref().unwrap()))
+            .collect();
+        assert_eq!(kinds, [HelperKind::Ours, HelperKind::Cache]);
+        let off = [
+            entry("credential.usehttppath", None),
+            entry("credential.https://*.code.storage.usehttppath", Some("no")),
+        ];
+        assert!(!use_http_path_for(&off, url));
+    }
+
+    #[test]
+    fn helpers_are_classified_by_value() {
+        assert_eq!(helper_kind("codestorage"), HelperKind::Ours);
+        assert_eq!(
+            helper_kind("'/opt/my tools/git-credential-codestorage'"),
+            HelperKind::Ours
+        );
+        assert_eq!(helper_kind("store --file ~/.creds"), HelperKind::Store);
+        assert_eq!(
+            helper_kind("/usr/lib/git-core/git-credential-store"),
+            HelperKind::Store
+        );
+        assert_eq!(helper_kind("cache"), HelperKind::Cache);
+        assert_eq!(helper_kind("osxkeychain"), HelperKind::Other);
+        assert_eq!(helper_kind("storex"), HelperKind::Other);
+    }
+
+    #[test]
+    fn versions_parse_from_every_platform() {
+        assert_eq!(
+            Version::parse("git version 2.47.3\n"),
+            Some(Version(2, 47, 3))
+        );
+        assert_eq!(
+            Version::parse("git version 2.39.3 (Apple Git-145)"),
+            Some(Version(2, 39, 3))
+        );
+        assert_eq!(
+            Version::parse("git version 2.45.1.windows.1"),
+            Some(Version(2, 45, 1))
+        );
+        assert_eq!(Version::parse("git version 3.0"), Some(Version(3, 0, 0)));
+        assert_eq!(Version::parse("hub version 2"), None);
+        assert!(Version(2, 40, 9) < EXPIRY_VERSION);
+    }
+
+    #[test]
+    fn helper_value_is_the_name_only_when_path_finds_this_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join(BINARY_NAME);
+        std::fs::write(&exe, "").unwrap();
+        let path = std::env::join_paths([dir.path()]).unwrap();
+        assert_eq!(helper_value(&exe, Some(&path)), "codestorage");
+        let elsewhere = dir.path().join("other dir");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let copy = elsewhere.join(BINARY_NAME);
+        std::fs::write(&copy, "").unwrap();
+        assert_eq!(
+            helper_value(&copy, Some(&path)),
+            format!("'{}'", copy.display())
+        );
+        assert_eq!(helper_value(&copy, None), format!("'{}'", copy.display()));
+    }
+
+    #[test]
+    fn shell_quoting_is_minimal_and_safe() {
+        assert_eq!(
+            shell_quote("credential.https://*.code.storage.helper"),
+            "'credential.https://*.code.storage.helper'"
+        );
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("codestorage"), "codestorage");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
