@@ -187,7 +187,7 @@ fn without_use_http_path_git_is_told_to_quit_and_how_to_fix_it() {
     assert_eq!(run.stdout, "quit=1\n");
     assert!(
         run.stderr
-            .contains("git config --global credential.https://*.code.storage.useHttpPath true"),
+            .contains("git config --global 'credential.https://*.code.storage.useHttpPath' true"),
         "{}",
         run.stderr
     );

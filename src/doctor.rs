@@ -1,0 +1,580 @@
+//! `doctor`: every precondition of a working `git clone`, one line each, with the fix.
+//!
+//! Checks the config, every key (type, permissions), git's version, that git routes each
+//! configured host to this helper first and with `useHttpPath`, and the clock; with a URL, what a
+//! `get` for it would sign. Never prints a token or key material.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::credential::{self, Target, format_time};
+use crate::env::Env;
+use crate::gitconfig::{self, ConfigEntry, Git, HelperKind};
+use crate::key;
+use crate::resolve::{self, Overrides, Owner, ResolveError};
+use crate::token;
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// As it should be.
+    Ok,
+    /// Works, but not as well as it could.
+    Warn,
+    /// Breaks `git clone` (or leaks a token); `doctor` exits non-zero.
+    Fail,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, not `write_str`, so that `{:<4}` lines the verdicts up.
+        f.pad(match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Fail => "FAIL",
+        })
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The verdict.
+    pub status: Status,
+    /// What was found and, unless ok, the fix.
+    pub text: String,
+}
+
+/// Every finding, in the order checked.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The lines.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, status: Status, text: impl Into<String>) {
+        self.findings.push(Finding {
+            status,
+            text: text.into(),
+        });
+    }
+
+    /// Whether any check failed.
+    pub fn failed(&self) -> bool {
+        self.findings.iter().any(|f| f.status == Status::Fail)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for finding in &self.findings {
+            writeln!(f, "{:<4}  {}", finding.status, finding.text)?;
+        }
+        let failures = self
+            .findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .count();
+        match failures {
+            0 => writeln!(f, "no problems found"),
+            1 => writeln!(f, "1 problem found"),
+            n => writeln!(f, "{n} problems found"),
+        }
+    }
+}
+
+/// Runs every check, with `url` (as typed by the user) if given, at time `now`.
+pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
+    let mut report = Report::default();
+    let config = check_config(&mut report, env);
+    check_keys(&mut report, config.as_ref(), env);
+    check_git(&mut report, git, config.as_ref(), url, env);
+    check_clock(&mut report, now);
+    if let Some(url) = url {
+        check_url(&mut report, config.as_ref(), url, env, now);
+    }
+    report
+}
+
+fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
+    let Some(path) = crate::config::default_path(env) else {
+        report.push(
+            Status::Fail,
+            "cannot find the configuration directory; fix: set CODESTORAGE_CONFIG to a file path",
+        );
+        return None;
+    };
+    match crate::config::load(&path) {
+        Ok(Some(config)) => {
+            let names: Vec<&str> = config.orgs.keys().map(String::as_str).collect();
+            let (status, what) = match names.len() {
+                0 => (
+                    Status::Warn,
+                    "no organisations; fix: git-credential-codestorage setup --org ORG --key-file PATH"
+                        .to_owned(),
+                ),
+                1 => (Status::Ok, format!("organisation {}", names[0])),
+                n => (Status::Ok, format!("{n} organisations: {}", names.join(", "))),
+            };
+            report.push(status, format!("config {} parses: {what}", path.display()));
+            Some(config)
+        }
+        Ok(None) => {
+            match resolve::env_key(env) {
+                Some(source) => report.push(
+                    Status::Ok,
+                    format!(
+                        "no config file at {}; *.code.storage hosts use the {source}",
+                        path.display()
+                    ),
+                ),
+                None => report.push(
+                    Status::Fail,
+                    format!(
+                        "no config file at {} and no key in the environment; fix: git-credential-codestorage setup --org ORG --key-file PATH (make a key first with `git-credential-codestorage keygen --org ORG`)",
+                        path.display()
+                    ),
+                ),
+            }
+            None
+        }
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            None
+        }
+    }
+}
+
+fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
+    // The environment's overrides (ttl, scopes, timeouts) apply to every organisation.
+    let probe = resolve::settings(
+        None,
+        &Owner::Implicit("probe".into()),
+        "probe",
+        env,
+        &Overrides::default(),
+    );
+    if let Err(e @ ResolveError::BadEnv { .. }) = probe {
+        report.push(Status::Fail, format!("environment: {e}"));
+        return;
+    }
+    let orgs = config.into_iter().flat_map(|c| c.orgs.values());
+    let mut sources: Vec<(String, key::KeySource, Option<&crate::config::Org>)> = orgs
+        .map(|org| {
+            (
+                format!("organisation {}", org.name),
+                org.key.clone(),
+                Some(org),
+            )
+        })
+        .collect();
+    if let Some(source) = resolve::env_key(env) {
+        sources.push((
+            "unconfigured *.code.storage organisations".into(),
+            source,
+            None,
+        ));
+    }
+    for (who, source, org) in sources {
+        let loaded = resolve::load_options(org, env)
+            .map_err(|e| e.to_string())
+            .and_then(|options| key::load(&source, env, options).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(key) => report.push(
+                Status::Ok,
+                format!("key of {who}: {source} loads ({})", key.algorithm()),
+            ),
+            Err(e) => report.push(Status::Fail, format!("key of {who}: {e}")),
+        }
+    }
+}
+
+fn check_git(
+    report: &mut Report,
+    git: &Git,
+    config: Option<&Config>,
+    url: Option<&str>,
+    env: &dyn Env,
+) {
+    match git.version() {
+        Ok(version) if version < gitconfig::EXPIRY_VERSION => report.push(
+            Status::Warn,
+            format!(
+                "git {version} is older than {}: it ignores the token's expiry (password_expiry_utc) and may reuse a token after it expires; fix: upgrade git",
+                gitconfig::EXPIRY_VERSION
+            ),
+        ),
+        Ok(version) => report.push(Status::Ok, format!("git {version}")),
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            return;
+        }
+    }
+    let entries = match git.list() {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.push(Status::Fail, format!("cannot read git's config: {e}"));
+            return;
+        }
+    };
+    // One check per git credential URL, with an organisation to name in the fix.
+    let mut hosts: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for org in config.into_iter().flat_map(|c| c.orgs.values()) {
+        for host in &org.hosts {
+            hosts
+                .entry(gitconfig::credential_url("https", host))
+                .or_insert_with(|| (host.clone(), org.name.clone()));
+        }
+    }
+    if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
+        && parsed.protocol == "https"
+    {
+        hosts
+            .entry(gitconfig::credential_url("https", &parsed.host))
+            .or_insert_with(|| (parsed.host.clone(), "ORG".into()));
+    }
+    if hosts.is_empty() {
+        hosts.insert(
+            gitconfig::credential_url("https", "org.code.storage"),
+            ("org.code.storage".into(), "ORG".into()),
+        );
+    }
+    let exec_path = git.exec_path();
+    // The fix names this very binary, as `setup` would write it.
+    let path_var = env.var("PATH");
+    let helper = std::env::current_exe().map_or_else(
+        |_| gitconfig::HELPER_NAME.to_owned(),
+        |exe| gitconfig::helper_value(&exe, path_var.as_deref().map(std::ffi::OsStr::new)),
+    );
+    for (credential_url, (host, org)) in hosts {
+        for finding in judge_routing(&entries, &credential_url, &host, &org, &helper) {
+            report.findings.push(finding);
+        }
+        let helpers = gitconfig::helpers_for(&entries, &format!("https://{host}/"));
+        if let Some(ours) = helpers
+            .iter()
+            .find_map(|e| e.value.as_deref().filter(|v| gitconfig::is_ours(v)))
+            && let Some(problem) = helper_program_problem(ours, exec_path.as_deref(), env)
+        {
+            report.push(Status::Fail, problem);
+        }
+    }
+}
+
+/// The verdicts on how git would treat `https://<host>/`, given its config `entries`; fixes
+/// name `helper` as the value to configure.
+pub fn judge_routing(
+    entries: &[ConfigEntry],
+    credential_url: &str,
+    host: &str,
+    org: &str,
+    helper: &str,
+) -> Vec<Finding> {
+    let url = format!("https://{host}/");
+    let helpers = gitconfig::helpers_for(entries, &url);
+    let mut findings = Vec::new();
+    let fail = |text: String| Finding {
+        status: Status::Fail,
+        text,
+    };
+    let helper_key = format!("credential.{credential_url}.helper");
+    let reset_fix = format!(
+        "fix: {} && {}  (or re-run `git-credential-codestorage setup --org {org} ...`)",
+        gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
+        gitconfig::command_line(&["config", "--global", "--add", &helper_key, helper]),
+    );
+    let describe = |e: &ConfigEntry| {
+        format!(
+            "`{}` from {}",
+            e.value.as_deref().unwrap_or("").escape_debug(),
+            e.origin.trim_end_matches(':')
+        )
+    };
+    let Some(position) = helpers
+        .iter()
+        .position(|e| e.value.as_deref().is_some_and(gitconfig::is_ours))
+    else {
+        let found = if helpers.is_empty() {
+            "no helper".to_owned()
+        } else {
+            helpers
+                .iter()
+                .map(|e| describe(e))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        findings.push(fail(format!(
+            "git does not ask this helper for {credential_url} (it would ask: {found}); {reset_fix}"
+        )));
+        return findings;
+    };
+    let mut fine = true;
+    for before in &helpers[..position] {
+        fine = false;
+        findings.push(fail(format!(
+            "git asks {} before this helper for {credential_url}, and stops at the first that answers; {reset_fix}",
+            describe(before)
+        )));
+    }
+    for after in &helpers[position + 1..] {
+        let value = after.value.as_deref().unwrap_or("");
+        match gitconfig::helper_kind(value) {
+            HelperKind::Store => {
+                fine = false;
+                findings.push(fail(format!(
+                    "{} comes after this helper for {credential_url}: git sends it every token that works, and it writes them to ~/.git-credentials in plain text; fix: remove that credential.helper or move it before the [credential \"{credential_url}\"] section, whose empty `helper =` then resets it",
+                    describe(after)
+                )));
+            }
+            HelperKind::Ours => {}
+            _ => findings.push(Finding {
+                status: Status::Warn,
+                text: format!(
+                    "{} comes after this helper for {credential_url}: git offers it every token that works (harmless if it honours expiry, as credential-cache does); fix: move it before the [credential \"{credential_url}\"] section",
+                    describe(after)
+                ),
+            }),
+        }
+    }
+    if !gitconfig::use_http_path_for(entries, &url) {
+        fine = false;
+        findings.push(fail(format!(
+            "git does not send the repository path for {credential_url}, so no per-repository token can be made; fix: {}",
+            credential::use_http_path_fix(host)
+        )));
+    }
+    if fine {
+        findings.push(Finding {
+            status: Status::Ok,
+            text: format!(
+                "git asks this helper first for {credential_url} ({}), with useHttpPath",
+                describe(helpers[position])
+            ),
+        });
+    }
+    findings
+}
+
+/// Why git could not run the helper `value` names, if it could not.
+fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) -> Option<String> {
+    let value = value.trim();
+    if value == gitconfig::HELPER_NAME || value.starts_with("codestorage ") {
+        let path_var = env.var("PATH").unwrap_or_default();
+        let found = exec_path
+            .into_iter()
+            .map(Path::to_path_buf)
+            .chain(std::env::split_paths(&path_var))
+            .any(|dir| dir.join(gitconfig::BINARY_NAME).is_file());
+        return (!found).then(|| {
+            format!(
+                "git runs `git credential-codestorage`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or re-run setup, which then writes its absolute path",
+                gitconfig::BINARY_NAME
+            )
+        });
+    }
+    let program = value
+        .strip_prefix('\'')
+        .and_then(|v| v.split_once('\''))
+        .map_or_else(|| value.split_whitespace().next().unwrap_or(""), |(p, _)| p);
+    let path = Path::new(program);
+    (path.is_absolute() && !path.is_file()).then(|| {
+        format!(
+            "git runs {program}, which does not exist; fix: re-run `git-credential-codestorage setup` with the installed binary"
+        )
+    })
+}
+
+fn check_clock(report: &mut Report, now: i64) {
+    if now < token::EARLIEST_PLAUSIBLE_CLOCK {
+        report.push(
+            Status::Fail,
+            format!(
+                "the clock reads {} (before 2020): tokens would be refused; fix: set the system clock (enable NTP)",
+                format_time(now)
+            ),
+        );
+    } else {
+        report.push(Status::Ok, format!("clock reads {}", format_time(now)));
+    }
+}
+
+fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn Env, now: i64) {
+    let url = match crate::url::parse(text) {
+        Ok(url) => url,
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            return;
+        }
+    };
+    let settings = match credential::resolve_target(
+        config,
+        Target::Url(&url),
+        false,
+        env,
+        &Overrides::default(),
+    ) {
+        Ok(settings) => settings,
+        Err(e) => {
+            report.push(Status::Fail, format!("{url}: {e}"));
+            return;
+        }
+    };
+    let rule = settings
+        .rule
+        .as_ref()
+        .map_or("no repository rule".to_owned(), |(line, pattern)| {
+            format!("rule {pattern:?} (line {line})")
+        });
+    report.push(
+        Status::Ok,
+        format!(
+            "{url}: org {}, repo {}, {rule}, scopes {}, ttl {}, subject {:?}, {}",
+            settings.org,
+            settings.repo,
+            credential::join(&settings.scopes),
+            settings.ttl,
+            settings.subject,
+            settings.key,
+        ),
+    );
+    match credential::mint(&settings, env, now) {
+        Ok(minted) => {
+            let claims = serde_json::to_string(&minted.claims).unwrap_or_default();
+            report.push(Status::Ok, format!("a token for it would say: {claims}"));
+        }
+        Err(e) => report.push(Status::Fail, format!("{url}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(origin: &str, key: &str, value: &str) -> ConfigEntry {
+        ConfigEntry {
+            origin: format!("file:{origin}"),
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    const URL: &str = "https://*.code.storage";
+
+    fn ours() -> Vec<ConfigEntry> {
+        vec![
+            entry("/g", "credential.https://*.code.storage.helper", ""),
+            entry(
+                "/g",
+                "credential.https://*.code.storage.helper",
+                "codestorage",
+            ),
+            entry(
+                "/g",
+                "credential.https://*.code.storage.usehttppath",
+                "true",
+            ),
+        ]
+    }
+
+    fn statuses(findings: &[Finding]) -> Vec<Status> {
+        findings.iter().map(|f| f.status).collect()
+    }
+
+    #[test]
+    fn a_setup_as_setup_writes_it_is_ok() {
+        let mut entries = vec![entry("/etc/gitconfig", "credential.helper", "store")];
+        entries.extend(ours());
+        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
+    }
+
+    #[test]
+    fn a_helper_consulted_first_fails_with_the_reset_fix() {
+        let mut entries = ours();
+        entries.remove(0);
+        entries.insert(0, entry("/g", "credential.helper", "osxkeychain"));
+        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        assert_eq!(statuses(&findings), [Status::Fail]);
+        assert!(
+            findings[0]
+                .text
+                .contains("`osxkeychain` from file:/g before this helper"),
+            "{findings:?}"
+        );
+        assert!(
+            findings[0]
+                .text
+                .contains("--replace-all 'credential.https://*.code.storage.helper' ''"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn credential_store_after_ours_fails_and_others_warn() {
+        let mut entries = ours();
+        entries.push(entry("/repo/.git/config", "credential.helper", "store"));
+        entries.push(entry("/repo/.git/config", "credential.helper", "manager"));
+        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        assert_eq!(
+            statuses(&findings),
+            [Status::Fail, Status::Warn],
+            "{findings:?}"
+        );
+        assert!(findings[0].text.contains("plain text"));
+    }
+
+    #[test]
+    fn missing_helper_or_path_fails() {
+        let findings = judge_routing(
+            &[entry("/g", "credential.helper", "store")],
+            URL,
+            "acme.code.storage",
+            "acme",
+            "codestorage",
+        );
+        assert_eq!(statuses(&findings), [Status::Fail]);
+        assert!(
+            findings[0].text.contains("does not ask this helper")
+                && findings[0].text.contains("`store`")
+        );
+        let mut entries = ours();
+        entries.pop();
+        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        assert_eq!(statuses(&findings), [Status::Fail]);
+        assert!(
+            findings[0].text.contains("useHttpPath' true"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn the_helper_program_must_exist() {
+        let env = crate::env::MapEnv::from([("PATH", "/nonexistent")]);
+        assert!(
+            helper_program_problem("codestorage", None, &env)
+                .unwrap()
+                .contains("not on PATH")
+        );
+        assert!(
+            helper_program_problem("'/no/such/git-credential-codestorage'", None, &env)
+                .unwrap()
+                .contains("does not exist")
+        );
+        let exe = std::env::current_exe().unwrap();
+        let quoted = gitconfig::shell_quote(&exe.to_string_lossy());
+        assert_eq!(helper_program_problem(&quoted, None, &env), None);
+    }
+
+    #[test]
+    fn the_clock_must_be_after_2020() {
+        let mut report = Report::default();
+        check_clock(&mut report, 1_000);
+        check_clock(&mut report, 1_800_000_000);
+        assert_eq!(statuses(&report.findings), [Status::Fail, Status::Ok]);
+        assert!(report.failed());
+        assert!(report.to_string().ends_with("1 problem found\n"));
+    }
+}
