@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Builds git-credential-codestorage and installs it where git can find it.
+#
+#   ./install.sh                  cargo build --release --locked, install to ~/.local/bin
+#   ./install.sh --prefix DIR     install to DIR/bin instead (also: PREFIX=DIR ./install.sh)
+#   ./install.sh --uninstall      remove the installed binary (config and keys are kept)
+#   ./install.sh --demo           run scripts/demo.sh: the helper end to end against a local
+#                                 Code Storage emulator, in a throwaway HOME
+#
+# Running it again is safe: an identical binary is left alone, a different one replaced.
+# CODESTORAGE_INSTALL_BINARY=PATH installs that already-built binary instead of building
+# (for packagers, and for the test suite, which must not rebuild in release mode).
+set -euo pipefail
+
+name=git-credential-codestorage
+repo_root=$(cd "$(dirname "$0")" && pwd)
+
+fail() {
+  printf 'install.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  cat <<'EOF'
+Usage: ./install.sh [--prefix DIR] [--uninstall | --demo]
+
+  --prefix DIR   install into DIR/bin (default: $PREFIX, else ~/.local)
+  --uninstall    remove DIR/bin/git-credential-codestorage; your config and keys are kept
+  --demo         run scripts/demo.sh (clone, push and clone again through the helper against a
+                 local emulator, with no account and no network)
+  -h, --help     show this help
+
+Environment: CODESTORAGE_INSTALL_BINARY=PATH installs that binary instead of building one.
+EOF
+}
+
+action=install
+prefix=${PREFIX:-}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --prefix)
+      [ $# -ge 2 ] && [ -n "$2" ] || fail "--prefix needs a directory, e.g. --prefix ~/.local"
+      prefix=$2
+      shift 2
+      ;;
+    --prefix=*)
+      prefix=${1#--prefix=}
+      [ -n "$prefix" ] || fail "--prefix needs a directory, e.g. --prefix ~/.local"
+      shift
+      ;;
+    --uninstall) action=uninstall; shift ;;
+    --demo) action=demo; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *)
+      printf 'install.sh: unknown option %s\n\n' "$1" >&2
+      usage >&2
+      exit 2
+      ;;
+  esac
+done
+
+if [ "$action" = demo ]; then
+  demo=$repo_root/scripts/demo.sh
+  [ -f "$demo" ] || fail "scripts/demo.sh is missing from $repo_root; it runs the end-to-end demo (get it with the rest of the repository)"
+  exec bash "$demo"
+fi
+
+if [ -z "$prefix" ]; then
+  [ -n "${HOME:-}" ] || fail "HOME is not set; pass --prefix DIR"
+  prefix=$HOME/.local
+fi
+case $prefix in
+  /*) ;;
+  *) prefix=$PWD/$prefix ;;
+esac
+bindir=${prefix%/}/bin
+target=$bindir/$name
+
+# Where the helper reads its config (config::default_path): $CODESTORAGE_CONFIG, else the
+# platform's config directory.
+config_path() {
+  if [ -n "${CODESTORAGE_CONFIG:-}" ]; then
+    printf '%s\n' "$CODESTORAGE_CONFIG"
+  elif [ "$(uname -s)" = Darwin ]; then
+    printf '%s\n' "$HOME/Library/Application Support/codestorage/config.toml"
+  else
+    case ${XDG_CONFIG_HOME:-} in
+      /*) printf '%s\n' "$XDG_CONFIG_HOME/codestorage/config.toml" ;;
+      *) printf '%s\n' "$HOME/.config/codestorage/config.toml" ;;
+    esac
+  fi
+}
+
+if [ "$action" = uninstall ]; then
+  if [ -e "$target" ]; then
+    rm -f "$target" || fail "cannot remove $target; check its directory's permissions"
+    echo "removed $target"
+  else
+    echo "$target is not installed; nothing to remove"
+  fi
+  echo "kept your config ($(config_path)) and keys"
+  if command -v git >/dev/null 2>&1; then
+    routed=$(git config --global --get-regexp '^credential\..*\.helper$' 2>/dev/null | grep codestorage || true)
+    if [ -n "$routed" ]; then
+      echo "git's global config still routes hosts to the helper, and git will complain that it is missing:"
+      printf '  %s\n' "$routed"
+      echo "remove those sections, e.g.: git config --global --remove-section 'credential.https://*.code.storage'"
+    fi
+  fi
+  exit 0
+fi
+
+if [ -n "${CODESTORAGE_INSTALL_BINARY:-}" ]; then
+  built=$CODESTORAGE_INSTALL_BINARY
+  [ -f "$built" ] && [ -x "$built" ] || fail "CODESTORAGE_INSTALL_BINARY=$built is not an executable file"
+else
+  command -v cargo >/dev/null 2>&1 \
+    || fail "cargo is not installed; install the Rust toolchain (https://rustup.rs), then run ./install.sh again"
+  echo "building: cargo build --release --locked (a few minutes the first time)"
+  (cd "$repo_root" && cargo build --release --locked --bin "$name") \
+    || fail "the build failed; see cargo's messages above"
+  target_dir=${CARGO_TARGET_DIR:-target}
+  case $target_dir in
+    /*) ;;
+    *) target_dir=$repo_root/$target_dir ;;
+  esac
+  built=$target_dir/release/$name
+  [ -x "$built" ] || fail "the build reported success but $built is missing"
+fi
+
+mkdir -p "$bindir" || fail "cannot create $bindir; choose another directory with --prefix DIR"
+[ -w "$bindir" ] || fail "cannot write to $bindir; choose another directory with --prefix DIR"
+
+if [ -f "$target" ] && cmp -s "$built" "$target"; then
+  echo "$target is up to date"
+else
+  # Copy beside the target and rename over it: a running helper keeps its old file intact.
+  staged=$(mktemp "$bindir/.$name.XXXXXX") || fail "cannot write to $bindir"
+  trap 'rm -f "$staged"' EXIT
+  cp "$built" "$staged" || fail "cannot copy $built to $bindir"
+  chmod 755 "$staged"
+  mv -f "$staged" "$target" || fail "cannot replace $target"
+  trap - EXIT
+  echo "installed $target"
+fi
+"$target" --version >/dev/null 2>&1 || fail "$target does not run on this machine; rebuild it here without CODESTORAGE_INSTALL_BINARY"
+
+command=$name
+case ":${PATH:-}:" in
+  *":$bindir:"* | *":$bindir/:"*)
+    found=$(command -v "$name" || true)
+    if [ -n "$found" ] && [ "$found" != "$target" ]; then
+      echo "note: $found comes first on your PATH, so git runs that one; remove it or put $bindir first"
+    fi
+    ;;
+  *)
+    command=$target
+    echo
+    echo "$bindir is not on your PATH, where git looks for credential helpers. Add it, e.g.:"
+    echo "  echo 'export PATH=\"$bindir:\$PATH\"' >> ~/.profile    (or ~/.bashrc, ~/.zshrc)"
+    echo "and open a new shell. (Until then, setup writes the helper's full path into git's config.)"
+    ;;
+esac
+
+config=$(config_path)
+echo
+if [ -f "$config" ]; then
+  echo "config found at $config; check everything with:"
+  echo "  $command doctor"
+else
+  echo "next, with the name of your Code Storage organisation (ORG):"
+  echo "  no key yet:  $command keygen --org ORG     (then register the printed public key)"
+  echo "  then:        $command setup --org ORG --key-file PATH_TO_PRIVATE_KEY.pem"
+fi
