@@ -362,6 +362,7 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
 pub fn default_subject(env: &dyn Env) -> String {
     let user = env
         .var("USER")
+        .or_else(|| env.var("LOGNAME"))
         .or_else(|| env.var("USERNAME"))
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "unknown".into());
