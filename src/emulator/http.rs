@@ -1,0 +1,250 @@
+//! Just enough HTTP/1.1 for git's smart protocol: request heads, bodies by length or chunked,
+//! and responses delimited by closing the connection (one request per connection keeps the
+//! server simple; curl reconnects as needed).
+
+use std::io::{self, BufRead, Read, Write};
+
+/// The most bytes a request head may have.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A request line and its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// Header names (as sent) and values.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query part of the target, without `?`.
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// How the body is framed.
+    pub fn body(&self) -> Result<Body, io::Error> {
+        if self
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            return Ok(Body::Chunked);
+        }
+        match self.header("content-length") {
+            None => Ok(Body::Length(0)),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Body::Length)
+                .map_err(|_| invalid("bad Content-Length")),
+        }
+    }
+}
+
+/// How a request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+fn read_line(reader: &mut impl BufRead, budget: &mut usize) -> io::Result<String> {
+    let mut line = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(*budget as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read > *budget {
+        return Err(invalid("request head too large"));
+    }
+    *budget -= read;
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| invalid("request head is not UTF-8"))
+}
+
+/// Reads a request head; `None` when the client closed the connection first.
+pub fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
+    let mut budget = MAX_HEAD;
+    let request_line = read_line(reader, &mut budget)?;
+    if request_line.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("bad request line"));
+    };
+    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return Err(invalid("bad request line"));
+    }
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader, &mut budget)?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid("bad header"))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(Some(Head {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        headers,
+    }))
+}
+
+/// Copies a request body of the given framing from `reader` to `out`; returns its length.
+pub fn copy_body(body: Body, reader: &mut impl BufRead, out: &mut impl Write) -> io::Result<u64> {
+    match body {
+        Body::Length(length) => {
+            let copied = io::copy(&mut reader.by_ref().take(length), out)?;
+            if copied != length {
+                return Err(invalid("request body ended early"));
+            }
+            Ok(copied)
+        }
+        Body::Chunked => {
+            let mut total = 0;
+            loop {
+                let mut budget = 1024;
+                let size_line = read_line(reader, &mut budget)?;
+                let size_text = size_line.split(';').next().unwrap_or("").trim();
+                let size =
+                    u64::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+                if size == 0 {
+                    // Trailers, then the final empty line.
+                    while !read_line(reader, &mut budget)?.is_empty() {}
+                    return Ok(total);
+                }
+                let copied = io::copy(&mut reader.by_ref().take(size), out)?;
+                if copied != size {
+                    return Err(invalid("chunk ended early"));
+                }
+                total += copied;
+                let mut budget = 2;
+                if !read_line(reader, &mut budget)?.is_empty() {
+                    return Err(invalid("chunk not followed by CRLF"));
+                }
+            }
+        }
+    }
+}
+
+/// The reason phrase for the statuses the emulator sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+/// Writes a status line and headers; the body follows until the connection closes.
+pub fn write_head(
+    out: &mut impl Write,
+    status: u16,
+    headers: &[(String, String)],
+) -> io::Result<()> {
+    write!(out, "HTTP/1.1 {status} {}\r\n", reason(status))?;
+    for (name, value) in headers {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    write!(out, "Connection: close\r\n\r\n")
+}
+
+/// Writes a whole plain-text response.
+pub fn write_text(
+    out: &mut impl Write,
+    status: u16,
+    extra: &[(String, String)],
+    text: &str,
+) -> io::Result<()> {
+    let mut headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "text/plain; charset=utf-8".to_owned(),
+        ),
+        ("Content-Length".to_owned(), text.len().to_string()),
+    ];
+    headers.extend_from_slice(extra);
+    write_head(out, status, &headers)?;
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> io::Result<Option<Head>> {
+        read_head(&mut text.as_bytes())
+    }
+
+    #[test]
+    fn parses_git_info_refs_request() {
+        let h = head("GET /team/x.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\nGit-Protocol: version=2\r\nauthorization: Basic dDpw\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.path(), "/team/x.git/info/refs");
+        assert_eq!(h.query(), "service=git-upload-pack");
+        assert_eq!(h.header("git-protocol"), Some("version=2"));
+        assert_eq!(h.header("Authorization"), Some("Basic dDpw"));
+        assert_eq!(h.body().unwrap(), Body::Length(0));
+    }
+
+    #[test]
+    fn refuses_malformed_heads_and_accepts_a_closed_connection() {
+        assert!(head("").unwrap().is_none());
+        assert!(head("GET\r\n\r\n").is_err());
+        assert!(head("GET x HTTP/1.1\r\n\r\n").is_err());
+        assert!(head("GET / HTTP/1.1\r\nno-colon\r\n\r\n").is_err());
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert!(head(&huge).is_err());
+    }
+
+    #[test]
+    fn copies_length_and_chunked_bodies() {
+        let mut out = Vec::new();
+        copy_body(Body::Length(5), &mut &b"hello world"[..], &mut out).unwrap();
+        assert_eq!(out, b"hello");
+        let mut out = Vec::new();
+        let chunked = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+        assert_eq!(
+            copy_body(Body::Chunked, &mut &chunked[..], &mut out).unwrap(),
+            11
+        );
+        assert_eq!(out, b"hello world");
+        assert!(copy_body(Body::Chunked, &mut &b"zz\r\n"[..], &mut Vec::new()).is_err());
+        assert!(copy_body(Body::Length(9), &mut &b"short"[..], &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Ref policies carried by a token (`refs`, `ops`), enforced on push through git's
+//! `proc-receive` hook, which can reject a single ref with a reason of our own: git then prints
+//! `! [remote rejected] main -> main (no-force-push)`. Objects are already out of quarantine
+//! when the hook runs, so it can check ancestry and must update the refs it accepts itself.
+
+use std::io::{self, BufRead, Read, Write};
+use std::process::{Command, ExitCode, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::Claims;
+use crate::glob::Glob;
+
+/// The environment variable that carries a push's policy from the server to its hook.
+pub const POLICY_ENV: &str = "CODESTORAGE_EMULATOR_POLICY";
+
+/// The argument that runs the emulator binary as the `proc-receive` hook.
+pub const HOOK_ARG: &str = "--proc-receive-hook";
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// What a token says about pushes to refs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// `[pattern, [ops]]`, first match wins.
+    pub refs: Vec<(String, Vec<String>)>,
+    /// Ops for every ref.
+    pub ops: Vec<String>,
+}
+
+impl Policy {
+    /// The token's policy, or `None` when it sets none.
+    pub fn from_claims(claims: &Claims) -> Option<Self> {
+        let policy = Self {
+            refs: claims.refs.clone().unwrap_or_default(),
+            ops: claims.ops.clone().unwrap_or_default(),
+        };
+        (!policy.refs.is_empty() || !policy.ops.is_empty()).then_some(policy)
+    }
+
+    /// The ops that apply to `refname`: the first matching `refs` entry's, and the repo-wide ones.
+    pub fn ops_for(&self, refname: &str) -> Vec<&str> {
+        let matching = self.refs.iter().find(|(pattern, _)| {
+            Glob::new(pattern).map_or(pattern == refname, |g| g.matches(refname))
+        });
+        matching
+            .into_iter()
+            .flat_map(|(_, ops)| ops)
+            .chain(&self.ops)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Checks one ref update; `Err` carries the op that refuses it.
+    pub fn check(
+        &self,
+        old: &str,
+        new: &str,
+        refname: &str,
+        is_ancestor: impl Fn(&str, &str) -> bool,
+    ) -> Result<(), &'static str> {
+        let ops = self.ops_for(refname);
+        if ops.contains(&"no-push") {
+            return Err("no-push");
+        }
+        if ops.contains(&"no-force-push") {
+            let deletion = new == ZERO;
+            let rewrite = old != ZERO && !deletion && !is_ancestor(old, new);
+            if deletion || rewrite {
+                return Err("no-force-push");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_pkt(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut length = [0u8; 4];
+    input.read_exact(&mut length)?;
+    let length = std::str::from_utf8(&length)
+        .ok()
+        .and_then(|l| usize::from_str_radix(l, 16).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad pkt-line length"))?;
+    if length == 0 {
+        return Ok(None);
+    }
+    let mut payload = vec![0; length.saturating_sub(4)];
+    input.read_exact(&mut payload)?;
+    Ok(Some(payload))
+}
+
+fn write_pkt(out: &mut impl Write, payload: &str) -> io::Result<()> {
+    write!(out, "{:04x}{payload}", payload.len() + 4)
+}
+
+fn git(args: &[&str]) -> bool {
+    Command::new("git")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs as git's `proc-receive` hook: reads the pushed commands, applies the policy from
+/// [`POLICY_ENV`], updates accepted refs and reports each one back to receive-pack.
+pub fn run_hook() -> ExitCode {
+    let policy: Policy = std::env::var(POLICY_ENV)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    match hook(&policy, &mut io::stdin().lock(), &mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("codestorage-emulator proc-receive hook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hook(policy: &Policy, input: &mut impl BufRead, out: &mut impl Write) -> io::Result<()> {
+    // Version negotiation: take what receive-pack offers, ask for no extras.
+    while read_pkt(input)?.is_some() {}
+    write_pkt(out, "version=1\0")?;
+    out.write_all(b"0000")?;
+    out.flush()?;
+    let mut commands = Vec::new();
+    while let Some(line) = read_pkt(input)? {
+        commands.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+    }
+    for command in commands {
+        let mut fields = command.splitn(3, ' ');
+        let (Some(old), Some(new), Some(refname)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let verdict = policy.check(old, new, refname, |a, b| {
+            git(&["merge-base", "--is-ancestor", a, b])
+        });
+        let report = match verdict {
+            Err(op) => {
+                eprintln!("{refname}: refused by the token's ref policy ({op})");
+                format!("ng {refname} {op}")
+            }
+            Ok(()) => {
+                let updated = if new == ZERO {
+                    git(&["update-ref", "-d", refname, old])
+                } else if old == ZERO {
+                    git(&["update-ref", refname, new, ""])
+                } else {
+                    git(&["update-ref", refname, new, old])
+                };
+                if updated {
+                    format!("ok {refname}")
+                } else {
+                    format!("ng {refname} update-ref failed")
+                }
+            }
+        };
+        write_pkt(out, &report)?;
+    }
+    out.write_all(b"0000")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    fn policy(refs: &[(&str, &[&str])], ops: &[&str]) -> Policy {
+        Policy {
+            refs: refs
+                .iter()
+                .map(|(p, o)| (p.to_string(), o.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            ops: ops.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn first_matching_ref_rule_wins_and_repo_wide_ops_always_apply() {
+        let p = policy(
+            &[("refs/heads/main", &["no-push"]), ("refs/heads/**", &[])],
+            &["no-force-push"],
+        );
+        assert_eq!(p.ops_for("refs/heads/main"), ["no-push", "no-force-push"]);
+        assert_eq!(p.ops_for("refs/heads/feature/x"), ["no-force-push"]);
+        assert_eq!(p.ops_for("refs/tags/v1"), ["no-force-push"]);
+    }
+
+    #[test]
+    fn no_push_refuses_any_update_and_no_force_push_only_rewrites_and_deletes() {
+        let p = policy(&[("refs/heads/main", &["no-push"])], &[]);
+        assert_eq!(
+            p.check(A, B, "refs/heads/main", |_, _| true),
+            Err("no-push")
+        );
+        assert_eq!(p.check(A, B, "refs/heads/dev", |_, _| false), Ok(()));
+        let p = policy(&[], &["no-force-push"]);
+        assert_eq!(p.check(A, B, "refs/heads/main", |_, _| true), Ok(()));
+        assert_eq!(
+            p.check(A, B, "refs/heads/main", |_, _| false),
+            Err("no-force-push")
+        );
+        assert_eq!(p.check(ZERO, B, "refs/heads/new", |_, _| false), Ok(()));
+        assert_eq!(
+            p.check(A, ZERO, "refs/heads/main", |_, _| true),
+            Err("no-force-push")
+        );
+    }
+
+    #[test]
+    fn hook_speaks_proc_receive_and_reports_each_ref() {
+        let p = policy(&[("refs/heads/main", &["no-push"])], &[]);
+        let mut input = Vec::new();
+        write_pkt(&mut input, "version=1\0atomic").unwrap();
+        input.extend_from_slice(b"0000");
+        write_pkt(&mut input, &format!("{A} {B} refs/heads/main")).unwrap();
+        input.extend_from_slice(b"0000");
+        let mut out = Vec::new();
+        hook(&p, &mut &input[..], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("000eversion=1\0"), "{text:?}");
+        assert!(text.contains("ng refs/heads/main no-push"), "{text:?}");
+        assert!(text.ends_with("0000"));
+    }
+}
