@@ -51,11 +51,7 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key() 
         &["get"],
         "protocol=https\nhost=acme.code.storage\npath=team/x.git\n\n",
     );
-    let key = TestKey {
-        pem: pem.clone(),
-        public_pem: run.stdout.clone(),
-        alg: "ES256",
-    };
+    let key = TestKey::from_pems(pem.clone(), run.stdout.clone(), "ES256");
     assert_eq!(verify(get.password(), &key).claims["repo"], "team/x");
 
     let again = user.run(&["keygen", "--org", "acme"], "");
@@ -98,11 +94,7 @@ fn keygen_makes_ed25519_keys_where_asked() {
         &["get"],
         "protocol=https\nhost=beta.code.storage\npath=x.git\n\n",
     );
-    let key = TestKey {
-        pem: std::fs::read_to_string(&out).unwrap(),
-        public_pem: run.stdout,
-        alg: "EdDSA",
-    };
+    let key = TestKey::from_pems(std::fs::read_to_string(&out).unwrap(), run.stdout, "EdDSA");
     verify(get.password(), &key);
     let help = user.ok(&["keygen", "--help"]);
     assert!(

@@ -178,8 +178,12 @@ impl Server {
         let mut who = Who::default();
         let (status, reason) = self.respond(&head, &mut reader, peer, &mut who);
         // One line per request: never the token or the Authorization header.
+        let protocol = match head.header("git-protocol") {
+            Some(v) if v.contains("version=2") => "v2",
+            _ => "v0",
+        };
         eprintln!(
-            "codestorage-emulator: {} {} org={} sub={} scopes={} -> {status} {reason}",
+            "codestorage-emulator: {} {} proto={protocol} org={} sub={} scopes={} -> {status} {reason}",
             head.method,
             head.path(),
             or_dash(&who.org),
@@ -301,7 +305,8 @@ impl Server {
 
 fn create_repository(directory: &Path) -> Result<(), String> {
     let status = std::process::Command::new("git")
-        .args(["init", "--quiet", "--bare"])
+        // HEAD names the branch a client pushes first in practice; git's own default may differ.
+        .args(["init", "--quiet", "--bare", "--initial-branch=main"])
         .arg(directory)
         .status()
         .map_err(|e| format!("cannot run git init: {e}"))?;

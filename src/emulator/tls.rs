@@ -33,9 +33,18 @@ pub fn make() -> Result<Tls, EmulatorError> {
     let tls = |e: rcgen::Error| EmulatorError::Tls(e.to_string());
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "codestorage-emulator throwaway CA");
+    // A name of its own per run: TLS clients look CAs up by name, and a bundle holding two
+    // emulators' CAs must not confuse them.
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!(
+            "codestorage-emulator throwaway CA {}-{unique}",
+            std::process::id()
+        ),
+    );
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,

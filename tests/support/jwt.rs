@@ -16,6 +16,8 @@ pub struct TestKey {
     pub public_pem: String,
     /// The `alg` tokens signed with it must carry.
     pub alg: &'static str,
+    /// The PKCS#8 DER of keys made in the test, for signing tokens by hand.
+    pkcs8: Option<Vec<u8>>,
 }
 
 impl TestKey {
@@ -39,6 +41,7 @@ impl TestKey {
             pem: pem("PRIVATE KEY", pkcs8.as_ref()),
             public_pem: pem("PUBLIC KEY", &spki),
             alg: "ES256",
+            pkcs8: Some(pkcs8.as_ref().to_vec()),
         }
     }
 
@@ -52,6 +55,7 @@ impl TestKey {
             pem: pem("PRIVATE KEY", pkcs8.as_ref()),
             public_pem: pem("PUBLIC KEY", &spki),
             alg: "EdDSA",
+            pkcs8: Some(pkcs8.as_ref().to_vec()),
         }
     }
 
@@ -63,7 +67,49 @@ impl TestKey {
             pem: std::fs::read_to_string(dir.join(private)).unwrap(),
             public_pem: std::fs::read_to_string(dir.join(public)).unwrap(),
             alg,
+            pkcs8: None,
         }
+    }
+
+    /// A key from PEM texts made elsewhere (by `keygen`, say); it can verify but not sign.
+    pub fn from_pems(pem: String, public_pem: String, alg: &'static str) -> Self {
+        Self {
+            pem,
+            public_pem,
+            alg,
+            pkcs8: None,
+        }
+    }
+
+    /// Signs `claims_json` by hand with ring, as a token from anywhere but the helper.
+    pub fn sign(&self, claims_json: &str) -> String {
+        let pkcs8 = self
+            .pkcs8
+            .as_deref()
+            .expect("only keys made in the test can sign");
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, self.alg)),
+            URL_SAFE_NO_PAD.encode(claims_json)
+        );
+        let signature = match self.alg {
+            "ES256" => signature::EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                pkcs8,
+                &SystemRandom::new(),
+            )
+            .unwrap()
+            .sign(&SystemRandom::new(), message.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec(),
+            _ => signature::Ed25519KeyPair::from_pkcs8(pkcs8)
+                .unwrap()
+                .sign(message.as_bytes())
+                .as_ref()
+                .to_vec(),
+        };
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
     /// The raw public key ring verifies with: the contents of the SPKI bit string.

@@ -2,5 +2,9 @@
 #![allow(dead_code)]
 
 pub mod cli;
+#[cfg(feature = "emulator")]
+pub mod emulator;
+#[cfg(feature = "emulator")]
+pub mod git;
 pub mod home;
 pub mod jwt;

@@ -1,0 +1,139 @@
+//! Real git, run as a user would run it: its own HOME and global config, no system config, no
+//! prompts, trusting the emulator's CA, with the helper configured by absolute path.
+
+use std::path::{Path, PathBuf};
+
+use super::emulator::Emulator;
+use super::home::{HELPER, Home, Run, run};
+
+/// git 2.47 (supports `password_expiry_utc` and `capability[]=authtype`).
+pub const GIT: &str = "/usr/local/bin/git";
+/// git 2.39, Debian's, when present.
+pub const OLD_GIT: &str = "/usr/bin/git";
+
+/// A user of git with a home of its own.
+pub struct User {
+    /// The home directory, helper config and keys.
+    pub home: Home,
+    git: String,
+    ca: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl User {
+    /// A user with git at `git` (see [`GIT`], [`OLD_GIT`]).
+    pub fn new(git: &str) -> Self {
+        let user = Self {
+            home: Home::new(),
+            git: git.to_owned(),
+            ca: None,
+            env: Vec::new(),
+        };
+        user.git_ok(
+            user.home.path(),
+            &["config", "--global", "user.name", "Test"],
+        );
+        user.git_ok(
+            user.home.path(),
+            &["config", "--global", "user.email", "test@example.invalid"],
+        );
+        user.git_ok(
+            user.home.path(),
+            &["config", "--global", "init.defaultBranch", "main"],
+        );
+        user
+    }
+
+    /// Trusts `emulator`'s CA (through GIT_SSL_CAINFO, which wins over http.sslCAInfo).
+    pub fn trust(mut self, emulator: &Emulator) -> Self {
+        self.ca = Some(emulator.ca.clone());
+        self
+    }
+
+    /// Sets an environment variable for every git run.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Configures the helper for `url_prefix` as `setup` would, by absolute path.
+    pub fn use_helper_for(&self, url_prefix: &str) {
+        let section = format!("credential.{url_prefix}");
+        let home = self.home.path();
+        self.git_ok(
+            home,
+            &["config", "--global", &format!("{section}.helper"), ""],
+        );
+        self.git_ok(
+            home,
+            &[
+                "config",
+                "--global",
+                "--add",
+                &format!("{section}.helper"),
+                HELPER,
+            ],
+        );
+        self.git_ok(
+            home,
+            &[
+                "config",
+                "--global",
+                &format!("{section}.useHttpPath"),
+                "true",
+            ],
+        );
+    }
+
+    /// Runs git with `args` in `dir`.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut command = self.home.command(&self.git);
+        command
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", self.home.path().join(".gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "/bin/false")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE");
+        if let Some(ca) = &self.ca {
+            command.env("GIT_SSL_CAINFO", ca);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        run(command, "")
+    }
+
+    /// Runs git and fails the test unless it succeeds.
+    pub fn git_ok(&self, dir: &Path, args: &[&str]) -> Run {
+        let run = self.git(dir, args);
+        assert_eq!(run.code, Some(0), "git {args:?} failed: {}", run.stderr);
+        run
+    }
+
+    /// Makes a commit of `file` with `contents` in the work tree `dir`; returns its id.
+    pub fn commit(&self, dir: &Path, file: &str, contents: &[u8]) -> String {
+        std::fs::write(dir.join(file), contents).unwrap();
+        self.git_ok(dir, &["add", file]);
+        self.git_ok(dir, &["commit", "-q", "-m", &format!("change {file}")]);
+        self.head(dir)
+    }
+
+    /// The commit HEAD points at in `dir`.
+    pub fn head(&self, dir: &Path) -> String {
+        self.git_ok(dir, &["rev-parse", "HEAD"])
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// A new, empty work tree at `~/NAME`.
+    pub fn init(&self, name: &str) -> PathBuf {
+        let dir = self.home.path().join(name);
+        self.git_ok(self.home.path(), &["init", "-q", dir.to_str().unwrap()]);
+        dir
+    }
+}
