@@ -246,6 +246,7 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn request(text: &str) -> Result<Request, ParseError> {
         parse(text.as_bytes())
@@ -375,5 +376,49 @@ mod tests {
         let mut out = Vec::new();
         original.write_to(&mut out).unwrap();
         assert_eq!(parse(&out).unwrap(), original);
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        "[^\n\r\x00]{0,40}"
+    }
+
+    fn request_strategy() -> impl Strategy<Value = Request> {
+        let scalars = (
+            proptest::option::of(value()),
+            proptest::option::of(value()),
+            proptest::option::of(value()),
+            proptest::option::of(value()),
+            proptest::option::of(value()),
+        );
+        let lists = (
+            proptest::collection::vec("[a-z]{1,12}", 0..3),
+            proptest::collection::vec("[^\n\r\x00]{1,40}", 0..3),
+        );
+        (scalars, lists).prop_map(
+            |((protocol, host, path, username, password), (capabilities, wwwauth))| Request {
+                protocol,
+                host,
+                path,
+                username,
+                password,
+                capabilities,
+                wwwauth,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = parse(&bytes);
+            let _ = read_request(&bytes[..]);
+        }
+
+        #[test]
+        fn every_request_round_trips(request in request_strategy()) {
+            let mut out = Vec::new();
+            request.write_to(&mut out).unwrap();
+            prop_assert_eq!(parse(&out).unwrap(), request);
+        }
     }
 }

@@ -152,4 +152,19 @@ mod tests {
         assert!(toml::from_str::<T>("ttl = 0").is_err());
         assert!(toml::from_str::<T>("ttl = -1").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_stays_in_range(text in ".{0,30}") {
+            if let Ok(ttl) = Ttl::parse(&text) {
+                proptest::prop_assert!((1..=MAX_SECONDS).contains(&ttl.seconds()));
+            }
+        }
+
+        #[test]
+        fn displayed_ttls_parse_back(seconds in 1..=MAX_SECONDS) {
+            let ttl = Ttl::from_seconds(seconds).unwrap();
+            proptest::prop_assert_eq!(Ttl::parse(&ttl.to_string()).unwrap(), ttl);
+        }
+    }
 }
