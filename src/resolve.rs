@@ -151,9 +151,11 @@ pub fn repo_id(path: &str) -> Result<String, RepoIdError> {
     if id.is_empty() {
         return Err(RepoIdError::Empty);
     }
+    // Printable ASCII only: what Code Storage's IDs are made of, and nothing a terminal, a
+    // URL or a path could read twice (no %-escape, no backslash, no look-alike Unicode).
     if id
         .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '%' | '?' | '#'))
+        .any(|c| !c.is_ascii_graphic() || matches!(c, '\\' | '%' | '?' | '#'))
     {
         return Err(RepoIdError::Character(shown()));
     }
@@ -488,7 +490,17 @@ ops = ["no-force-push"]
                 "{bad}"
             );
         }
-        for bad in ["a\\b", "%2e%2e/x", "a b", "a\tb", "a\u{1b}b", "a?b", "a#b"] {
+        for bad in [
+            "a\\b",
+            "%2e%2e/x",
+            "a b",
+            "a\tb",
+            "a\u{1b}b",
+            "a?b",
+            "a#b",
+            "caf\u{e9}",
+            "\u{fffd}",
+        ] {
             assert!(
                 matches!(repo_id(bad), Err(RepoIdError::Character(_))),
                 "{bad}"

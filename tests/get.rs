@@ -149,7 +149,7 @@ fn ephemeral_only_when_git_offers_the_authtype_capability() {
     let key = TestKey::p256();
     let home = acme(&key, "");
     let modern = home.get(
-        &format!("capability[]=authtype\ncapability[]=state\n{REQUEST}"),
+        format!("capability[]=authtype\ncapability[]=state\n{REQUEST}"),
         &[],
     );
     assert!(
@@ -237,7 +237,7 @@ fn erase_of_our_token_explains_what_was_refused_and_never_prints_it() {
     let token = home.get(REQUEST, &[]).password().to_owned();
     let run = home.run(
         &["erase"],
-        &format!("protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\nusername=t\npassword={token}\nwwwauth[]=Basic realm=\"Code Storage\"\n\n"),
+        format!("protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\nusername=t\npassword={token}\nwwwauth[]=Basic realm=\"Code Storage\"\n\n"),
         &[],
     );
     assert_eq!((run.code, run.stdout.as_str()), (Some(0), ""));

@@ -75,14 +75,14 @@ impl Home {
     }
 
     /// Runs the helper with `args`, `stdin` and extra environment.
-    pub fn run(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    pub fn run(&self, args: &[&str], stdin: impl AsRef<[u8]>, env: &[(&str, &str)]) -> Run {
         let mut command = self.command(HELPER);
         command.args(args).envs(env.iter().copied());
         run(command, stdin)
     }
 
     /// Runs `git-credential-codestorage get` with a request as git writes it.
-    pub fn get(&self, request: &str, env: &[(&str, &str)]) -> Run {
+    pub fn get(&self, request: impl AsRef<[u8]>, env: &[(&str, &str)]) -> Run {
         self.run(&["get"], request, env)
     }
 }
@@ -114,7 +114,7 @@ impl Run {
 }
 
 /// Runs `command` with `stdin`, capturing its output.
-pub fn run(mut command: Command, stdin: &str) -> Run {
+pub fn run(mut command: Command, stdin: impl AsRef<[u8]>) -> Run {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -122,7 +122,7 @@ pub fn run(mut command: Command, stdin: &str) -> Run {
         .spawn()
         .unwrap();
     // The helper may stop reading early (bounded input); a broken pipe is then expected.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_ref());
     let output = child.wait_with_output().unwrap();
     Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
