@@ -1,5 +1,6 @@
 //! `codestorage-emulator`: a local Code Storage for trying git-credential-codestorage with no
 //! account and no network. See `codestorage-emulator --help`.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use ring::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
 
 use super::EmulatorError;
-use crate::der::{self, Reader, oid};
+use super::der::{self, Reader, oid};
 
 /// The clock skew allowed for `iat`.
 pub const SKEW_SECONDS: i64 = 60;
@@ -50,40 +50,102 @@ impl KeyKind {
 pub struct PublicKey {
     /// Its type.
     pub kind: KeyKind,
-    /// The SPKI bit string's contents: what ring verifies with.
+    /// The SPKI bit string's contents: what ring verifies with (an uncompressed EC point, a
+    /// PKCS#1 RSAPublicKey, or the 32 Ed25519 bytes).
     pub raw: Vec<u8>,
 }
 
-/// Parses a `PUBLIC KEY` (SPKI) PEM block.
-pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
-    let block = pem::parse(text).map_err(|e| format!("not a PEM public key: {e}"))?;
+/// Why a public key file cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not PEM at all.
+    #[error("not a PEM public key: {0}")]
+    Pem(String),
+    /// PEM, but not a `PUBLIC KEY` block (a private key, a certificate...).
+    #[error("expected a `PUBLIC KEY` block, found `{0}`")]
+    Tag(String),
+    /// The DER inside is not a SubjectPublicKeyInfo.
+    #[error("malformed SubjectPublicKeyInfo")]
+    Malformed,
+    /// An EC key on another curve than P-256.
+    #[error("EC keys must be on P-256 (prime256v1)")]
+    Curve,
+    /// Neither EC, RSA nor Ed25519.
+    #[error("unsupported key type: use P-256, RSA or Ed25519")]
+    Algorithm,
+    /// An RSA modulus ring would refuse at the first token.
+    #[error("RSA keys must have 2048 to 8192 bits; this one has {0}")]
+    RsaSize(usize),
+}
+
+impl From<der::Malformed> for KeyError {
+    fn from(_: der::Malformed) -> Self {
+        Self::Malformed
+    }
+}
+
+/// Parses a `PUBLIC KEY` (SPKI, RFC 5280) PEM block.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, KeyError> {
+    let block = pem::parse(text).map_err(|e| KeyError::Pem(e.to_string()))?;
     if block.tag() != "PUBLIC KEY" {
-        return Err(format!(
-            "expected a `PUBLIC KEY` block, found `{}`",
-            block.tag()
-        ));
+        return Err(KeyError::Tag(block.tag().to_owned()));
     }
-    let bad = |_| "malformed SubjectPublicKeyInfo".to_owned();
-    let mut outer = Reader::new(block.contents());
-    let mut spki = Reader::new(outer.expect(der::SEQUENCE).map_err(bad)?);
-    let mut algorithm = Reader::new(spki.expect(der::SEQUENCE).map_err(bad)?);
-    let kind = match algorithm.expect(der::OID).map_err(bad)? {
-        o if o == oid::EC_PUBLIC_KEY => match algorithm.expect(der::OID).map_err(bad)? {
-            c if c == oid::P256 => KeyKind::P256,
-            _ => return Err("EC keys must be on P-256".into()),
-        },
-        o if o == oid::RSA_ENCRYPTION => KeyKind::Rsa,
-        o if o == oid::ED25519 => KeyKind::Ed25519,
-        _ => return Err("unsupported key type: use P-256, RSA or Ed25519".into()),
+    parse_spki(block.contents())
+}
+
+/// Parses SubjectPublicKeyInfo DER: `SEQUENCE { SEQUENCE { algorithm, parameters }, BIT STRING }`.
+pub fn parse_spki(spki_der: &[u8]) -> Result<PublicKey, KeyError> {
+    let mut outer = Reader::new(spki_der);
+    let mut spki = Reader::new(outer.expect(der::SEQUENCE)?);
+    let mut algorithm = Reader::new(spki.expect(der::SEQUENCE)?);
+    let algorithm_oid = algorithm.expect(der::OID)?;
+    let kind = if algorithm_oid == oid::EC_PUBLIC_KEY {
+        if algorithm.expect(der::OID)? != oid::PRIME256V1 {
+            return Err(KeyError::Curve);
+        }
+        KeyKind::P256
+    } else if algorithm_oid == oid::RSA_ENCRYPTION {
+        // The parameters are NULL (RFC 8017); some writers leave them out.
+        if algorithm.peek_tag().is_some() {
+            algorithm.expect(der::NULL)?;
+        }
+        KeyKind::Rsa
+    } else if algorithm_oid == oid::ED25519 {
+        KeyKind::Ed25519
+    } else {
+        return Err(KeyError::Algorithm);
     };
-    let bits = spki.expect(der::BIT_STRING).map_err(bad)?;
-    match bits.split_first() {
-        Some((0, raw)) => Ok(PublicKey {
-            kind,
-            raw: raw.to_vec(),
-        }),
-        _ => Err("malformed public key bit string".into()),
+    let bits = spki.expect(der::BIT_STRING)?;
+    if !algorithm.is_empty() || !spki.is_empty() || !outer.is_empty() {
+        return Err(KeyError::Malformed);
     }
+    // The first byte of a BIT STRING counts unused bits; keys always use whole bytes.
+    let Some((0, raw)) = bits.split_first() else {
+        return Err(KeyError::Malformed);
+    };
+    match kind {
+        KeyKind::P256 if raw.len() != 65 || raw[0] != 0x04 => return Err(KeyError::Malformed),
+        KeyKind::Ed25519 if raw.len() != 32 => return Err(KeyError::Malformed),
+        KeyKind::Rsa => {
+            // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+            let mut outer = Reader::new(raw);
+            let mut rsa = Reader::new(outer.expect(der::SEQUENCE)?);
+            let modulus = rsa.expect(der::INTEGER)?;
+            rsa.expect(der::INTEGER)?;
+            if !rsa.is_empty() || !outer.is_empty() {
+                return Err(KeyError::Malformed);
+            }
+            let size = der::unsigned_bits(modulus);
+            if !(2048..=8192).contains(&size) {
+                return Err(KeyError::RsaSize(size));
+            }
+        }
+        _ => {}
+    }
+    Ok(PublicKey {
+        kind,
+        raw: raw.to_vec(),
+    })
 }
 
 /// Organisations and their registered keys (several per organisation, as for rotation).
@@ -144,43 +206,90 @@ pub fn basic_password(header: &str) -> Option<String> {
         .map(|(_, password)| password.to_owned())
 }
 
+/// Why a token is refused (answered with 401, so that git runs its helpers' `erase`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not three dot-separated parts.
+    #[error("not a JWT")]
+    NotJwt,
+    /// A part is not unpadded base64url.
+    #[error("bad base64 in the token")]
+    Base64,
+    /// The header is not a JSON object with a string `alg`.
+    #[error("header is not JSON with an alg")]
+    Header,
+    /// An algorithm Code Storage does not accept (`none`, HS256, ES384...).
+    #[error("alg {0} is not accepted")]
+    Alg(String),
+    /// The claims lack a field Code Storage requires, or have the wrong type.
+    #[error("claims are not Code Storage's: {0}")]
+    Claims(String),
+    /// `iss` names no organisation given with --org.
+    #[error("unknown organisation {0:?}")]
+    UnknownOrg(String),
+    /// The organisation has no key of the type `alg` names.
+    #[error("alg {alg} matches no registered key of {org:?}")]
+    AlgMismatch {
+        /// The header's algorithm.
+        alg: String,
+        /// The issuer.
+        org: String,
+    },
+    /// No registered key of the organisation verifies the signature.
+    #[error("signature does not verify with any key of {0:?}")]
+    Signature(String),
+    /// `exp` is not in the future.
+    #[error("token expired {0}s ago")]
+    Expired(i64),
+    /// `iat` is further ahead than the allowed skew.
+    #[error("token issued {0}s in the future")]
+    Future(i64),
+    /// `repo` is not the repository the request is for.
+    #[error("token is for repository {token:?}, not {path:?}")]
+    WrongRepo {
+        /// The token's `repo`.
+        token: String,
+        /// The repository ID from the request path.
+        path: String,
+    },
+}
+
 /// Checks a token's signature, issuer, lifetime and repository; returns its claims or the reason
 /// it is refused.
-pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Claims, String> {
+pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Claims, Refusal> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("not a JWT".into());
+        return Err(Refusal::NotJwt);
     };
-    let decode = |part: &str| {
-        URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| "bad base64".to_owned())
-    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Refusal::Base64);
     let header_json: serde_json::Value =
-        serde_json::from_slice(&decode(header)?).map_err(|_| "header is not JSON".to_owned())?;
+        serde_json::from_slice(&decode(header)?).map_err(|_| Refusal::Header)?;
     let alg = header_json
         .get("alg")
         .and_then(|a| a.as_str())
-        .ok_or("header has no alg")?;
+        .ok_or(Refusal::Header)?;
     if !["ES256", "RS256", "EdDSA"].contains(&alg) {
-        return Err(format!("alg {alg} is not accepted"));
+        return Err(Refusal::Alg(alg.to_owned()));
     }
-    let claims: Claims = serde_json::from_slice(&decode(payload)?)
-        .map_err(|e| format!("claims are not Code Storage's: {e}"))?;
+    // The claims are read before the signature is checked only to find the issuer's keys;
+    // nothing else in them is trusted until a key has verified the signature.
+    let claims: Claims =
+        serde_json::from_slice(&decode(payload)?).map_err(|e| Refusal::Claims(e.to_string()))?;
     let keys = keyring
         .orgs
         .get(&claims.iss)
-        .ok_or_else(|| format!("unknown organisation {:?}", claims.iss))?;
+        .ok_or_else(|| Refusal::UnknownOrg(claims.iss.clone()))?;
     let signature = decode(signature)?;
     let message = format!("{header}.{payload}");
+    // The key type fixes the algorithm: a token may not pick how its own signature is checked.
     let candidates: Vec<&PublicKey> = keys.iter().filter(|k| k.kind.alg() == alg).collect();
     if candidates.is_empty() {
-        return Err(format!(
-            "alg {alg} matches no registered key of {:?}",
-            claims.iss
-        ));
+        return Err(Refusal::AlgMismatch {
+            alg: alg.to_owned(),
+            org: claims.iss.clone(),
+        });
     }
     let verified = candidates.iter().any(|key| {
         UnparsedPublicKey::new(key.kind.verification(), &key.raw)
@@ -188,22 +297,19 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
             .is_ok()
     });
     if !verified {
-        return Err(format!(
-            "signature does not verify with any key of {:?}",
-            claims.iss
-        ));
+        return Err(Refusal::Signature(claims.iss.clone()));
     }
     if claims.exp <= now {
-        return Err(format!("token expired {}s ago", now - claims.exp));
+        return Err(Refusal::Expired(now - claims.exp));
     }
     if claims.iat > now + SKEW_SECONDS {
-        return Err("token issued in the future".into());
+        return Err(Refusal::Future(claims.iat - now));
     }
     if claims.repo != repo {
-        return Err(format!(
-            "token is for repository {:?}, not {repo:?}",
-            claims.repo
-        ));
+        return Err(Refusal::WrongRepo {
+            token: claims.repo.clone(),
+            path: repo.to_owned(),
+        });
     }
     Ok(claims)
 }
@@ -222,7 +328,7 @@ pub fn allows(claims: &Claims, service: &str) -> bool {
 mod tests {
     use super::*;
     use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 
     const NOW: i64 = 1_800_000_000;
 
@@ -242,16 +348,63 @@ mod tests {
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
+    /// DER of one element with a short or long length, for building SPKI by hand.
+    fn element(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match contents.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n < 0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
+    fn spki(algorithm: &[&[u8]], key: &[u8]) -> Vec<u8> {
+        let mut bits = vec![0];
+        bits.extend_from_slice(key);
+        let mut body = element(der::SEQUENCE, &algorithm.concat());
+        body.extend(element(der::BIT_STRING, &bits));
+        element(der::SEQUENCE, &body)
+    }
+
+    fn pem_of(der: &[u8]) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()))
+    }
+
     fn p256() -> (EcdsaKeyPair, PublicKey) {
         let rng = SystemRandom::new();
         let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
-        let public = PublicKey {
-            kind: KeyKind::P256,
-            raw: pair.public_key().as_ref().to_vec(),
-        };
+        // Through SPKI PEM, as a user registers it, not straight from ring's bytes.
+        let der = spki(
+            &[
+                &element(der::OID, oid::EC_PUBLIC_KEY),
+                &element(der::OID, oid::PRIME256V1),
+            ],
+            pair.public_key().as_ref(),
+        );
+        let public = parse_public_key(&pem_of(&der)).unwrap();
+        assert_eq!(public.kind, KeyKind::P256);
         (pair, public)
+    }
+
+    fn ed25519() -> (Ed25519KeyPair, PublicKey) {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let der = spki(
+            &[&element(der::OID, oid::ED25519)],
+            pair.public_key().as_ref(),
+        );
+        let public = parse_public_key(&pem_of(&der)).unwrap();
+        assert_eq!(public.kind, KeyKind::Ed25519);
+        (pair, public)
+    }
+
+    fn fixture(name: &str) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        std::fs::read_to_string(dir.join(name)).unwrap()
     }
 
     fn es256(pair: &EcdsaKeyPair, claims: &str) -> String {
@@ -263,89 +416,220 @@ mod tests {
         })
     }
 
+    fn keyring(org: &str, keys: &[&PublicKey]) -> Keyring {
+        let mut keyring = Keyring::default();
+        for key in keys {
+            keyring.add(org, (*key).clone());
+        }
+        keyring
+    }
+
     #[test]
     fn accepts_a_good_token_and_refuses_each_defect() {
         let (pair, public) = p256();
         let (other, _) = p256();
-        let mut keyring = Keyring::default();
-        keyring.add("acme", public);
+        let keyring = keyring("acme", &[&public]);
         let good = es256(&pair, &claims_json("team/x", NOW, NOW + 60));
         assert_eq!(
             verify(&good, &keyring, "team/x", NOW).unwrap().repo,
             "team/x"
         );
-        let refuse = |token: &str, repo: &str, reason: &str| {
-            let err = verify(token, &keyring, repo, NOW).unwrap_err();
-            assert!(err.contains(reason), "{err}");
-        };
-        refuse(&good, "team/y", "not \"team/y\"");
-        refuse(
-            &es256(&other, &claims_json("team/x", NOW, NOW + 60)),
-            "team/x",
-            "does not verify",
+        // iat a little ahead (clock skew) is fine.
+        let skewed = es256(&pair, &claims_json("team/x", NOW + 30, NOW + 90));
+        assert!(verify(&skewed, &keyring, "team/x", NOW).is_ok());
+        let refuse = |token: &str, repo: &str| verify(token, &keyring, repo, NOW).unwrap_err();
+        assert_eq!(
+            refuse(&good, "team/y"),
+            Refusal::WrongRepo {
+                token: "team/x".into(),
+                path: "team/y".into()
+            }
         );
-        refuse(
-            &es256(&pair, &claims_json("team/x", NOW - 120, NOW - 1)),
-            "team/x",
-            "expired",
+        assert_eq!(
+            refuse(
+                &es256(&other, &claims_json("team/x", NOW, NOW + 60)),
+                "team/x"
+            ),
+            Refusal::Signature("acme".into())
         );
-        refuse(
-            &es256(&pair, &claims_json("team/x", NOW + 600, NOW + 900)),
-            "team/x",
-            "future",
+        assert_eq!(
+            refuse(
+                &es256(&pair, &claims_json("team/x", NOW - 120, NOW)),
+                "team/x"
+            ),
+            Refusal::Expired(0)
+        );
+        assert_eq!(
+            refuse(
+                &es256(&pair, &claims_json("team/x", NOW + 600, NOW + 900)),
+                "team/x"
+            ),
+            Refusal::Future(600)
         );
         let unknown = es256(
             &pair,
             &claims_json("team/x", NOW, NOW + 60).replace("acme", "evil"),
         );
-        refuse(&unknown, "team/x", "unknown organisation");
-        let wrong_alg = jwt("RS256", &claims_json("team/x", NOW, NOW + 60), |m| {
+        assert_eq!(
+            refuse(&unknown, "team/x"),
+            Refusal::UnknownOrg("evil".into())
+        );
+        let sign = |m: &[u8]| {
             pair.sign(&SystemRandom::new(), m)
                 .unwrap()
                 .as_ref()
                 .to_vec()
+        };
+        let claims = claims_json("team/x", NOW, NOW + 60);
+        assert!(matches!(
+            refuse(&jwt("RS256", &claims, sign), "team/x"),
+            Refusal::AlgMismatch { .. }
+        ));
+        assert!(matches!(
+            refuse(&jwt("EdDSA", &claims, sign), "team/x"),
+            Refusal::AlgMismatch { .. }
+        ));
+        assert_eq!(
+            refuse(&jwt("ES384", &claims, sign), "team/x"),
+            Refusal::Alg("ES384".into())
+        );
+        assert_eq!(
+            refuse(&jwt("none", &claims, |_| Vec::new()), "team/x"),
+            Refusal::Alg("none".into())
+        );
+        // A good signature over other claims: the payload was swapped.
+        let (head, _) = good.split_once('.').unwrap();
+        let swapped = format!(
+            "{head}.{}.{}",
+            URL_SAFE_NO_PAD.encode(claims_json("team/y", NOW, NOW + 60)),
+            good.rsplit('.').next().unwrap()
+        );
+        assert_eq!(
+            refuse(&swapped, "team/y"),
+            Refusal::Signature("acme".into())
+        );
+        let no_sub = es256(
+            &pair,
+            r#"{"iss":"acme","repo":"team/x","scopes":[],"iat":1,"exp":2}"#,
+        );
+        assert!(matches!(refuse(&no_sub, "team/x"), Refusal::Claims(_)));
+        assert_eq!(refuse("garbage", "team/x"), Refusal::NotJwt);
+        assert_eq!(refuse("a.b!.c", "team/x"), Refusal::Base64);
+    }
+
+    #[test]
+    fn eddsa_and_rs256_tokens_verify_with_their_keys() {
+        let (ed_pair, ed_public) = ed25519();
+        let rsa_public = parse_public_key(&fixture("rsa2048.pub.pem")).unwrap();
+        let rsa_pkcs8 = pem::parse(fixture("rsa2048.pkcs8.pem")).unwrap();
+        let rsa_pair = RsaKeyPair::from_pkcs8(rsa_pkcs8.contents()).unwrap();
+        let keyring = keyring("acme", &[&ed_public, &rsa_public]);
+        let claims = claims_json("x", NOW, NOW + 60);
+        let eddsa = jwt("EdDSA", &claims, |m| ed_pair.sign(m).as_ref().to_vec());
+        assert!(verify(&eddsa, &keyring, "x", NOW).is_ok());
+        let rs256 = jwt("RS256", &claims, |m| {
+            let mut signature = vec![0; rsa_pair.public().modulus_len()];
+            rsa_pair
+                .sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    m,
+                    &mut signature,
+                )
+                .unwrap();
+            signature
         });
-        refuse(&wrong_alg, "team/x", "matches no registered key");
-        let none = jwt("none", &claims_json("team/x", NOW, NOW + 60), |_| {
-            Vec::new()
-        });
-        refuse(&none, "team/x", "not accepted");
-        refuse("garbage", "team/x", "not a JWT");
+        assert!(verify(&rs256, &keyring, "x", NOW).is_ok());
+        // An RSA signature relabelled EdDSA is checked with the Ed25519 key only, and fails.
+        let (_, rest) = rs256.split_once('.').unwrap();
+        let relabelled = format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#)
+        );
+        assert_eq!(
+            verify(&relabelled, &keyring, "x", NOW).unwrap_err(),
+            Refusal::Signature("acme".into())
+        );
     }
 
     #[test]
     fn any_registered_key_of_the_organisation_may_sign() {
         let (old, old_public) = p256();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let new = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let mut keyring = Keyring::default();
-        keyring.add("acme", old_public);
-        keyring.add(
-            "acme",
-            PublicKey {
-                kind: KeyKind::Ed25519,
-                raw: new.public_key().as_ref().to_vec(),
-            },
-        );
+        let (new, new_public) = p256();
+        let (_, beta_public) = p256();
+        let mut keyring = keyring("acme", &[&old_public, &new_public]);
+        keyring.add("beta", beta_public);
         let claims = claims_json("x", NOW, NOW + 60);
         assert!(verify(&es256(&old, &claims), &keyring, "x", NOW).is_ok());
-        let eddsa = jwt("EdDSA", &claims, |m| new.sign(m).as_ref().to_vec());
-        assert!(verify(&eddsa, &keyring, "x", NOW).is_ok());
+        assert!(verify(&es256(&new, &claims), &keyring, "x", NOW).is_ok());
+        // Another organisation's key does not sign for acme.
+        let beta_claims = claims.replace("acme", "beta");
+        assert_eq!(
+            verify(&es256(&old, &beta_claims), &keyring, "x", NOW).unwrap_err(),
+            Refusal::Signature("beta".into())
+        );
     }
 
     #[test]
     fn parses_spki_keys_written_by_openssl() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for (file, kind) in [
-            ("p256.pub.pem", KeyKind::P256),
-            ("rsa2048.pub.pem", KeyKind::Rsa),
-            ("ed25519.openssl.pub.pem", KeyKind::Ed25519),
+        for (file, kind, length) in [
+            ("p256.pub.pem", KeyKind::P256, 65),
+            ("rsa2048.pub.pem", KeyKind::Rsa, 270),
+            ("rsa4096.pub.pem", KeyKind::Rsa, 526),
+            ("ed25519.openssl.pub.pem", KeyKind::Ed25519, 32),
         ] {
-            let text = std::fs::read_to_string(fixtures.join(file)).unwrap();
-            assert_eq!(parse_public_key(&text).unwrap().kind, kind, "{file}");
+            let key = parse_public_key(&fixture(file)).unwrap();
+            assert_eq!((key.kind, key.raw.len()), (kind, length), "{file}");
         }
-        let private = std::fs::read_to_string(fixtures.join("p256.sec1.pem")).unwrap();
-        assert!(parse_public_key(&private).is_err());
+        assert_eq!(
+            parse_public_key(&fixture("p256.sec1.pem")).unwrap_err(),
+            KeyError::Tag("EC PRIVATE KEY".into())
+        );
+        assert!(matches!(
+            parse_public_key("not pem").unwrap_err(),
+            KeyError::Pem(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_other_curves_algorithms_small_rsa_and_junk() {
+        let p384 = spki(
+            &[
+                &element(der::OID, oid::EC_PUBLIC_KEY),
+                &element(der::OID, &[0x2b, 0x81, 0x04, 0x00, 0x22]),
+            ],
+            &[4; 97],
+        );
+        assert_eq!(parse_spki(&p384).unwrap_err(), KeyError::Curve);
+        let ed448 = spki(&[&element(der::OID, &[0x2b, 0x65, 0x71])], &[0; 57]);
+        assert_eq!(parse_spki(&ed448).unwrap_err(), KeyError::Algorithm);
+        let mut modulus = vec![0x00, 0xc0];
+        modulus.extend([0x11; 127]);
+        let rsa_body = [
+            element(der::INTEGER, &modulus),
+            element(der::INTEGER, &[1, 0, 1]),
+        ]
+        .concat();
+        let rsa1024 = spki(
+            &[
+                &element(der::OID, oid::RSA_ENCRYPTION),
+                &element(der::NULL, &[]),
+            ],
+            &element(der::SEQUENCE, &rsa_body),
+        );
+        assert_eq!(parse_spki(&rsa1024).unwrap_err(), KeyError::RsaSize(1024));
+        let short_point = spki(
+            &[
+                &element(der::OID, oid::EC_PUBLIC_KEY),
+                &element(der::OID, oid::PRIME256V1),
+            ],
+            &[4; 33],
+        );
+        assert_eq!(parse_spki(&short_point).unwrap_err(), KeyError::Malformed);
+        let mut trailing = spki(&[&element(der::OID, oid::ED25519)], &[7; 32]);
+        assert!(parse_spki(&trailing).is_ok());
+        trailing.push(0);
+        assert_eq!(parse_spki(&trailing).unwrap_err(), KeyError::Malformed);
     }
 
     #[test]
@@ -355,7 +639,12 @@ mod tests {
         assert!(!allows(&claims, "git-receive-pack"));
         claims.scopes = vec!["git:write".into()];
         assert!(allows(&claims, "git-upload-pack") && allows(&claims, "git-receive-pack"));
+        claims.scopes = vec!["repo:write".into(), "org:read".into()];
+        assert!(!allows(&claims, "git-upload-pack") && !allows(&claims, "git-receive-pack"));
+        assert!(!allows(&claims, "git-upload-archive"));
         assert_eq!(basic_password("Basic dDpzZWNyZXQ="), Some("secret".into()));
+        assert_eq!(basic_password("basic dDpzZWNyZXQ="), Some("secret".into()));
         assert_eq!(basic_password("Bearer abc"), None);
+        assert_eq!(basic_password("Basic !!!"), None);
     }
 }

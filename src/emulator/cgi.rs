@@ -31,6 +31,30 @@ pub struct Request<'a> {
     pub policy: Option<&'a Policy>,
 }
 
+/// Variables that point git at a repository. Inherited from whoever started the emulator (a
+/// hook, a test run inside a repository), they would make http-backend or `git init` act on that
+/// repository instead of the one under the root.
+const REPOSITORY_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH",
+];
+
+/// A `git` command from `PATH` (tests choose the version that way), with repository-locating
+/// variables of the emulator's own environment removed.
+pub fn git_command() -> Command {
+    let mut command = Command::new("git");
+    for name in REPOSITORY_VARS {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// Runs http-backend for `request` with `body` (length `length`) as its input and writes the
 /// HTTP response to `out`. Returns the status sent.
 pub fn run(
@@ -41,7 +65,7 @@ pub fn run(
     length: u64,
     out: &mut impl Write,
 ) -> io::Result<u16> {
-    let mut command = Command::new("git");
+    let mut command = git_command();
     command
         .arg("http-backend")
         .env("GIT_PROJECT_ROOT", root)
@@ -87,15 +111,24 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
     let mut reader = BufReader::new(stdout);
     let mut status = 200;
     let mut headers = Vec::new();
+    let mut answered = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
+            if !answered {
+                // http-backend died before answering (its reason is on our stderr): say so
+                // rather than send an empty 200 that git would misread.
+                let text = "git http-backend gave no answer\n";
+                http::write_text(out, 502, &[], text)?;
+                return Ok(502);
+            }
             break;
         }
         let line = line.trim_end();
         if line.is_empty() {
             break;
         }
+        answered = true;
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -114,4 +147,49 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
     io::copy(&mut reader, out)?;
     out.flush()?;
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relayed(cgi_output: &[u8]) -> (u16, String) {
+        let mut out = Vec::new();
+        let status = relay(cgi_output, &mut out).unwrap();
+        (status, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn relays_cgi_status_headers_and_body() {
+        let (status, text) =
+            relayed(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno\n");
+        assert_eq!(status, 403);
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Type: text/plain\r\n"), "{text}");
+        assert!(!text.contains("Status:"), "{text}");
+        assert!(text.ends_with("Connection: close\r\n\r\nno\n"), "{text}");
+        // No Status line means 200; a bare LF ends headers as well as CRLF.
+        let (status, text) = relayed(b"Content-Type: application/x-git-upload-pack-result\n\n0000");
+        assert_eq!(status, 200);
+        assert!(text.ends_with("\r\n\r\n0000"), "{text}");
+    }
+
+    #[test]
+    fn a_backend_that_says_nothing_is_a_502() {
+        let (status, text) = relayed(b"");
+        assert_eq!(status, 502);
+        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
+    }
+
+    #[test]
+    fn git_commands_ignore_the_callers_repository() {
+        let command = git_command();
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(removed.iter().any(|n| n == "GIT_DIR"), "{removed:?}");
+        assert!(removed.iter().any(|n| n == "GIT_WORK_TREE"), "{removed:?}");
+    }
 }

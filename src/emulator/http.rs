@@ -39,11 +39,13 @@ impl Head {
 
     /// How the body is framed.
     pub fn body(&self) -> Result<Body, io::Error> {
-        if self
-            .header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-        {
-            return Ok(Body::Chunked);
+        if let Some(coding) = self.header("transfer-encoding") {
+            // git sends only `chunked`; anything else would be misread as an empty body.
+            return if coding.eq_ignore_ascii_case("chunked") {
+                Ok(Body::Chunked)
+            } else {
+                Err(invalid("unsupported Transfer-Encoding"))
+            };
         }
         match self.header("content-length") {
             None => Ok(Body::Length(0)),
@@ -133,6 +135,10 @@ pub fn copy_body(body: Body, reader: &mut impl BufRead, out: &mut impl Write) ->
                 let mut budget = 1024;
                 let size_line = read_line(reader, &mut budget)?;
                 let size_text = size_line.split(';').next().unwrap_or("").trim();
+                // from_str_radix would also take a sign; a chunk size is hex digits only.
+                if size_text.is_empty() || !size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid("bad chunk size"));
+                }
                 let size =
                     u64::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
                 if size == 0 {
@@ -164,6 +170,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         _ => "Status",
     }
 }
@@ -223,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn frames_bodies_by_transfer_encoding_then_content_length() {
+        let h = head("POST /x.git/git-receive-pack HTTP/1.1\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body().unwrap(), Body::Chunked);
+        let h = head("POST /x HTTP/1.1\r\ncontent-length: 42\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body().unwrap(), Body::Length(42));
+        for bad in [
+            "Content-Length: -1",
+            "Content-Length: ten",
+            "Transfer-Encoding: gzip, chunked",
+        ] {
+            let h = head(&format!("POST /x HTTP/1.1\r\n{bad}\r\n\r\n"))
+                .unwrap()
+                .unwrap();
+            assert!(h.body().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_heads_and_accepts_a_closed_connection() {
         assert!(head("").unwrap().is_none());
         assert!(head("GET\r\n\r\n").is_err());
@@ -245,6 +274,36 @@ mod tests {
         );
         assert_eq!(out, b"hello world");
         assert!(copy_body(Body::Chunked, &mut &b"zz\r\n"[..], &mut Vec::new()).is_err());
+        assert!(
+            copy_body(
+                Body::Chunked,
+                &mut &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+                &mut Vec::new()
+            )
+            .is_err()
+        );
+        // Data longer than its chunk size, and a body cut off before the last chunk.
+        assert!(
+            copy_body(
+                Body::Chunked,
+                &mut &b"3\r\nhello\r\n0\r\n\r\n"[..],
+                &mut Vec::new()
+            )
+            .is_err()
+        );
+        assert!(copy_body(Body::Chunked, &mut &b"5\r\nhel"[..], &mut Vec::new()).is_err());
+        assert!(copy_body(Body::Chunked, &mut &b"5\r\nhello\r\n"[..], &mut Vec::new()).is_err());
+        // Upper-case hex and a large chunk in one piece.
+        let big = vec![7u8; 0x1A2B];
+        let mut framed = b"1A2B\r\n".to_vec();
+        framed.extend_from_slice(&big);
+        framed.extend_from_slice(b"\r\n0\r\n\r\n");
+        let mut out = Vec::new();
+        assert_eq!(
+            copy_body(Body::Chunked, &mut &framed[..], &mut out).unwrap(),
+            0x1A2B
+        );
+        assert_eq!(out, big);
         assert!(copy_body(Body::Length(9), &mut &b"short"[..], &mut Vec::new()).is_err());
     }
 }

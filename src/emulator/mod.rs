@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cgi;
+pub mod der;
 pub mod http;
 pub mod policy;
 pub mod server;

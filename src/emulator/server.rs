@@ -10,6 +10,9 @@ use super::auth::{self, Keyring};
 use super::policy::{HOOK_ARG, Policy};
 use super::{EmulatorError, cgi, http, io_error};
 
+/// How long a connection may stay silent, reading or writing, before it is dropped.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The realm git sees in the challenge; any Basic challenge makes git ask its helpers.
 const CHALLENGE: &str = "Basic realm=\"Code Storage\"";
 
@@ -148,6 +151,10 @@ struct Who {
 impl Server {
     /// Serves one connection (TLS when `tls` is set) and closes it.
     pub fn serve(&self, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
+        // A client that connects and goes quiet must not hold a thread (and its http-backend)
+        // forever; git never pauses this long mid-request.
+        let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+        let _ = tcp.set_write_timeout(Some(IDLE_TIMEOUT));
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown".to_owned(), |a| a.ip().to_string());
@@ -184,11 +191,11 @@ impl Server {
         };
         eprintln!(
             "codestorage-emulator: {} {} proto={protocol} org={} sub={} scopes={} -> {status} {reason}",
-            head.method,
-            head.path(),
-            or_dash(&who.org),
-            or_dash(&who.sub),
-            or_dash(&who.scopes),
+            printable(&head.method),
+            printable(head.path()),
+            printable(or_dash(&who.org)),
+            printable(or_dash(&who.sub)),
+            printable(or_dash(&who.scopes)),
         );
     }
 
@@ -214,7 +221,7 @@ impl Server {
         };
         let claims = match auth::verify(&password, &self.keyring, &target.repo, now()) {
             Ok(claims) => claims,
-            Err(reason) => return refuse(reader, 401, reason),
+            Err(refusal) => return refuse(reader, 401, refusal.to_string()),
         };
         who.org.clone_from(&claims.iss);
         who.sub.clone_from(&claims.sub);
@@ -260,7 +267,8 @@ impl Server {
             content_type: head.header("content-type"),
             content_encoding: head.header("content-encoding"),
             git_protocol: head.header("git-protocol"),
-            remote_user: &claims.sub,
+            // http-backend refuses pushes when REMOTE_USER is empty, whatever the token says.
+            remote_user: or_dash(&claims.sub),
             remote_addr: peer.to_owned(),
             policy: policy.as_ref(),
         };
@@ -304,7 +312,7 @@ impl Server {
 }
 
 fn create_repository(directory: &Path) -> Result<(), String> {
-    let status = std::process::Command::new("git")
+    let status = cgi::git_command()
         // HEAD names the branch a client pushes first in practice; git's own default may differ.
         .args(["init", "--quiet", "--bare", "--initial-branch=main"])
         .arg(directory)
@@ -321,6 +329,13 @@ fn or_dash(text: &str) -> &str {
     if text.is_empty() { "-" } else { text }
 }
 
+/// `text` with control characters replaced, so that a client cannot forge log lines.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +350,21 @@ mod tests {
         assert_eq!(t.path_info, "/team/x.git/git-receive-pack");
         let t = target("POST", "/a%2Db.git/git-upload-pack", "").unwrap();
         assert_eq!(t.repo, "a-b");
+        let t = target(
+            "GET",
+            "/org/team/deep+import.git/info/refs",
+            "x=1&service=git-receive-pack",
+        )
+        .unwrap();
+        assert_eq!(
+            (t.repo.as_str(), t.service),
+            ("org/team/deep", "git-receive-pack")
+        );
+        assert_eq!(t.path_info, "/org/team/deep.git/info/refs");
+        // Only a trailing +ephemeral/+import names the base repository.
+        let t = target("POST", "/x+import+ephemeral.git/git-upload-pack", "").unwrap();
+        assert_eq!(t.repo, "x+import");
+        assert_eq!(printable("a\rb\n"), "a?b?");
     }
 
     #[test]

@@ -29,17 +29,21 @@ impl Emulator {
     /// Starts an emulator knowing `orgs` (name, public key PEM); repositories are created on
     /// their first push.
     pub fn start(orgs: &[(&str, &str)]) -> Self {
+        Self::start_with(orgs, |command| {
+            command.arg("--create-on-push");
+        })
+    }
+
+    /// Starts an emulator knowing `orgs`, after `configure` has added its own arguments or
+    /// environment (e.g. `--create-on-push`, or a `PATH` choosing the server's git).
+    pub fn start_with(orgs: &[(&str, &str)], configure: impl FnOnce(&mut Command)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repos");
         let ca = dir.path().join("ca.pem");
         let log = dir.path().join("emulator.log");
         let mut command = Command::new(EMULATOR);
-        command
-            .arg("--root")
-            .arg(&root)
-            .arg("--ca-out")
-            .arg(&ca)
-            .arg("--create-on-push");
+        command.arg("--root").arg(&root).arg("--ca-out").arg(&ca);
+        configure(&mut command);
         for (index, (org, public_pem)) in orgs.iter().enumerate() {
             let path = dir.path().join(format!("{org}-{index}.pub.pem"));
             std::fs::write(&path, public_pem).unwrap();
@@ -99,6 +103,11 @@ impl Emulator {
             .status
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// The emulator's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A scratch directory that lives as long as the emulator.
