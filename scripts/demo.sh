@@ -14,20 +14,35 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 command -v git >/dev/null || fail "git is not installed; install git and run the demo again"
-command -v cargo >/dev/null || fail "cargo is not installed; install the Rust toolchain (https://rustup.rs) and run the demo again"
+[ -n "${CODESTORAGE_DEMO_BIN_DIR:-}" ] || command -v cargo >/dev/null || fail "cargo is not installed; install the Rust toolchain (https://rustup.rs) and run the demo again"
 
-step "Building git-credential-codestorage and codestorage-emulator (cargo build --release --locked --features emulator)"
-(cd "$repo_root" && cargo build --release --locked --features emulator --quiet) \
-  || fail "the build failed; see the cargo output above"
-bin="$repo_root/target/release"
+# CODESTORAGE_DEMO_BIN_DIR: a directory that already holds both binaries (the tests use it, so
+# that they need not build a release); otherwise the demo builds them.
+if [ -n "${CODESTORAGE_DEMO_BIN_DIR:-}" ]; then
+  bin=$CODESTORAGE_DEMO_BIN_DIR
+  for b in git-credential-codestorage codestorage-emulator; do
+    [ -x "$bin/$b" ] || fail "CODESTORAGE_DEMO_BIN_DIR=$bin holds no executable $b"
+  done
+else
+  step "Building git-credential-codestorage and codestorage-emulator (cargo build --release --locked --features emulator)"
+  (cd "$repo_root" && cargo build --release --locked --features emulator --quiet) \
+    || fail "the build failed; see the cargo output above"
+  bin="$repo_root/target/release"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/codestorage-demo.XXXXXX")
 emulator_pid=
 cleanup() {
-  [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
+  local status=$?
+  if [ -n "$emulator_pid" ]; then
+    kill "$emulator_pid" 2>/dev/null || true
+    wait "$emulator_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
+  exit "$status"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # A private world: its own HOME, git config and helper config.
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
@@ -39,7 +54,8 @@ git config --global user.name "Demo" && git config --global user.email "demo@exa
 git config --global init.defaultBranch main
 
 step "Making a throwaway signing key for organisation 'demo' (git-credential-codestorage keygen)"
-git-credential-codestorage keygen --org demo --out "$work/demo.pem" > "$work/demo.pub.pem"
+# (keygen's advice on stderr, where to register the key, is for real organisations.)
+git-credential-codestorage keygen --org demo --out "$work/demo.pem" > "$work/demo.pub.pem" 2>/dev/null
 cat "$work/demo.pub.pem"
 
 step "Starting the emulator with that public key registered (codestorage-emulator)"
@@ -79,3 +95,4 @@ step "What the emulator decided, request by request"
 cat "$work/emulator.log"
 
 step "Done: everything above lived in $work and is removed now"
+echo "demo: ok"

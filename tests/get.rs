@@ -289,3 +289,24 @@ fn debug_lines_explain_the_decision_without_the_token() {
         foreign.stderr
     );
 }
+
+#[test]
+fn only_the_requested_organisations_key_is_touched() {
+    let key = TestKey::p256();
+    let home = acme(&key, "");
+    // Another organisation whose key would run a program and one whose key file is missing:
+    // a get for acme must do neither.
+    let marker = home.path().join("beta-key-command-ran");
+    let config = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&format!(
+        "{config}\n[org.beta]\nkey_command = [\"touch\", \"{}\"]\n\n[org.gamma]\nkey_file = \"missing.pem\"\n",
+        marker.display()
+    ));
+    let run = home.get(REQUEST, &[]);
+    verify(run.password(), &key);
+    assert_eq!(run.stderr, "");
+    assert!(
+        !marker.exists(),
+        "beta's key_command ran for an acme request"
+    );
+}

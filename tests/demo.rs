@@ -1,0 +1,40 @@
+//! The newcomer's first run (`./install.sh --demo`, i.e. scripts/demo.sh) works from start to
+//! finish and leaves nothing behind. It uses the binaries this test run built instead of a
+//! release build, through CODESTORAGE_DEMO_BIN_DIR.
+#![cfg(feature = "emulator")]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::emulator::EMULATOR;
+
+#[test]
+fn the_demo_pushes_and_clones_through_the_helper_and_cleans_up() {
+    let bin_dir = Path::new(EMULATOR).parent().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
+        .env("CODESTORAGE_DEMO_BIN_DIR", bin_dir)
+        .env("TMPDIR", tmp.path())
+        .env(
+            "PATH",
+            format!(
+                "/usr/local/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("First commit"), "{stdout}");
+    assert!(stdout.contains("signature: valid (ES256"), "{stdout}");
+    assert!(stdout.contains("-> 401 no credentials"), "{stdout}");
+    assert!(stdout.contains("org=demo"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("demo: ok"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left files behind: {left:?}");
+}
