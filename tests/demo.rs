@@ -15,7 +15,8 @@ fn the_demo_pushes_and_clones_through_the_helper_and_cleans_up() {
     let bin_dir = Path::new(EMULATOR).parent().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let output = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .arg("--demo")
         .env("CODESTORAGE_DEMO_BIN_DIR", bin_dir)
         .env("TMPDIR", tmp.path())
         .env(
