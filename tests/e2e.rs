@@ -10,7 +10,7 @@ use std::process::Command;
 
 use support::emulator::Emulator;
 use support::git::{GIT, OLD_GIT, User};
-use support::jwt::TestKey;
+use support::jwt::{TestKey, now};
 
 /// One emulator knowing `acme`'s public key, and a user whose helper signs with `key` (which
 /// may differ, to play an unregistered key).
@@ -102,13 +102,6 @@ fn seed(emulator: &Emulator, repo: &str) -> String {
     git(&source, &["commit", "-q", "--allow-empty", "-m", "seed"]);
     git(&source, &["push", "-q", bare.to_str().unwrap(), "main"]);
     git(&source, &["rev-parse", "HEAD"]).trim().to_owned()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[test]
@@ -395,16 +388,7 @@ fn refused_tokens_fail_and_the_helper_explains_why() {
 fn a_20_mb_binary_file_goes_up_and_comes_back_byte_for_byte() {
     let world = world(&TestKey::p256(), "");
     let (user, emulator) = (&world.user, &world.emulator);
-    // Incompressible bytes (xorshift), so the pack really is 20 MB.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..20 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let data = support::git::incompressible(20 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
     let work = user.init("work");
     user.commit(&work, "big.bin", &data);
     user.git_ok(

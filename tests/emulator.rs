@@ -12,14 +12,7 @@ use std::process::{Command, Stdio};
 
 use support::emulator::{EMULATOR, Emulator};
 use support::git::{GIT, OLD_GIT, User};
-use support::jwt::TestKey;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use support::jwt::{TestKey, now};
 
 /// A token for `repo` signed by `key` for organisation `org`; `extra` is appended to the claims
 /// (e.g. `,"refs":[...]`).
@@ -171,16 +164,7 @@ fn clone_empty_push_and_fresh_clone_with_each_git_on_each_side() {
 fn a_chunked_push_of_incompressible_data_comes_back_byte_for_byte() {
     let key = TestKey::p256();
     let emulator = Emulator::start(&[("acme", &key.public_pem)]);
-    // Incompressible bytes (xorshift), so that the pack is as large as the file.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..3 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let data = support::git::incompressible(3 * 1024 * 1024, 0x2545_f491_4f6c_dd1d);
     for (index, git) in gits().into_iter().enumerate() {
         let repo = format!("team/big-{index}");
         let url = url_with(

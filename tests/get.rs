@@ -4,7 +4,7 @@
 mod support;
 
 use support::home::Home;
-use support::jwt::{TestKey, verify};
+use support::jwt::{TestKey, now, verify};
 
 const REQUEST: &str = "protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
 
@@ -16,13 +16,6 @@ fn acme(key: &TestKey, extra: &str) -> Home {
         "subject = \"ci@runner\"\n\n[org.acme]\nkey_file = \"acme.pem\"\n{extra}"
     ));
     home
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[test]

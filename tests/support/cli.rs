@@ -136,10 +136,3 @@ pub fn helper_path() -> String {
     git_credential_codestorage::gitconfig::shell_quote(&path.to_string_lossy())
 }
 
-/// The current unix time.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}

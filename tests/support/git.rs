@@ -137,3 +137,17 @@ impl User {
         dir
     }
 }
+
+/// `len` bytes that do not compress (xorshift from `seed`), so that a pack is as large as the file.
+pub fn incompressible(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed.to_le_bytes()
+        })
+        .collect();
+    data.truncate(len);
+    data
+}
