@@ -69,9 +69,11 @@ pub fn owner<'c>(config: Option<&'c Config>, host: &str) -> Option<Owner<'c>> {
         return None;
     }
     let len = name_and_suffix.len();
+    // `get`, not indexing: the cut may fall inside a multi-byte character (`é` + 12 letters).
     if len <= CODE_STORAGE_SUFFIX.len()
-        || !name_and_suffix[len - CODE_STORAGE_SUFFIX.len()..]
-            .eq_ignore_ascii_case(CODE_STORAGE_SUFFIX)
+        || !name_and_suffix
+            .get(len - CODE_STORAGE_SUFFIX.len()..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(CODE_STORAGE_SUFFIX))
     {
         return None;
     }
