@@ -197,7 +197,7 @@ pub struct TokenArgs {
 }
 
 /// `inspect`'s options.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct InspectArgs {
     /// The token, or `-` (the default) to read it from stdin.
     #[arg(value_name = "TOKEN | -")]
@@ -205,6 +205,16 @@ pub struct InspectArgs {
     /// A public key (PUBLIC KEY PEM) or private key to check the signature with.
     #[arg(long, value_name = "KEY.pem")]
     pub key: Option<PathBuf>,
+}
+
+// The argument may be a live token: `{:?}` must not show it.
+impl std::fmt::Debug for InspectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InspectArgs")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 /// `doctor`'s options.
@@ -540,5 +550,19 @@ fn write_response(response: &Response, log: &mut Log<'_>) {
     let mut out = stdout.lock();
     if let Err(e) = response.write_to(&mut out).and_then(|()| out.flush()) {
         log.error(format_args!("cannot write the answer to git: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_parsed_command_line_never_shows_a_token() {
+        let cli =
+            Cli::try_parse_from(["git-credential-codestorage", "inspect", "aaa.bbb.ccc"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("aaa.bbb.ccc"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

@@ -159,23 +159,40 @@ pub fn default_key_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.config_dir().join("codestorage"))
 }
 
+/// The largest config file read; a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Reads and validates the file at `path`; a missing file is `Ok(None)` (environment-only use).
 pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            let reason = if path.is_dir() {
-                "it is a directory; CODESTORAGE_CONFIG must name a file".to_owned()
-            } else {
-                e.to_string()
-            };
-            return Err(ConfigError::Read {
-                path: path.to_owned(),
-                reason,
-            });
-        }
+    let unreadable = |reason: String| ConfigError::Read {
+        path: path.to_owned(),
+        reason,
     };
+    // Looked at before opening: opening a FIFO would block, and a device would never end.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+        Ok(m) if m.is_dir() => {
+            return Err(unreadable(
+                "it is a directory; CODESTORAGE_CONFIG must name a file".to_owned(),
+            ));
+        }
+        Ok(m) if !m.is_file() => return Err(unreadable("it is not a regular file".to_owned())),
+        Ok(_) => {}
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            let mut limited = std::io::Read::take(file, MAX_CONFIG_BYTES + 1);
+            std::io::Read::read_to_string(&mut limited, &mut text)
+        })
+        .map_err(|e| unreadable(e.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(unreadable(format!(
+            "it is larger than {} KiB; a config file is a few lines",
+            MAX_CONFIG_BYTES / 1024
+        )));
+    }
     parse(&text, path).map(Some)
 }
 

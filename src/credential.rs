@@ -57,12 +57,21 @@ pub fn load_config(env: &dyn Env) -> Result<Option<Config>, ConfigError> {
 }
 
 /// A freshly signed token and what it says.
-#[derive(Debug)]
 pub struct Minted {
     /// The compact JWT. Never log it.
     pub token: String,
     /// Its claims.
     pub claims: Claims,
+}
+
+// The token is a live credential: `{:?}` shows its claims only.
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("token", &"<redacted>")
+            .field("claims", &self.claims)
+            .finish()
+    }
 }
 
 /// Loads the key named by `settings` and signs a token issued at `now`.

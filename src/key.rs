@@ -380,10 +380,11 @@ fn run_command(
         .map_err(|e| failed(e.to_string()))?;
     let mut stdout = child.stdout.take().expect("stdout was piped");
     // Read on a thread so that a program that prints more than a pipe holds cannot stall us.
-    let reader = std::thread::spawn(move || {
+    let (sender, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut text = Zeroizing::new(Vec::new());
         let result = (&mut stdout).take(MAX_KEY_BYTES).read_to_end(&mut text);
-        result.map(|_| text)
+        let _ = sender.send(result.map(|_| text));
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -408,10 +409,19 @@ fn run_command(
             status: status.to_string(),
         });
     }
-    reader
-        .join()
-        .map_err(|_| failed("reading its output failed".into()))?
-        .map_err(|e| failed(e.to_string()))
+    // A program can exit and leave a background process holding its stdout open (`cmd &`):
+    // the output's end is bounded by the same deadline, or the helper would wait for ever.
+    let left = deadline.saturating_duration_since(Instant::now());
+    match output.recv_timeout(left.max(Duration::from_millis(100))) {
+        Ok(result) => result.map_err(|e| failed(e.to_string())),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(failed(format!(
+            "it exited, but a process it left in the background still held its output open after {}s; redirect that process's output",
+            timeout.as_secs()
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(failed("reading its output failed".into()))
+        }
+    }
 }
 
 /// Parses PEM text into a signing key, naming `source` in any error.

@@ -194,7 +194,7 @@ pub fn now() -> i64 {
 }
 
 /// A token taken apart without checking its signature.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Unverified {
     /// The header JSON as the token carries it.
     pub header_json: String,
@@ -208,6 +208,21 @@ pub struct Unverified {
     pub signing_input: String,
     /// The raw signature.
     pub signature: Vec<u8>,
+}
+
+// With its signature, the signing input is the token itself, which may still be live: `{:?}`
+// shows what it says, never enough to use it.
+impl fmt::Debug for Unverified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unverified")
+            .field("header_json", &self.header_json)
+            .field("claims_json", &self.claims_json)
+            .field("alg", &self.alg)
+            .field("claims", &self.claims)
+            .field("signing_input", &"<redacted>")
+            .field("signature", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Decodes a compact JWT without trusting it.

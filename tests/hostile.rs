@@ -126,6 +126,9 @@ fn odd_hosts_are_not_ours_and_get_nothing() {
         "acme.code.storage/evil",
         "acme.code.storage.evil.com",
         "",
+        // A character cut by the suffix check once panicked.
+        "\u{e9}aaaaaaaaaaaa",
+        "\u{d7b0}\u{1fb6}aA \u{1eea1}0",
     ] {
         let run = home.get(
             format!("protocol=https\nhost={host}\npath=team/x.git\n\n"),
@@ -207,6 +210,32 @@ fn a_directory_or_a_symlink_loop_as_config_is_an_error() {
 }
 
 #[test]
+fn a_device_a_fifo_or_a_giant_file_as_config_is_refused_without_reading_it() {
+    let key = TestKey::p256();
+    let home = acme(&key);
+    let fifo = home.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opening the FIFO would block for ever, and /dev/zero never ends.
+    for config in [Path::new("/dev/zero"), &fifo] {
+        let run = home.get(GOOD, &[("CODESTORAGE_CONFIG", config.to_str().unwrap())]);
+        assert_eq!(run.stdout, "quit=1\n", "{}", run.stderr);
+        assert!(
+            run.stderr.contains("not a regular file"),
+            "{config:?}: {}",
+            run.stderr
+        );
+    }
+    let mut giant = String::from("[org.acme]\nkey_file = \"acme.pem\"\n");
+    giant.push_str(&format!("# {}\n", "x".repeat(2 << 20)));
+    home.write_config(&giant);
+    refused(&home, &key, GOOD.as_bytes(), "larger than 1024 KiB");
+}
+
+#[test]
 fn an_empty_or_missing_config_is_environment_only_use() {
     let key = TestKey::p256();
     let home = Home::new();
@@ -284,6 +313,32 @@ fn a_hanging_key_command_is_stopped_and_reaped() {
 }
 
 #[test]
+fn a_key_command_that_leaves_its_output_open_is_bounded_by_the_timeout() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let key_path = home.write_key("k.pem", &key.pem);
+    let pid_file = home.path().join("pid");
+    // Prints the key, then leaves a process behind that holds the pipe open for 30s.
+    home.write_config(&format!(
+        "[org.acme]\nkey_command = [\"sh\", \"-c\", \"cat \\\"$0\\\"; sleep 30 2>/dev/null & echo $! > \\\"$1\\\"\", \"{}\", \"{}\"]\n",
+        key_path.display(),
+        pid_file.display()
+    ));
+    let run = home.get(GOOD, &[("CODESTORAGE_KEY_COMMAND_TIMEOUT", "1")]);
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        // The test's own leftover: stop it now rather than in 30s.
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_eq!(run.stdout, "quit=1\n", "{}", run.stderr);
+    assert!(
+        run.stderr.contains("still held its output open after 1s"),
+        "{}",
+        run.stderr
+    );
+    assert_no_secrets(&run, &key, None);
+}
+
+#[test]
 fn a_failing_or_babbling_key_command_is_a_clear_error() {
     let (home, key) = with_key_command("[\"sh\", \"-c\", \"exit 3\"]");
     let run = refused(&home, &key, GOOD.as_bytes(), "exited with exit status: 3");
@@ -338,5 +393,57 @@ fn a_ttl_that_would_overflow_is_an_error_not_a_wrapped_number() {
             run.stderr
         );
         assert_no_secrets(&run, &key, None);
+    }
+}
+
+#[test]
+fn debug_formatting_of_secret_holding_types_is_redacted() {
+    use git_credential_codestorage::credential::Minted;
+    use git_credential_codestorage::key::{self, KeySource};
+    use git_credential_codestorage::protocol::{self, Response};
+    use git_credential_codestorage::token::{self, Claims, Scope};
+
+    let key = TestKey::p256();
+    let signing = key::parse_pem(key.pem.as_bytes(), &KeySource::Env("K".into())).unwrap();
+    let claims = Claims {
+        iss: "acme".into(),
+        sub: "ci".into(),
+        repo: "team/x".into(),
+        scopes: vec![Scope::GitRead],
+        iat: 1_800_000_000,
+        exp: 1_800_003_600,
+        refs: None,
+        ops: None,
+    };
+    let token = token::sign(&claims, &signing).unwrap();
+    let request = protocol::parse(format!("password={token}\n").as_bytes()).unwrap();
+    let shown = [
+        format!("{signing:?}"),
+        format!(
+            "{:?}",
+            Minted {
+                token: token.clone(),
+                claims: claims.clone(),
+            }
+        ),
+        format!("{:?}", token::decode_unverified(&token).unwrap()),
+        format!("{request:?}"),
+        format!(
+            "{:?}",
+            Response::Credential {
+                username: "t".into(),
+                password: token.clone(),
+                expiry: claims.exp,
+                ephemeral: false,
+            }
+        ),
+    ];
+    let signature = token.rsplit('.').next().unwrap();
+    for text in &shown {
+        assert!(text.contains("redacted"), "{text}");
+        assert!(!text.contains(signature), "token in {text}");
+        for line in key.pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "key in {text}");
+        }
     }
 }

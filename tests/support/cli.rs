@@ -135,4 +135,3 @@ pub fn helper_path() -> String {
     let path = Path::new(home::HELPER).canonicalize().unwrap();
     git_credential_codestorage::gitconfig::shell_quote(&path.to_string_lossy())
 }
-
