@@ -76,6 +76,14 @@ impl Glob {
     }
 
     /// Whether `id` matches the whole pattern.
+    ///
+    /// ```
+    /// use git_credential_codestorage::glob::Glob;
+    ///
+    /// assert!(Glob::new("mirrors/*").unwrap().matches("mirrors/linux"));
+    /// assert!(!Glob::new("mirrors/*").unwrap().matches("mirrors/a/b"));
+    /// assert!(Glob::new("agents/**").unwrap().matches("agents/a/b"));
+    /// ```
     pub fn matches(&self, id: &str) -> bool {
         let text: Vec<char> = id.chars().collect();
         // reachable[j]: the tokens so far can consume exactly text[..j]. O(pattern × id), no

@@ -87,6 +87,16 @@ pub enum ParseError {
 }
 
 /// Parses a request; reading stops at the first blank line, as git's does.
+///
+/// ```
+/// use git_credential_codestorage::protocol;
+///
+/// let request = protocol::parse(b"protocol=https\nhost=acme.code.storage\npath=team/x.git\n\n")?;
+/// assert_eq!(request.host.as_deref(), Some("acme.code.storage"));
+/// assert_eq!(request.path.as_deref(), Some("team/x.git"));
+/// assert!(protocol::parse(b"host=a\rprotocol=https\n").is_err());
+/// # Ok::<(), protocol::ParseError>(())
+/// ```
 pub fn parse(input: &[u8]) -> Result<Request, ParseError> {
     if input.len() > MAX_INPUT {
         return Err(ParseError::TooLong);

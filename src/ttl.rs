@@ -39,6 +39,14 @@ impl Ttl {
     }
 
     /// Parses `"90s"`, `"15m"`, `"1h"`, `"1d"` or `"3600"`.
+    ///
+    /// ```
+    /// use git_credential_codestorage::ttl::Ttl;
+    ///
+    /// assert_eq!(Ttl::parse("15m").unwrap().seconds(), 900);
+    /// assert!(Ttl::parse("0").is_err());
+    /// assert!(Ttl::parse("2y").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Self, TtlError> {
         let trimmed = text.trim();
         let (digits, unit) = match trimmed.find(|c: char| !c.is_ascii_digit()) {
