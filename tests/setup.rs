@@ -336,20 +336,25 @@ fn doctors_view_of_the_helper_list_is_what_git_runs() {
     ));
     std::fs::write(user.gitconfig_path(), &text).unwrap();
 
-    let list = {
-        let mut command = user.command("git");
-        command.args(["config", "--list", "--show-origin", "--null"]);
-        command.output().unwrap().stdout
+    // What doctor's model predicts git will run for the URL, and what git then runs.
+    let predict_then_fill = || {
+        let list = {
+            let mut command = user.command("git");
+            command.args(["config", "--list", "--show-origin", "--null"]);
+            command.output().unwrap().stdout
+        };
+        let entries = parse_list(&list);
+        let predicted: Vec<String> = helpers_for(&entries, "https://acme.code.storage/")
+            .iter()
+            .map(|e| e.value.clone().unwrap())
+            .collect();
+        user.git(
+            &["credential", "fill"],
+            "url=https://acme.code.storage/\n\n",
+        );
+        predicted
     };
-    let entries = parse_list(&list);
-    let predicted: Vec<String> = helpers_for(&entries, "https://acme.code.storage/")
-        .iter()
-        .map(|e| e.value.clone().unwrap())
-        .collect();
-    user.git(
-        &["credential", "fill"],
-        "url=https://acme.code.storage/\n\n",
-    );
+    let predicted = predict_then_fill();
     let ran = std::fs::read_to_string(&log).unwrap_or_default();
     let ran: Vec<&str> = ran.lines().collect();
     assert_eq!(ran, ["after-reset"], "{text}");
@@ -362,20 +367,7 @@ fn doctors_view_of_the_helper_list_is_what_git_runs() {
         .unwrap();
     std::fs::write(user.gitconfig_path(), before_reset).unwrap();
     std::fs::remove_file(&log).ok();
-    let list = {
-        let mut command = user.command("git");
-        command.args(["config", "--list", "--show-origin", "--null"]);
-        command.output().unwrap().stdout
-    };
-    let entries = parse_list(&list);
-    let predicted: Vec<String> = helpers_for(&entries, "https://acme.code.storage/")
-        .iter()
-        .map(|e| e.value.clone().unwrap())
-        .collect();
-    user.git(
-        &["credential", "fill"],
-        "url=https://acme.code.storage/\n\n",
-    );
+    let predicted = predict_then_fill();
     let ran = std::fs::read_to_string(&log).unwrap();
     let expected: Vec<String> = ran.lines().map(helper).collect();
     assert_eq!(predicted, expected, "git ran: {ran}");
