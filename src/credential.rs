@@ -142,9 +142,7 @@ pub fn resolve_target(
                 ))
             })?;
             if !resolve::protocol_allowed(&url.protocol, &url.host, &owner) {
-                return Err(Error::msg(format!(
-                    "{url}: tokens go over https only (http only to a loopback host whose organisation sets allow_http = true)"
-                )));
+                return Err(Error::msg(format!("{url}: {}", resolve::HTTPS_ONLY)));
             }
             (owner, url.path.as_str())
         }
@@ -202,7 +200,8 @@ pub fn get(
     };
     if !resolve::protocol_allowed(protocol, host, &owner) {
         log.debug(format_args!(
-            "declined: {protocol}://{shown_host}: tokens go over https only (http only to a loopback host with allow_http = true)"
+            "declined: {protocol}://{shown_host}: {}",
+            resolve::HTTPS_ONLY
         ));
         return Response::Decline;
     }

@@ -114,6 +114,9 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Why [`protocol_allowed`] refuses, for messages.
+pub const HTTPS_ONLY: &str = "tokens go over https only (http only to a loopback host whose organisation sets allow_http = true)";
+
 /// Whether a token may be sent over `protocol` to `host`: https always, http only to a
 /// loopback host whose organisation sets `allow_http = true`.
 pub fn protocol_allowed(protocol: &str, host: &str, owner: &Owner<'_>) -> bool {
