@@ -7,7 +7,8 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use git_credential_codestorage::env::MapEnv;
 use git_credential_codestorage::key::{self, KeySource, NewKey};
-use git_credential_codestorage::resolve::{self, Overrides};
+use git_credential_codestorage::resolve::{self, Overrides, Reach, Target};
+use git_credential_codestorage::signer::local::LocalSigner;
 use git_credential_codestorage::token::{self, Claims, Scope};
 use git_credential_codestorage::{config, protocol};
 
@@ -49,9 +50,19 @@ fn resolution(c: &mut Criterion) {
     let env = MapEnv::from([("USER", "bench")]);
     c.bench_function("resolve settings", |b| {
         b.iter(|| {
-            let owner = resolve::owner(Some(&config), black_box("acme.code.storage")).unwrap();
-            let repo = resolve::repo_id(black_box("agents/a/b.git")).unwrap();
-            resolve::settings(Some(&config), &owner, &repo, &env, &Overrides::default()).unwrap()
+            let target = Target::Request {
+                protocol: "https",
+                host: black_box("acme.code.storage"),
+                path: Some(black_box("agents/a/b.git")),
+            };
+            resolve::resolve(
+                Ok(Some(&config)),
+                target,
+                Reach::Repository,
+                &env,
+                &Overrides::default(),
+            )
+            .unwrap()
         })
     });
 }
@@ -68,11 +79,19 @@ fn signing(c: &mut Criterion) {
     let keys = [
         (
             "ES256",
-            key::generate(NewKey::P256).unwrap().as_bytes().to_vec(),
+            key::generate(NewKey::P256)
+                .unwrap()
+                .expose()
+                .as_bytes()
+                .to_vec(),
         ),
         (
             "EdDSA",
-            key::generate(NewKey::Ed25519).unwrap().as_bytes().to_vec(),
+            key::generate(NewKey::Ed25519)
+                .unwrap()
+                .expose()
+                .as_bytes()
+                .to_vec(),
         ),
         ("RS256-2048", fixture("rsa2048.pkcs8.pem")),
         ("RS256-4096", fixture("rsa4096.pkcs8.pem")),
@@ -89,13 +108,14 @@ fn signing(c: &mut Criterion) {
     };
     let source = KeySource::Env("BENCH".into());
     for (name, pem) in keys {
-        let key = key::parse_pem(&pem, &source).unwrap();
+        let key = LocalSigner::new(key::parse_pem(&pem, &source).unwrap(), &source).unwrap();
         c.bench_function(&format!("sign {name}"), |b| {
             b.iter(|| token::sign(black_box(&claims), &key).unwrap())
         });
         c.bench_function(&format!("load PEM and sign {name}"), |b| {
             b.iter(|| {
                 let key = key::parse_pem(black_box(&pem), &source).unwrap();
+                let key = LocalSigner::new(key, &source).unwrap();
                 token::sign(&claims, &key).unwrap()
             })
         });

@@ -103,11 +103,19 @@ fn main() {
     let keys = [
         (
             "es256.pem",
-            key::generate(NewKey::P256).unwrap().as_bytes().to_vec(),
+            key::generate(NewKey::P256)
+                .unwrap()
+                .expose()
+                .as_bytes()
+                .to_vec(),
         ),
         (
             "eddsa.pem",
-            key::generate(NewKey::Ed25519).unwrap().as_bytes().to_vec(),
+            key::generate(NewKey::Ed25519)
+                .unwrap()
+                .expose()
+                .as_bytes()
+                .to_vec(),
         ),
         (
             "rs256.pem",

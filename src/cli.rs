@@ -1,23 +1,23 @@
 //! The command line: git's actions (`get`, `store`, `erase`) and the user's subcommands.
 
 use std::ffi::OsString;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::credential::{self, Log, Target};
+use crate::commands::git::GitAction;
+use crate::commands::{self, CommandError};
 use crate::env::{Env, ProcessEnv};
 use crate::error::Error;
 use crate::gitconfig::{self, Git};
-use crate::key::{KeySource, NewKey};
-use crate::protocol::{self, Response};
-use crate::resolve::{self, Overrides};
+use crate::host::{Host, OrgName};
+use crate::key::NewKey;
+use crate::keygen;
+use crate::log::PREFIX;
 use crate::setup::{self, KeyChoice};
-use crate::token;
 use crate::ttl::Ttl;
-use crate::{doctor, inspect, keygen};
 
 /// Signs short-lived Code Storage tokens for git, on demand.
 ///
@@ -129,7 +129,7 @@ pub struct KeygenArgs {
     /// Make an Ed25519 key (EdDSA) instead of EC P-256 (ES256, what the official SDKs use).
     #[arg(long)]
     pub ed25519: bool,
-    /// Where to write the private key [default: <config dir>/codestorage/NAME.pem].
+    /// Where to write the private key (default: `<config dir>/codestorage/NAME.pem`).
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
     /// Replace an existing key file (the old key stops working once you remove it from Code Storage).
@@ -172,12 +172,12 @@ pub struct SetupArgs {
 /// `token`'s options.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// A remote URL (https://ORG.code.storage/REPO.git), or with --org a repository ID.
+    /// A remote URL (`https://ORG.code.storage/REPO.git`), or with --org a repository ID.
     #[arg(value_name = "URL | REPO")]
     pub target: Option<String>,
     /// The organisation, by name, instead of a URL.
     #[arg(long, value_name = "NAME")]
-    pub org: Option<String>,
+    pub org: Option<OrgName>,
     /// Comma-separated scopes: git:read, git:write, repo:write, org:read.
     #[arg(long, value_name = "LIST")]
     pub scopes: Option<String>,
@@ -225,92 +225,95 @@ pub struct DoctorArgs {
     pub url: Option<String>,
 }
 
-fn org_name(text: &str) -> Result<String, String> {
-    if keygen::valid_org_name(text) {
-        Ok(text.to_owned())
-    } else {
-        Err("an organisation name is letters, digits, '-', '_' or '.', e.g. acme".into())
-    }
+fn org_name(text: &str) -> Result<String, crate::host::OrgNameError> {
+    OrgName::parse(text).map(|name| name.to_string())
 }
 
-fn host_name(text: &str) -> Result<String, String> {
-    crate::config::check_host(text)
+fn host_name(text: &str) -> Result<String, crate::host::HostError> {
+    Host::parse(text).map(|host| host.to_string())
 }
-
-/// git's own actions; anything else git may invent later is answered with silence.
-const GIT_ACTIONS: [&str; 3] = ["get", "store", "erase"];
 
 /// Runs the program with the process's arguments, environment and standard streams.
 pub fn run() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     // git runs `helper ACTION` for every request: skip building the whole CLI on that path.
-    if let [_, action] = args.as_slice() {
-        match action.to_str() {
-            Some(action) if GIT_ACTIONS.contains(&action) => {
-                return git_action(action, &ProcessEnv);
-            }
-            Some(action) if !action.starts_with('-') && !is_subcommand(action) => {
-                return ExitCode::SUCCESS;
-            }
-            _ => {}
+    if let [_, action] = args.as_slice()
+        && let Some(word) = action.to_str()
+    {
+        if let Some(action) = GitAction::parse(word) {
+            return git(action, &ProcessEnv);
+        }
+        // git's rule: a helper ignores actions it does not know (git may add some).
+        if !word.starts_with('-') && !is_subcommand(word) {
+            return ExitCode::SUCCESS;
         }
     }
     let cli = Cli::parse_from(args);
     let env = ProcessEnv;
-    let result = match cli.command {
-        Command::Get => return git_action("get", &env),
-        Command::Store => return git_action("store", &env),
-        Command::Erase => return git_action("erase", &env),
-        Command::Keygen(args) => run_keygen(&args),
-        Command::Setup(args) => run_setup(args, &env),
-        Command::Token(args) => run_token(&args, &env),
-        Command::Inspect(args) => run_inspect(&args),
-        Command::Doctor(args) => run_doctor(&args, &env),
+    let (name, result) = match cli.command {
+        Command::Get => return git(GitAction::Get, &env),
+        Command::Store => return git(GitAction::Store, &env),
+        Command::Erase => return git(GitAction::Erase, &env),
+        Command::Keygen(args) => ("keygen", run_keygen(&args)),
+        Command::Setup(args) => ("setup", run_setup(args, &env)),
+        Command::Token(args) => ("token", commands::token::run(&args, &env).and_then(print)),
+        Command::Inspect(args) => (
+            "inspect",
+            commands::inspect::run(args.token.as_deref(), args.key.as_ref())
+                .map_err(CommandError::from)
+                .and_then(print),
+        ),
+        Command::Doctor(args) => ("doctor", run_doctor(&args, &env)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(subcommand, message)) => {
+        Err(CommandError::Usage(usage)) => {
             let mut command = Cli::command();
             // Built, so that the subcommand's usage line names the program and subcommand.
             command.build();
             let command = command
-                .find_subcommand_mut(subcommand)
+                .find_subcommand_mut(name)
                 .expect("a subcommand of Cli");
             command
-                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .error(clap::error::ErrorKind::ArgumentConflict, usage)
                 .exit()
         }
-        Err(Failure::Error(e)) => {
-            let _ = writeln!(io::stderr(), "{}: {e}", credential::PREFIX);
+        Err(CommandError::Reported) => ExitCode::FAILURE,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "{PREFIX}: {e}");
             ExitCode::FAILURE
         }
-        Err(Failure::Reported) => ExitCode::FAILURE,
     }
 }
 
-/// Why a subcommand stopped: a usage error (exit 2, as clap's), an error (exit 1), or problems
-/// the command has already printed (exit 1).
-enum Failure {
-    Usage(&'static str, String),
-    Error(Error),
-    Reported,
+fn git(action: GitAction, env: &dyn Env) -> ExitCode {
+    commands::git::run(action, env);
+    ExitCode::SUCCESS
 }
 
-impl<E: Into<Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Self::Error(e.into())
-    }
-}
-
-type Outcome = Result<(), Failure>;
-
-fn print(text: &str) -> Result<(), Error> {
+fn print(text: String) -> Result<(), CommandError> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::msg(format!("cannot write to stdout: {e}")))
+        .map_err(CommandError::Stdout)
 }
+
+fn run_doctor(args: &DoctorArgs, env: &dyn Env) -> Result<(), CommandError> {
+    let report = commands::doctor::doctor(
+        env,
+        &Git::default(),
+        args.url.as_deref(),
+        crate::clock::now(),
+    );
+    print(report.to_string())?;
+    if report.failed() {
+        return Err(CommandError::Reported);
+    }
+    Ok(())
+}
+
+type Outcome = Result<(), CommandError>;
 
 fn run_keygen(args: &KeygenArgs) -> Outcome {
     let path = match &args.out {
@@ -323,7 +326,7 @@ fn run_keygen(args: &KeygenArgs) -> Outcome {
         NewKey::P256
     };
     let made = keygen::keygen(kind, &path, args.force)?;
-    print(&made.public_pem)?;
+    print(made.public_pem.clone())?;
     let shown = gitconfig::shell_quote(&made.path.to_string_lossy());
     let _ = writeln!(
         io::stderr(),
@@ -346,9 +349,7 @@ fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
         (_, _, Some(argv)) => Some(KeyChoice::Command(argv)),
         (None, None, None) if args.remove => None,
         (None, None, None) => {
-            return Err(Failure::Usage("setup", 
-                "setup needs the key: --key-file PATH, --key-env VAR or --key-command PROGRAM [ARGS...]".into(),
-            ));
+            return Err(commands::Usage::SetupNeedsKey.into());
         }
     };
     let options = setup::Options {
@@ -371,186 +372,11 @@ fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
     Ok(())
 }
 
-/// What `token --json` prints.
-#[derive(serde::Serialize)]
-struct TokenJson<'a> {
-    token: &'a str,
-    expires_at: String,
-    org: &'a str,
-    repo: &'a str,
-    scopes: &'a [token::Scope],
-}
-
-fn run_token(args: &TokenArgs, env: &dyn Env) -> Outcome {
-    let url;
-    let target =
-        match (&args.org, &args.target) {
-            (Some(org), repo) => {
-                if args.org_wide && repo.is_some() {
-                    return Err(Failure::Usage(
-                        "token",
-                        "--org-wide signs for the whole organisation: drop REPO".into(),
-                    ));
-                }
-                match repo.as_deref() {
-                    Some(repo) => Target::Org { org, repo },
-                    None if args.org_wide => Target::Org {
-                        org,
-                        repo: token::ORG_WIDE_REPO,
-                    },
-                    None => return Err(Failure::Usage(
-                        "token",
-                        "--org NAME needs the repository: token --org NAME REPO (or --org-wide)"
-                            .into(),
-                    )),
-                }
-            }
-            (None, Some(text)) => {
-                url = crate::url::parse(text)?;
-                Target::Url(&url)
-            }
-            (None, None) => {
-                return Err(Failure::Usage(
-                    "token",
-                    "name the repository: token URL, or token --org NAME REPO".into(),
-                ));
-            }
-        };
-    let scopes = match &args.scopes {
-        Some(text) => Some(
-            resolve::parse_scopes(text)
-                .map_err(|e| Failure::Usage("token", format!("--scopes: {e}")))?,
-        ),
-        None if args.org_wide => Some(vec![token::Scope::OrgRead]),
-        None => None,
-    };
-    if let Some(subject) = &args.subject
-        && !crate::config::valid_subject(subject)
-    {
-        return Err(Failure::Usage(
-            "token",
-            "--subject must be non-empty and hold no control characters".into(),
-        ));
-    }
-    let overrides = Overrides {
-        ttl: args.ttl,
-        scopes,
-        subject: args.subject.clone(),
-    };
-    let config = credential::load_config(env)?;
-    let settings =
-        credential::resolve_target(config.as_ref(), target, args.org_wide, env, &overrides)?;
-    let minted = credential::mint(&settings, env, token::now())?;
-    if args.json {
-        let json = TokenJson {
-            token: &minted.token,
-            expires_at: credential::format_time(minted.claims.exp),
-            org: &minted.claims.iss,
-            repo: &minted.claims.repo,
-            scopes: &minted.claims.scopes,
-        };
-        let text = serde_json::to_string(&json).map_err(|e| Error::msg(e.to_string()))?;
-        print(&format!("{text}\n"))?;
-    } else {
-        print(&format!("{}\n", minted.token))?;
-    }
-    Ok(())
-}
-
-fn run_inspect(args: &InspectArgs) -> Outcome {
-    let text = match args.token.as_deref() {
-        Some(token) if token != "-" => token.to_owned(),
-        _ => {
-            let stdin = io::stdin();
-            if stdin.is_terminal() {
-                return Err(Failure::Usage(
-                    "inspect",
-                    "no token given: pass it as an argument or pipe it to stdin".into(),
-                ));
-            }
-            let mut text = String::new();
-            // A token is a few KiB; a megabyte is garbage, not a token.
-            stdin
-                .lock()
-                .take(1024 * 1024)
-                .read_to_string(&mut text)
-                .map_err(|e| Error::msg(format!("cannot read stdin: {e}")))?;
-            text
-        }
-    };
-    let token_text = inspect::extract_token(&text)?;
-    let key = match &args.key {
-        Some(path) => {
-            let text = std::fs::read(path)
-                .map_err(|e| Error::msg(format!("cannot read {}: {e}", path.display())))?;
-            Some(inspect::public_key(&text, &KeySource::File(path.clone()))?)
-        }
-        None => None,
-    };
-    let shown = args
-        .key
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let report = inspect::inspect(
-        &token_text,
-        key.as_ref().map(|k| (k, shown.as_str())),
-        token::now(),
-    )?;
-    print(&report)?;
-    Ok(())
-}
-
-fn run_doctor(args: &DoctorArgs, env: &dyn Env) -> Outcome {
-    let report = doctor::doctor(env, &Git::default(), args.url.as_deref(), token::now());
-    print(&report.to_string())?;
-    if report.failed() {
-        return Err(Failure::Reported);
-    }
-    Ok(())
-}
-
 fn is_subcommand(name: &str) -> bool {
     Cli::command()
         .get_subcommands()
         .any(|c| c.get_name() == name)
         || name == "help"
-}
-
-/// Runs one of git's actions with stdin, stdout and stderr. Always exits 0: git ignores the
-/// status of helpers, and what matters is what is (or is not) printed.
-pub fn git_action(action: &str, env: &dyn Env) -> ExitCode {
-    let stderr = io::stderr();
-    let mut stderr = stderr.lock();
-    let mut log = Log::from_env(&mut stderr, env);
-    let request = match protocol::read_request(io::stdin().lock()) {
-        Ok(request) => request,
-        Err(e) => {
-            log.error(format_args!("{e}; answering nothing"));
-            return ExitCode::SUCCESS;
-        }
-    };
-    match action {
-        "get" => {
-            let config = credential::load_config(env);
-            let response = credential::get(&request, &config, env, token::now(), &mut log);
-            write_response(&response, &mut log);
-        }
-        "erase" => {
-            let config = credential::load_config(env);
-            credential::erase(&request, &config, token::now(), &mut log);
-        }
-        _ => {}
-    }
-    ExitCode::SUCCESS
-}
-
-fn write_response(response: &Response, log: &mut Log<'_>) {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    if let Err(e) = response.write_to(&mut out).and_then(|()| out.flush()) {
-        log.error(format_args!("cannot write the answer to git: {e}"));
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::env::Env;
 use crate::glob::Glob;
+use crate::host::{Host, OrgName};
 use crate::key::KeySource;
 use crate::token::{Op, RefRule, Scope};
 use crate::ttl::Ttl;
@@ -33,11 +34,11 @@ pub struct Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Org {
     /// The table name: the `iss` claim.
-    pub name: String,
+    pub name: OrgName,
     /// Where the key comes from.
     pub key: KeySource,
-    /// Hosts served for this organisation, lower-cased, `host` or `host:port`.
-    pub hosts: Vec<String>,
+    /// Hosts served for this organisation (default `<name>.code.storage`).
+    pub hosts: Vec<Host>,
     /// Serve plain `http` to a loopback host (local testing only).
     pub allow_http: bool,
     /// Accept a key file that others may read.
@@ -154,6 +155,14 @@ pub fn default_path(env: &dyn Env) -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.config_dir().join("codestorage/config.toml"))
 }
 
+/// Loads the config file the environment points at (`None` if there is none).
+pub fn load_default(env: &dyn Env) -> Result<Option<Config>, ConfigError> {
+    match default_path(env) {
+        Some(path) => load(&path),
+        None => Ok(None),
+    }
+}
+
 /// The directory keys made by `keygen` go to by default, beside the config file.
 pub fn default_key_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.config_dir().join("codestorage"))
@@ -213,17 +222,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for (name, spanned) in raw.org {
         let at = spanned.span().start;
         let raw_org = spanned.into_inner();
-        if !valid_name(&name) {
-            return Err(invalid(
-                at,
-                format!(
-                    "organisation name {name:?} must be non-empty, without spaces or control characters"
-                ),
-            ));
-        }
+        let org_name = OrgName::parse(&name)
+            .map_err(|e| invalid(at, format!("[org.{}]: {e}", crate::log::Escaped(&name))))?;
         let key = key_source(&raw_org, &name, base).map_err(|m| invalid(at, m))?;
         let hosts = match raw_org.hosts {
-            None => vec![format!("{name}.code.storage").to_ascii_lowercase()],
+            None => vec![org_name.default_host()],
             Some(hosts) if hosts.is_empty() => {
                 return Err(invalid(
                     at,
@@ -236,13 +239,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 let mut checked = Vec::with_capacity(hosts.len());
                 for host in hosts {
                     let at = host.span().start;
-                    checked.push(check_host(host.get_ref()).map_err(|m| invalid(at, m))?);
+                    checked
+                        .push(Host::parse(host.get_ref()).map_err(|e| invalid(at, e.to_string()))?);
                 }
                 checked
             }
         };
         for host in &hosts {
-            if let Some(other) = host_owner.insert(host.clone(), name.clone()) {
+            if let Some(other) = host_owner.insert(host.to_string(), name.clone()) {
                 return Err(invalid(
                     at,
                     format!(
@@ -297,7 +301,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orgs.insert(
             name.clone(),
             Org {
-                name,
+                name: org_name,
                 key,
                 hosts,
                 allow_http: raw_org.allow_http,
@@ -390,25 +394,6 @@ pub fn expand_path(file: &str, base: &Path) -> PathBuf {
     }
 }
 
-/// Checks a `hosts` entry (a bare host name with an optional port) and lower-cases it.
-pub fn check_host(host: &str) -> Result<String, String> {
-    let lower = host.to_ascii_lowercase();
-    let bad = lower.is_empty()
-        || lower.contains("://")
-        || lower.contains(['/', '@', '?', '#', '\\'])
-        || lower.chars().any(|c| c.is_whitespace() || c.is_control());
-    if bad {
-        return Err(format!(
-            "host {host:?} must be a bare host name with an optional port, e.g. \"git.acme.dev:8443\""
-        ));
-    }
-    Ok(lower)
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
 /// Whether `subject` can be a `sub` claim: non-empty, no control characters.
 pub fn valid_subject(subject: &str) -> bool {
     !subject.is_empty() && !subject.chars().any(char::is_control)
@@ -465,7 +450,8 @@ key_env = "BETA_KEY"
         assert_eq!(config.level.ttl, Some(Ttl::parse("1h").unwrap()));
         let acme = &config.orgs["acme"];
         assert_eq!(acme.key, KeySource::File("/etc/cs/acme.pem".into()));
-        assert_eq!(acme.hosts, ["acme.code.storage", "git.acme.dev:8443"]);
+        let shown: Vec<String> = acme.hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["acme.code.storage", "git.acme.dev:8443"]);
         assert_eq!(acme.rules.len(), 2);
         assert_eq!(acme.rules[0].pattern.as_str(), "mirrors/*");
         assert_eq!(acme.rules[0].line, 12);
@@ -479,7 +465,7 @@ key_env = "BETA_KEY"
         );
         let beta = &config.orgs["beta"];
         assert_eq!(beta.key, KeySource::Env("BETA_KEY".into()));
-        assert_eq!(beta.hosts, ["beta.code.storage"]);
+        assert_eq!(beta.hosts, [Host::parse("beta.code.storage").unwrap()]);
     }
 
     #[test]
@@ -523,7 +509,8 @@ key_env = "BETA_KEY"
     #[test]
     fn hosts_are_checked_and_belong_to_one_organisation() {
         assert!(
-            error("[org.a]\nkey_env = \"K\"\nhosts = [\"https://a.dev\"]\n").contains("bare host")
+            error("[org.a]\nkey_env = \"K\"\nhosts = [\"https://a.dev\"]\n")
+                .contains("not a host name")
         );
         assert!(error("[org.a]\nkey_env = \"K\"\nhosts = []\n").contains("hosts is empty"));
         let message = error(

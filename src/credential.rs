@@ -1,173 +1,19 @@
-//! The `get`, `store` and `erase` actions git runs: a request in, a decision out.
+//! The `get`, `store` and `erase` actions git runs: a request in, an answer out.
 //!
 //! Everything here is deterministic given the request, the config, the environment and the
 //! clock; the caller owns stdin, stdout and stderr.
 
-use std::io::Write;
-
-use crate::config::{self, Config, ConfigError};
+use crate::clock::describe_expiry;
+use crate::config::{Config, ConfigError};
 use crate::env::Env;
-use crate::error::Error;
-use crate::key;
+use crate::host::Host;
+use crate::log::{Escaped, Log};
+use crate::mint::mint;
 use crate::protocol::{Request, Response};
-use crate::resolve::{self, Overrides, Owner, ResolveError, Settings, vars};
-use crate::token::{self, Claims};
-use crate::url::RemoteUrl;
+use crate::resolve::{self, Disposition, Overrides, Reach, Target, join};
+use crate::token;
 
-/// The prefix of every line the helper writes to stderr.
-pub const PREFIX: &str = "git-credential-codestorage";
-
-/// Where diagnostics go: errors always, decisions only with `CODESTORAGE_DEBUG=1`.
-pub struct Log<'a> {
-    out: &'a mut dyn Write,
-    debug: bool,
-}
-
-impl<'a> Log<'a> {
-    /// Writes to `out`; decisions only when `debug` is on.
-    pub fn new(out: &'a mut dyn Write, debug: bool) -> Self {
-        Self { out, debug }
-    }
-
-    /// Writes to `out`, with debugging as the environment says.
-    pub fn from_env(out: &'a mut dyn Write, env: &dyn Env) -> Self {
-        Self::new(out, resolve::flag(env, vars::DEBUG))
-    }
-
-    /// One line the user must see.
-    pub fn error(&mut self, message: impl std::fmt::Display) {
-        // A broken stderr is no reason to fail git's request.
-        let _ = writeln!(self.out, "{PREFIX}: {message}");
-    }
-
-    /// One line describing a decision, shown with `CODESTORAGE_DEBUG=1`.
-    pub fn debug(&mut self, message: impl std::fmt::Display) {
-        if self.debug {
-            let _ = writeln!(self.out, "{PREFIX}: debug: {message}");
-        }
-    }
-}
-
-/// Loads the config file the environment points at (`None` if there is none).
-pub fn load_config(env: &dyn Env) -> Result<Option<Config>, ConfigError> {
-    match config::default_path(env) {
-        Some(path) => config::load(&path),
-        None => Ok(None),
-    }
-}
-
-/// A freshly signed token and what it says.
-pub struct Minted {
-    /// The compact JWT. Never log it.
-    pub token: String,
-    /// Its claims.
-    pub claims: Claims,
-}
-
-// The token is a live credential: `{:?}` shows its claims only.
-impl std::fmt::Debug for Minted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minted")
-            .field("token", &"<redacted>")
-            .field("claims", &self.claims)
-            .finish()
-    }
-}
-
-/// Loads the key named by `settings` and signs a token issued at `now`.
-pub fn mint(settings: &Settings, env: &dyn Env, now: i64) -> Result<Minted, Error> {
-    let key =
-        key::load(&settings.key, env, settings.load_options).map_err(|source| Error::Key {
-            org: settings.org.clone(),
-            source,
-        })?;
-    let (iat, exp) = token::lifetime(now, settings.ttl.seconds())?;
-    let claims = Claims {
-        iss: settings.org.clone(),
-        sub: settings.subject.clone(),
-        repo: settings.repo.clone(),
-        scopes: settings.scopes.clone(),
-        iat,
-        exp,
-        refs: settings.refs.clone(),
-        ops: settings.ops.clone(),
-    };
-    let token = token::sign(&claims, &key)?;
-    Ok(Minted { token, claims })
-}
-
-/// The git config line that turns on `useHttpPath` for `host`.
-pub fn use_http_path_fix(host: &str) -> String {
-    let url = crate::gitconfig::credential_url("https", host);
-    // Quoted: zsh refuses an unmatched `*` in `credential.https://*.code.storage...`.
-    crate::gitconfig::command_line(&[
-        "config",
-        "--global",
-        &format!("credential.{url}.useHttpPath"),
-        "true",
-    ])
-}
-
-/// What `token` and `doctor URL` sign for.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// A remote URL, resolved as `get` resolves git's request for it.
-    Url(&'a RemoteUrl),
-    /// `--org NAME REPO`: an organisation by name and a repository ID (or path).
-    Org {
-        /// The organisation.
-        org: &'a str,
-        /// The repository; ignored for an organisation-wide token.
-        repo: &'a str,
-    },
-}
-
-/// The settings `get` would sign with for `target`, through the same steps (owner, protocol,
-/// repository ID, [`resolve::settings`]); an error where `get` would decline or quit.
-/// `org_wide` signs for the whole organisation (`repo: "org"`) instead of one repository.
-pub fn resolve_target(
-    config: Option<&Config>,
-    target: Target<'_>,
-    org_wide: bool,
-    env: &dyn Env,
-    overrides: &Overrides,
-) -> Result<Settings, Error> {
-    let (owner, path) = match target {
-        Target::Url(url) => {
-            let owner = resolve::owner(config, &url.host).ok_or_else(|| {
-                Error::msg(format!(
-                    "{} is not a Code Storage host: git would not ask this helper for it; Code Storage hosts are ORG.code.storage, and other hosts must be listed in an organisation's hosts in {}",
-                    url.host.escape_debug(),
-                    config.map_or_else(|| "the config file".to_owned(), |c| c.path.display().to_string()),
-                ))
-            })?;
-            if !resolve::protocol_allowed(&url.protocol, &url.host, &owner) {
-                return Err(Error::msg(format!("{url}: {}", resolve::HTTPS_ONLY)));
-            }
-            (owner, url.path.as_str())
-        }
-        Target::Org { org, repo } => (resolve::owner_by_name(config, org), repo),
-    };
-    let repo = if org_wide {
-        token::ORG_WIDE_REPO.to_owned()
-    } else {
-        resolve::repo_id(path)?
-    };
-    Ok(resolve::settings(config, &owner, &repo, env, overrides)?)
-}
-
-/// A unix time as an RFC 3339 UTC date, e.g. `2026-05-01T12:00:00Z`.
-pub fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{unix} (out of range)"))
-}
-
-/// Answers `get`.
+/// Answers `get`: resolve, sign, and answer git as the outcome says.
 pub fn get(
     request: &Request,
     config: &Result<Option<Config>, ConfigError>,
@@ -175,80 +21,40 @@ pub fn get(
     now: i64,
     log: &mut Log<'_>,
 ) -> Response {
-    let (Some(protocol), Some(host)) = (request.protocol.as_deref(), request.host.as_deref())
-    else {
-        log.debug("declined: the request names no protocol or host");
-        return Response::Decline;
+    let target = Target::Request {
+        protocol: request.protocol.as_deref().unwrap_or_default(),
+        host: request.host.as_deref().unwrap_or_default(),
+        path: request.path.as_deref(),
     };
-    let shown_host = host.escape_debug().to_string();
-    let config = match config {
-        Ok(config) => config.as_ref(),
+    let config = config.as_ref().map(Option::as_ref);
+    let settings = match resolve::resolve(
+        config,
+        target,
+        Reach::Repository,
+        env,
+        &Overrides::default(),
+    ) {
+        Ok(settings) => settings,
         Err(e) => {
-            log.error(e);
-            // For a host that is certainly ours, stop git rather than let it prompt in vain.
-            return match resolve::owner(None, host) {
-                Some(_) => Response::Quit,
-                None => Response::Decline,
+            return match e.disposition() {
+                Disposition::Decline => {
+                    log.debug(format_args!("declined: {e}"));
+                    Response::Decline
+                }
+                Disposition::DeclineWithHint => {
+                    log.error(e);
+                    Response::Decline
+                }
+                Disposition::Quit => {
+                    log.error(e);
+                    Response::Quit
+                }
             };
         }
     };
-    let Some(owner) = resolve::owner(config, host) else {
-        log.debug(format_args!(
-            "declined: {shown_host} is not a Code Storage host"
-        ));
-        return Response::Decline;
-    };
-    if !resolve::protocol_allowed(protocol, host, &owner) {
-        log.debug(format_args!(
-            "declined: {protocol}://{shown_host}: {}",
-            resolve::HTTPS_ONLY
-        ));
-        return Response::Decline;
-    }
-    let Some(path) = request.path.as_deref() else {
-        log.error(format_args!(
-            "git did not send the repository path for {shown_host}, so no per-repository token can be made; run: {}",
-            use_http_path_fix(host)
-        ));
-        return Response::Quit;
-    };
-    let repo = match resolve::repo_id(path) {
-        Ok(repo) => repo,
-        Err(e) => {
-            log.error(e);
-            return Response::Quit;
-        }
-    };
-    let settings = match resolve::settings(config, &owner, &repo, env, &Overrides::default()) {
-        Ok(settings) => settings,
-        Err(e @ ResolveError::NoKey { .. }) => {
-            // Not configured at all: another helper may still know this host.
-            log.error(e);
-            return Response::Decline;
-        }
-        Err(e) => {
-            log.error(e);
-            return Response::Quit;
-        }
-    };
     log.debug(format_args!(
-        "host {shown_host} -> org {} ({}), repo {}, rule {}, {}, ttl {}, scopes {}, sub {}",
-        settings.org,
-        match owner {
-            Owner::Configured(_) => "from config",
-            Owner::Implicit(_) => "from the host name",
-        },
-        settings.repo,
-        settings
-            .rule
-            .as_ref()
-            .map_or("none".to_owned(), |(line, pattern)| format!(
-                "{pattern:?} (line {line})"
-            )),
-        settings.key,
-        settings.ttl,
-        join(&settings.scopes),
-        settings.subject,
+        "host {} -> {settings}",
+        Escaped(request.host.as_deref().unwrap_or_default())
     ));
     match mint(&settings, env, now) {
         Ok(minted) => Response::Credential {
@@ -273,26 +79,28 @@ pub fn erase(
     now: i64,
     log: &mut Log<'_>,
 ) {
-    let (Some(host), Some(password)) = (request.host.as_deref(), request.password.as_deref())
-    else {
+    let (Some(host), Some(password)) = (request.host.as_deref(), request.password.as_ref()) else {
         return;
     };
     let config = config.as_ref().ok().and_then(Option::as_ref);
-    let Some(owner) = resolve::owner(config, host) else {
+    let Some(owner) = Host::parse(host)
+        .ok()
+        .and_then(|host| resolve::owner(config, &host))
+    else {
         return;
     };
-    let Some(claims) = token::decode_unverified(password)
+    let Some(claims) = token::decode_unverified(password.expose())
         .ok()
         .and_then(|t| t.claims)
     else {
         return;
     };
-    if claims.iss != owner.name() {
+    if !owner.name().matches(&claims.iss) {
         return;
     }
     log.error(format_args!(
         "{} refused the token for org {:?}, repo {:?} (scopes {}, {}); usual causes: the public key is not registered for {:?} in the Code Storage admin panel, the repository does not exist, or the scopes are too narrow (push needs git:write)",
-        host.escape_debug(),
+        Escaped(host),
         claims.iss,
         claims.repo,
         join(&claims.scopes),
@@ -301,36 +109,12 @@ pub fn erase(
     ));
 }
 
-/// Joins scopes as `git:read+git:write`.
-pub fn join(scopes: &[token::Scope]) -> String {
-    scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join("+")
-}
-
-/// "expires in 42m" or "expired 3m ago".
-pub fn describe_expiry(exp: i64, now: i64) -> String {
-    let delta = exp - now;
-    let span = |s: i64| match s {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    };
-    if delta >= 0 {
-        format!("expires in {}", span(delta))
-    } else {
-        format!("expired {} ago", span(-delta))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config;
     use crate::env::MapEnv;
-    use crate::key::{KeySource, NewKey};
+    use crate::key::{self, KeySource, NewKey};
     use crate::protocol;
     use std::path::Path;
 
@@ -345,7 +129,7 @@ mod tests {
     fn case(extra: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("acme.pem");
-        std::fs::write(&key_path, key::generate(NewKey::P256).unwrap().as_bytes()).unwrap();
+        std::fs::write(&key_path, key::generate(NewKey::P256).unwrap().expose()).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -393,7 +177,10 @@ mod tests {
         };
         assert_eq!(username, "t");
         assert!(!ephemeral);
-        let claims = token::decode_unverified(&password).unwrap().claims.unwrap();
+        let claims = token::decode_unverified(password.expose())
+            .unwrap()
+            .claims
+            .unwrap();
         assert_eq!(
             (
                 claims.iss.as_str(),
@@ -510,11 +297,12 @@ mod tests {
         let Response::Credential { password, .. } = response else {
             panic!()
         };
+        let password = password.expose();
         assert!(
             err.contains("org acme") && err.contains("repo team/x") && err.contains("ttl 1h"),
             "{err}"
         );
-        assert!(!err.contains(&password));
+        assert!(!err.contains(password));
         assert!(!err.contains(password.split('.').nth(2).unwrap()));
     }
 
@@ -527,6 +315,7 @@ mod tests {
         ) else {
             panic!()
         };
+        let password = password.expose();
         let mut err = Vec::new();
         let request = protocol::parse(format!("protocol=https\nhost=acme.code.storage\npath=team/x.git\nusername=t\npassword={password}\n").as_bytes()).unwrap();
         erase(
@@ -542,7 +331,7 @@ mod tests {
                 && err.contains("not registered"),
             "{err}"
         );
-        assert!(!err.contains(&password));
+        assert!(!err.contains(password));
         let mut err = Vec::new();
         let request = protocol::parse(
             format!("protocol=https\nhost=github.com\npassword={password}\n").as_bytes(),
@@ -552,19 +341,25 @@ mod tests {
         assert!(err.is_empty());
     }
 
+    fn resolve_url(
+        c: &Case,
+        text: &str,
+        reach: Reach,
+    ) -> Result<resolve::Settings, resolve::ResolveError> {
+        let url = crate::url::parse(text).unwrap();
+        let config = c.config.as_ref().map(Option::as_ref);
+        resolve::resolve(config, url.target(), reach, &c.env, &Overrides::default())
+    }
+
     #[test]
     fn mint_uses_every_resolved_setting() {
         let c = case(
             "[[org.acme.repo]]\nmatch = \"ro/**\"\nscopes = [\"git:read\"]\nttl = \"5m\"\nops = [\"no-force-push\"]\n",
         );
-        let config = c.config.as_ref().unwrap().as_ref().unwrap();
-        let owner = resolve::owner(Some(config), "acme.code.storage").unwrap();
-        let settings = resolve::settings(
-            Some(config),
-            &owner,
-            "ro/a/b",
-            &c.env,
-            &Overrides::default(),
+        let settings = resolve_url(
+            &c,
+            "https://acme.code.storage/ro/a/b.git",
+            Reach::Repository,
         )
         .unwrap();
         assert!(matches!(settings.key, KeySource::File(_)));
@@ -577,14 +372,10 @@ mod tests {
     #[test]
     fn token_targets_resolve_like_get() {
         let c = case("[[org.acme.repo]]\nmatch = \"ro/**\"\nscopes = [\"git:read\"]\n");
-        let config = c.config.as_ref().unwrap().as_ref();
-        let url = crate::url::parse("https://ACME.code.storage/ro/x+ephemeral.git").unwrap();
-        let from_url = resolve_target(
-            config,
-            Target::Url(&url),
-            false,
-            &c.env,
-            &Overrides::default(),
+        let from_url = resolve_url(
+            &c,
+            "https://ACME.code.storage/ro/x+ephemeral.git",
+            Reach::Repository,
         )
         .unwrap();
         let (Response::Credential { password, .. }, _) = run(
@@ -593,74 +384,61 @@ mod tests {
         ) else {
             panic!()
         };
-        let from_get = token::decode_unverified(&password).unwrap().claims.unwrap();
+        let from_get = token::decode_unverified(password.expose())
+            .unwrap()
+            .claims
+            .unwrap();
         let minted = mint(&from_url, &c.env, NOW).unwrap();
         assert_eq!(minted.claims, from_get);
-        let by_name = resolve_target(
+        let acme = crate::host::OrgName::parse("acme").unwrap();
+        let config = c.config.as_ref().map(Option::as_ref);
+        let by_name = resolve::resolve(
             config,
             Target::Org {
-                org: "acme",
+                org: &acme,
                 repo: "ro/x.git",
             },
-            false,
+            Reach::Repository,
             &c.env,
             &Overrides::default(),
         )
         .unwrap();
         assert_eq!(by_name, from_url);
-        let wide = resolve_target(
-            config,
-            Target::Url(&url),
-            true,
-            &c.env,
-            &Overrides::default(),
+        let wide = resolve_url(
+            &c,
+            "https://ACME.code.storage/ro/x.git",
+            Reach::Organisation,
         )
         .unwrap();
-        assert_eq!(wide.repo, "org");
+        assert_eq!(
+            (wide.repo.as_str(), wide.scopes.as_slice()),
+            ("org", &[token::Scope::OrgRead][..])
+        );
 
         for (text, expected) in [
             ("https://github.com/a/b.git", "not a Code Storage host"),
             ("http://acme.code.storage/a.git", "https only"),
             ("https://acme.code.storage/a/../b.git", "'..'"),
             ("https://acme.code.storage/", "names no repository"),
+            ("https://acme.code.storage/org.git", "whole organisation"),
         ] {
-            let url = crate::url::parse(text).unwrap();
-            let err = resolve_target(
-                config,
-                Target::Url(&url),
-                false,
-                &c.env,
-                &Overrides::default(),
-            )
-            .unwrap_err()
-            .to_string();
+            let err = resolve_url(&c, text, Reach::Repository)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
-        let err = resolve_target(
+        let nobody = crate::host::OrgName::parse("nobody").unwrap();
+        let err = resolve::resolve(
             config,
             Target::Org {
-                org: "nobody",
+                org: &nobody,
                 repo: "x",
             },
-            false,
+            Reach::Repository,
             &c.env,
             &Overrides::default(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("setup --org nobody"), "{err}");
-    }
-
-    #[test]
-    fn times_format_as_rfc3339() {
-        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert!(format_time(i64::MAX).contains("out of range"));
-    }
-
-    #[test]
-    fn describe_expiry_reads_naturally() {
-        assert_eq!(describe_expiry(NOW + 42 * 60, NOW), "expires in 42m");
-        assert_eq!(describe_expiry(NOW - 180, NOW), "expired 3m ago");
-        assert_eq!(describe_expiry(NOW + 5400, NOW), "expires in 1h30m");
-        assert_eq!(describe_expiry(NOW + 5, NOW), "expires in 5s");
     }
 }

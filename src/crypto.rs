@@ -1,4 +1,5 @@
-//! jsonwebtoken's signing and verifying, backed by ring.
+//! jsonwebtoken's verifying, backed by ring: `inspect --key` checks signatures through it, a path
+//! independent of the helper's own signers.
 //!
 //! jsonwebtoken 10+ leaves the choice of cryptography to the application. Its built-in choices are
 //! aws-lc (a C/assembly build we do not want) and RustCrypto (whose `rsa` crate has an open
@@ -6,10 +7,9 @@
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{ErrorKind, Result};
-use jsonwebtoken::signature::{Error, Signer, Verifier};
+use jsonwebtoken::signature::{Error, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, UnparsedPublicKey};
+use ring::signature::{self, UnparsedPublicKey};
 
 static RING: CryptoProvider = CryptoProvider {
     signer_factory: signer,
@@ -24,65 +24,10 @@ pub fn install() {
     let _ = RING.install_default();
 }
 
-enum RingSigner {
-    Ecdsa(EcdsaKeyPair),
-    Rsa(RsaKeyPair),
-    Ed25519(Ed25519KeyPair),
-}
-
-impl Signer<Vec<u8>> for RingSigner {
-    fn try_sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, Error> {
-        let rng = SystemRandom::new();
-        match self {
-            Self::Ecdsa(pair) => pair
-                .sign(&rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| Error::new()),
-            Self::Rsa(pair) => {
-                let mut signature = vec![0; pair.public().modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
-                    .map_err(|_| Error::new())?;
-                Ok(signature)
-            }
-            Self::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
-        }
-    }
-}
-
-impl JwtSigner for RingSigner {
-    fn algorithm(&self) -> Algorithm {
-        match self {
-            Self::Ecdsa(_) => Algorithm::ES256,
-            Self::Rsa(_) => Algorithm::RS256,
-            Self::Ed25519(_) => Algorithm::EdDSA,
-        }
-    }
-}
-
-/// Expects PKCS#8 DER (or PKCS#1 DER for RSA), as [`crate::key::SigningKey::der`] gives.
-fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
-    let der = key.as_bytes();
-    let signer = match algorithm {
-        Algorithm::ES256 => RingSigner::Ecdsa(
-            EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                der,
-                &SystemRandom::new(),
-            )
-            .map_err(|_| ErrorKind::InvalidEcdsaKey)?,
-        ),
-        Algorithm::RS256 => RingSigner::Rsa(
-            RsaKeyPair::from_pkcs8(der)
-                .or_else(|_| RsaKeyPair::from_der(der))
-                .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?,
-        ),
-        Algorithm::EdDSA => RingSigner::Ed25519(
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                .map_err(|_| ErrorKind::InvalidEddsaKey)?,
-        ),
-        _ => return Err(ErrorKind::UnsupportedAlgorithm.into()),
-    };
-    Ok(Box::new(signer))
+/// The helper signs through [`crate::signer::Signer`], never through jsonwebtoken, so a request
+/// to sign here is a mistake: refuse it rather than carry a second signing path.
+fn signer(_: &Algorithm, _: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+    Err(ErrorKind::UnsupportedAlgorithm.into())
 }
 
 struct RingVerifier {

@@ -52,3 +52,29 @@ pub fn first_set(env: &dyn Env, names: &[&'static str]) -> Option<(&'static str,
         .iter()
         .find_map(|&name| env.var(name).filter(|v| !v.is_empty()).map(|v| (name, v)))
 }
+
+/// Environment variables, with the official TypeScript helper's names as aliases.
+pub mod vars {
+    /// PEM text of a key for unconfigured `*.code.storage` hosts.
+    pub const PRIVATE_KEY: &[&str] = &["CODESTORAGE_PRIVATE_KEY", "PIERRE_PRIVATE_KEY"];
+    /// Path of a key file for unconfigured `*.code.storage` hosts.
+    pub const PRIVATE_KEY_FILE: &[&str] =
+        &["CODESTORAGE_PRIVATE_KEY_FILE", "PIERRE_PRIVATE_KEY_FILE"];
+    /// Token lifetime, overriding the config.
+    pub const TTL: &[&str] = &["CODESTORAGE_TTL", "PIERRE_TOKEN_TTL"];
+    /// Comma-separated scopes, overriding the config.
+    pub const SCOPES: &[&str] = &["CODESTORAGE_SCOPES"];
+    /// The `sub` claim, overriding the config.
+    pub const SUBJECT: &[&str] = &["CODESTORAGE_SUBJECT"];
+    /// One stderr line per decision.
+    pub const DEBUG: &[&str] = &["CODESTORAGE_DEBUG", "PIERRE_DEBUG"];
+    /// Accept key files others may read.
+    pub const ALLOW_INSECURE: &[&str] = &["CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS"];
+    /// Seconds (or "30s") a key_command may run.
+    pub const KEY_COMMAND_TIMEOUT: &[&str] = &["CODESTORAGE_KEY_COMMAND_TIMEOUT"];
+}
+
+/// Whether an environment switch such as `CODESTORAGE_DEBUG` is on.
+pub fn flag(env: &dyn Env, names: &[&'static str]) -> bool {
+    first_set(env, names).is_some_and(|(_, v)| !matches!(v.as_str(), "0" | "false" | "no" | "off"))
+}

@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::host::Host;
+
 /// The helper name git turns into `git credential-codestorage`.
 pub const HELPER_NAME: &str = "codestorage";
 
@@ -101,14 +103,24 @@ pub struct Wanted {
 
 /// The URL git's credential config uses for `host`: one `https://*.code.storage` entry for every
 /// Code Storage organisation, or the host itself (with its port) for a custom domain.
-pub fn credential_url(protocol: &str, host: &str) -> String {
-    let lower = host.to_ascii_lowercase();
-    if protocol == "https" && !lower.contains(':') && crate::resolve::owner(None, &lower).is_some()
-    {
+pub fn credential_url(protocol: &str, host: &Host) -> String {
+    if protocol == "https" && host.port().is_none() && host.code_storage_org().is_some() {
         "https://*.code.storage".to_owned()
     } else {
-        format!("{protocol}://{lower}")
+        format!("{protocol}://{host}")
     }
+}
+
+/// The git command that turns on `useHttpPath` for `host`, for messages.
+pub fn use_http_path_fix(host: &Host) -> String {
+    let url = credential_url("https", host);
+    // Quoted: zsh refuses an unmatched `*` in `credential.https://*.code.storage...`.
+    command_line(&[
+        "config",
+        "--global",
+        &format!("credential.{url}.useHttpPath"),
+        "true",
+    ])
 }
 
 /// The entries that make git ask only this helper for `url`: an empty `helper` that resets the
@@ -515,23 +527,23 @@ mod tests {
     #[test]
     fn code_storage_hosts_share_one_wildcard_entry() {
         assert_eq!(
-            credential_url("https", "acme.code.storage"),
+            credential_url("https", &Host::parse("acme.code.storage").unwrap()),
             "https://*.code.storage"
         );
         assert_eq!(
-            credential_url("https", "Beta.Code.Storage"),
+            credential_url("https", &Host::parse("Beta.Code.Storage").unwrap()),
             "https://*.code.storage"
         );
         assert_eq!(
-            credential_url("https", "git.acme.dev:8443"),
+            credential_url("https", &Host::parse("git.acme.dev:8443").unwrap()),
             "https://git.acme.dev:8443"
         );
         assert_eq!(
-            credential_url("https", "acme.code.storage:8443"),
+            credential_url("https", &Host::parse("acme.code.storage:8443").unwrap()),
             "https://acme.code.storage:8443"
         );
         assert_eq!(
-            credential_url("http", "127.0.0.1:9000"),
+            credential_url("http", &Host::parse("127.0.0.1:9000").unwrap()),
             "http://127.0.0.1:9000"
         );
         let [helper, path] = wanted("https://*.code.storage", "codestorage");

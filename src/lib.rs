@@ -1,30 +1,35 @@
 //! git-credential-codestorage: signs short-lived Code Storage tokens for git, on demand.
 //!
-//! The crate is a small pure core with the I/O at the edge: [`protocol`] reads and writes git's
-//! credential lines, [`resolve`] maps host and path to an organisation, a repository and the
-//! token's settings (from [`config`] and [`env`]), [`key`] loads the private key, [`token`] signs
-//! (through [`crypto`], ring behind jsonwebtoken), and [`credential`] ties them into git's
-//! `get`/`store`/`erase`. [`cli`] is the command line; the user's subcommands are [`keygen`],
-//! [`setup`] (with [`gitconfig`], which runs `git config`), [`inspect`] and [`doctor`], and `token`
-//! in [`credential`]; [`url`] reads remote URLs as users type them.
+//! The crate is a small pure core with the I/O at the edge. A `get` reads straight down:
+//! [`protocol`] reads git's request; [`resolve`] is the one pipeline from host and path to an
+//! organisation ([`host`]), a repository and the token's settings (from [`config`] and [`mod@env`]);
+//! [`mint`] loads the organisation's [`key`] as a [`signer::Signer`] and signs the [`token`];
+//! [`credential`] turns the outcome into git's answer. [`cli`] is the command line and
+//! [`commands`] the bodies of the user's subcommands.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod crypto;
 pub mod der;
-pub mod doctor;
 pub mod env;
 pub mod error;
 pub mod gitconfig;
 pub mod glob;
-pub mod inspect;
+pub mod host;
 pub mod key;
 pub mod keygen;
+pub mod log;
+pub mod mint;
+pub mod process;
 pub mod protocol;
 pub mod resolve;
+pub mod secret;
 pub mod setup;
+pub mod signer;
 pub mod token;
 pub mod ttl;
 pub mod url;

@@ -4,14 +4,15 @@
 //! The rules follow git's `credential.c` and the hardening after CVE-2020-5260 and CVE-2024-52006:
 //! lines end at LF only, and a value holding CR or NUL is refused rather than guessed at.
 
-use std::fmt;
 use std::io::{self, BufRead, Write};
+
+use crate::secret::Secret;
 
 /// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
 pub const MAX_INPUT: usize = 64 * 1024;
 
 /// The attributes of a credential request that this helper uses.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     /// `protocol`, e.g. `https`.
     pub protocol: Option<String>,
@@ -22,7 +23,7 @@ pub struct Request {
     /// `username`, from the URL or an earlier helper.
     pub username: Option<String>,
     /// `password`; on `erase` the credential the server refused.
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
     /// `capability[]`: what this git understands beyond the basics (`authtype`, `state`).
     pub capabilities: Vec<String>,
     /// `wwwauth[]`: the server's `WWW-Authenticate` headers.
@@ -33,21 +34,6 @@ impl Request {
     /// Whether git offered `capability[]=NAME`.
     pub fn has_capability(&self, name: &str) -> bool {
         self.capabilities.iter().any(|c| c == name)
-    }
-}
-
-// A password in a request may be a live token: never print it.
-impl fmt::Debug for Request {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request")
-            .field("protocol", &self.protocol)
-            .field("host", &self.host)
-            .field("path", &self.path)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("capabilities", &self.capabilities)
-            .field("wwwauth", &self.wwwauth)
-            .finish()
     }
 }
 
@@ -127,7 +113,10 @@ impl Request {
             "host" => &mut self.host,
             "path" => &mut self.path,
             "username" => &mut self.username,
-            "password" => &mut self.password,
+            "password" => {
+                self.password = Some(Secret::new(value.to_owned()));
+                return;
+            }
             "capability[]" => return push_or_clear(&mut self.capabilities, value),
             "wwwauth[]" => return push_or_clear(&mut self.wwwauth, value),
             // git ignores keys it does not know, so that newer gits can talk to older helpers.
@@ -147,7 +136,10 @@ impl Request {
             ("host", &self.host),
             ("path", &self.path),
             ("username", &self.username),
-            ("password", &self.password),
+            (
+                "password",
+                &self.password.as_ref().map(|p| p.expose().clone()),
+            ),
         ];
         for (key, value) in scalars {
             if let Some(value) = value {
@@ -188,14 +180,14 @@ pub fn read_request(input: impl BufRead) -> Result<Request, ParseError> {
 }
 
 /// What the helper answers to `get`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// A credential for git to use.
     Credential {
         /// `username`: always `t` for Code Storage.
         username: String,
         /// `password`: the signed token.
-        password: String,
+        password: Secret<String>,
         /// `password_expiry_utc`: when git must stop using the password (unix seconds).
         expiry: i64,
         /// Mark the credential ephemeral, which needs git's `authtype` capability.
@@ -205,27 +197,6 @@ pub enum Response {
     Quit,
     /// Nothing: the request is not ours, and git asks its other helpers.
     Decline,
-}
-
-impl fmt::Debug for Response {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Credential {
-                username,
-                expiry,
-                ephemeral,
-                ..
-            } => f
-                .debug_struct("Credential")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .field("expiry", expiry)
-                .field("ephemeral", ephemeral)
-                .finish(),
-            Self::Quit => f.write_str("Quit"),
-            Self::Decline => f.write_str("Decline"),
-        }
-    }
 }
 
 impl Response {
@@ -244,7 +215,7 @@ impl Response {
                     writeln!(out, "ephemeral=1")?;
                 }
                 writeln!(out, "username={username}")?;
-                writeln!(out, "password={password}")?;
+                writeln!(out, "password={}", password.expose())?;
                 writeln!(out, "password_expiry_utc={expiry}")
             }
             Self::Quit => writeln!(out, "quit=1"),
@@ -293,7 +264,10 @@ mod tests {
     #[test]
     fn values_keep_equals_signs_and_unknown_keys_are_ignored() {
         let r = request("password=a=b==\nfuture_key=1\nurl=https://x\n").unwrap();
-        assert_eq!(r.password.as_deref(), Some("a=b=="));
+        assert_eq!(
+            r.password.as_ref().map(|p| p.expose().as_str()),
+            Some("a=b==")
+        );
         assert_eq!(r.host, None);
     }
 
@@ -342,7 +316,7 @@ mod tests {
         assert!(!format!("{r:?}").contains("secret-token"));
         let answer = Response::Credential {
             username: "t".into(),
-            password: "secret-token".into(),
+            password: Secret::new("secret-token".into()),
             expiry: 1,
             ephemeral: false,
         };
@@ -354,7 +328,7 @@ mod tests {
         let mut out = Vec::new();
         Response::Credential {
             username: "t".into(),
-            password: "jwt".into(),
+            password: Secret::new("jwt".into()),
             expiry: 1700000000,
             ephemeral: true,
         }
@@ -379,7 +353,7 @@ mod tests {
             host: Some("acme.code.storage:8443".into()),
             path: Some("team/x.git".into()),
             username: Some("t".into()),
-            password: Some("p=q".into()),
+            password: Some(Secret::new("p=q".into())),
             capabilities: vec!["authtype".into()],
             wwwauth: vec!["Basic realm=x".into()],
         };
@@ -410,7 +384,7 @@ mod tests {
                 host,
                 path,
                 username,
-                password,
+                password: password.map(Secret::new),
                 capabilities,
                 wwwauth,
             },

@@ -1,42 +1,166 @@
-//! From a request's host and path to an organisation, a repository ID and the settings of the
-//! token: the one resolver that `get`, `token` and `doctor` share.
+//! The one resolution pipeline: from what git asks for (or `token`/`doctor` name) to the
+//! organisation, the repository ID and every setting of the token, or a typed refusal that says
+//! how git must be answered. `get`, `token` and `doctor URL` all go through [`resolve`].
 
 use std::fmt;
 
-use crate::config::{Config, Org};
-use crate::env::{self, Env};
+use crate::config::{Config, ConfigError, Org};
+use crate::env::{self, Env, vars};
+use crate::host::{Host, OrgName};
 use crate::key::{KeySource, LoadOptions};
-use crate::token::{Op, RefRule, Scope};
-use crate::ttl::Ttl;
+use crate::log::{Escaped, Shown};
+use crate::token::{ORG_WIDE_REPO, Op, RefRule, Scope};
+use crate::ttl::{Ttl, TtlError};
 
-/// The suffix of Code Storage's own git hosts.
-pub const CODE_STORAGE_SUFFIX: &str = ".code.storage";
-
-/// Environment variables, with the official TypeScript helper's names as aliases.
-pub mod vars {
-    /// PEM text of a key for unconfigured `*.code.storage` hosts.
-    pub const PRIVATE_KEY: &[&str] = &["CODESTORAGE_PRIVATE_KEY", "PIERRE_PRIVATE_KEY"];
-    /// Path of a key file for unconfigured `*.code.storage` hosts.
-    pub const PRIVATE_KEY_FILE: &[&str] =
-        &["CODESTORAGE_PRIVATE_KEY_FILE", "PIERRE_PRIVATE_KEY_FILE"];
-    /// Token lifetime, overriding the config.
-    pub const TTL: &[&str] = &["CODESTORAGE_TTL", "PIERRE_TOKEN_TTL"];
-    /// Comma-separated scopes, overriding the config.
-    pub const SCOPES: &[&str] = &["CODESTORAGE_SCOPES"];
-    /// The `sub` claim, overriding the config.
-    pub const SUBJECT: &[&str] = &["CODESTORAGE_SUBJECT"];
-    /// One stderr line per decision.
-    pub const DEBUG: &[&str] = &["CODESTORAGE_DEBUG", "PIERRE_DEBUG"];
-    /// Accept key files others may read.
-    pub const ALLOW_INSECURE: &[&str] = &["CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS"];
-    /// Seconds (or "30s") a key_command may run.
-    pub const KEY_COMMAND_TIMEOUT: &[&str] = &["CODESTORAGE_KEY_COMMAND_TIMEOUT"];
+/// What a token is wanted for.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// git's request (or a URL read as git would send it): protocol, host and, with
+    /// `credential.useHttpPath`, the path.
+    Request {
+        /// `https` (or `http` to a loopback host that allows it).
+        protocol: &'a str,
+        /// `host` or `host:port`.
+        host: &'a str,
+        /// The repository path, already %-decoded.
+        path: Option<&'a str>,
+    },
+    /// An organisation by name and a repository ID or path (`token --org NAME REPO`).
+    Org {
+        /// The organisation.
+        org: &'a OrgName,
+        /// The repository.
+        repo: &'a str,
+    },
 }
 
-/// Whether an environment flag such as `CODESTORAGE_DEBUG` is on.
-pub fn flag(env: &dyn Env, names: &[&'static str]) -> bool {
-    env::first_set(env, names)
-        .is_some_and(|(_, v)| !matches!(v.as_str(), "0" | "false" | "no" | "off"))
+/// Whether the token is for one repository or the whole organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The repository the target names.
+    Repository,
+    /// The organisation (`repo: "org"`, as the SDKs sign for `org:read`); scopes default to
+    /// `org:read`.
+    Organisation,
+}
+
+/// Values given on the command line (`token --ttl ...`), above everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--ttl`.
+    pub ttl: Option<Ttl>,
+    /// `--scopes`.
+    pub scopes: Option<Vec<Scope>>,
+    /// `--subject`.
+    pub subject: Option<String>,
+}
+
+/// How git must be answered when no token can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Not ours: print nothing (a debug line at most) so git asks its next helper.
+    Decline,
+    /// Probably ours but not set up: say why, then let the next helper try.
+    DeclineWithHint,
+    /// Ours, and nothing else can help: say why and tell git to stop (`quit=1`), no prompt.
+    Quit,
+}
+
+/// Why no settings came out of the pipeline; [`ResolveError::disposition`] says how to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The request names no protocol or no host.
+    #[error("the request names no protocol or host")]
+    Incomplete,
+    /// The host is not a host name.
+    #[error(transparent)]
+    BadHost(#[from] crate::host::HostError),
+    /// The host belongs to no organisation.
+    #[error(
+        "{host} is not a Code Storage host; Code Storage hosts are ORG.code.storage, and other hosts must be listed in an organisation's hosts in {config}"
+    )]
+    NotOurs {
+        /// The host.
+        host: Host,
+        /// The config file, or "the config file".
+        config: String,
+    },
+    /// A protocol tokens are not sent over.
+    #[error("{protocol}://{host}: tokens go over https only (http only to a loopback host whose organisation sets allow_http = true)", protocol = Escaped(.protocol))]
+    Protocol {
+        /// The protocol.
+        protocol: String,
+        /// The host.
+        host: Host,
+    },
+    /// git did not send the path.
+    #[error(
+        "git did not send the repository path for {host}, so no per-repository token can be made; run: {fix}"
+    )]
+    NoPath {
+        /// The host.
+        host: Host,
+        /// The command that turns on `useHttpPath`.
+        fix: String,
+    },
+    /// The path names no repository.
+    #[error(transparent)]
+    RepoId(#[from] RepoIdError),
+    /// The config file is broken.
+    #[error("{source}")]
+    Config {
+        /// What is wrong with it.
+        source: ConfigError,
+        /// Whether the host is certainly ours (`*.code.storage`), so git should stop.
+        ours: bool,
+    },
+    /// A `*.code.storage` host with no key anywhere.
+    #[error(
+        "no key for organisation {org}: add it with `git-credential-codestorage setup --org {org} --key-file ~/.config/codestorage/{org}.pem` (make the key with `git-credential-codestorage keygen --org {org}`), or set CODESTORAGE_PRIVATE_KEY_FILE"
+    )]
+    NoKey {
+        /// The organisation.
+        org: OrgName,
+    },
+    /// An environment variable holds a bad value.
+    #[error("{name}={}: {problem}", Shown(.value))]
+    BadEnv {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: EnvProblem,
+    },
+}
+
+/// What is wrong with an environment variable's value.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvProblem {
+    /// A bad ttl.
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+    /// A bad scope list.
+    #[error(transparent)]
+    Scopes(#[from] ScopesError),
+}
+
+impl ResolveError {
+    /// How git must be answered.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Incomplete | Self::BadHost(_) | Self::NotOurs { .. } | Self::Protocol { .. } => {
+                Disposition::Decline
+            }
+            // Another helper may still know this host.
+            Self::NoKey { .. } => Disposition::DeclineWithHint,
+            Self::Config { ours: false, .. } => Disposition::DeclineWithHint,
+            Self::Config { ours: true, .. }
+            | Self::NoPath { .. }
+            | Self::RepoId(_)
+            | Self::BadEnv { .. } => Disposition::Quit,
+        }
+    }
 }
 
 /// The organisation a host belongs to.
@@ -45,12 +169,12 @@ pub enum Owner<'c> {
     /// Named in the config (by `hosts`, or as `<name>.code.storage` of a configured `[org.name]`).
     Configured(&'c Org),
     /// `<name>.code.storage`, not in the config: keys come from the environment.
-    Implicit(String),
+    Implicit(OrgName),
 }
 
 impl Owner<'_> {
     /// The organisation's name: the `iss` claim.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &OrgName {
         match self {
             Self::Configured(org) => &org.name,
             Self::Implicit(name) => name,
@@ -58,71 +182,33 @@ impl Owner<'_> {
     }
 }
 
-/// Finds the organisation for `host` (`host` or `host:port`, any case), or `None` if it is not ours.
-pub fn owner<'c>(config: Option<&'c Config>, host: &str) -> Option<Owner<'c>> {
-    let lower = host.to_ascii_lowercase();
-    if let Some(org) = config.and_then(|c| c.orgs.values().find(|o| o.hosts.contains(&lower))) {
+/// Finds the organisation for `host`, or `None` if it is not ours.
+pub fn owner<'c>(config: Option<&'c Config>, host: &Host) -> Option<Owner<'c>> {
+    let orgs = || config.into_iter().flat_map(|c| c.orgs.values());
+    if let Some(org) = orgs().find(|o| o.hosts.contains(host)) {
         return Some(Owner::Configured(org));
     }
-    let (name_and_suffix, port) = split_port(host);
-    if !port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
-    let len = name_and_suffix.len();
-    // `get`, not indexing: the cut may fall inside a multi-byte character (`é` + 12 letters).
-    if len <= CODE_STORAGE_SUFFIX.len()
-        || !name_and_suffix
-            .get(len - CODE_STORAGE_SUFFIX.len()..)
-            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(CODE_STORAGE_SUFFIX))
-    {
-        return None;
-    }
-    let name = &name_and_suffix[..len - CODE_STORAGE_SUFFIX.len()];
-    // One DNS label: `api.acme.code.storage` or `a b.code.storage` are not git hosts.
-    let label = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !label {
-        return None;
-    }
-    let configured =
-        config.and_then(|c| c.orgs.values().find(|o| o.name.eq_ignore_ascii_case(name)));
-    Some(match configured {
+    let name = host.code_storage_org()?;
+    Some(owner_by_name(config, &name))
+}
+
+/// The organisation called `name`: the configured one (names match without regard to case), or
+/// an implicit one whose key is in the environment.
+pub fn owner_by_name<'c>(config: Option<&'c Config>, name: &OrgName) -> Owner<'c> {
+    match config.and_then(|c| c.orgs.values().find(|o| o.name.matches(name.as_str()))) {
         Some(org) => Owner::Configured(org),
-        None => Owner::Implicit(name.to_ascii_lowercase()),
-    })
-}
-
-/// Splits `host:port`, `[v6]:port` or a bare host.
-fn split_port(host: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((address, after)) => (address, after.strip_prefix(':')),
-            None => (host, None),
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => (name, Some(port)),
-        _ => (host, None),
+        None => Owner::Implicit(
+            OrgName::parse(&name.as_str().to_ascii_lowercase()).unwrap_or_else(|_| name.clone()),
+        ),
     }
 }
-
-/// Whether `host` (with or without a port) is this machine: 127.0.0.0/8, ::1 or localhost.
-pub fn is_loopback(host: &str) -> bool {
-    let (name, _) = split_port(host);
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Why [`protocol_allowed`] refuses, for messages.
-pub const HTTPS_ONLY: &str = "tokens go over https only (http only to a loopback host whose organisation sets allow_http = true)";
 
 /// Whether a token may be sent over `protocol` to `host`: https always, http only to a
 /// loopback host whose organisation sets `allow_http = true`.
-pub fn protocol_allowed(protocol: &str, host: &str, owner: &Owner<'_>) -> bool {
+pub fn protocol_allowed(protocol: &str, host: &Host, owner: &Owner<'_>) -> bool {
     match protocol {
         "https" => true,
-        "http" => matches!(owner, Owner::Configured(org) if org.allow_http) && is_loopback(host),
+        "http" => matches!(owner, Owner::Configured(org) if org.allow_http) && host.is_loopback(),
         _ => false,
     }
 }
@@ -134,18 +220,24 @@ pub enum RepoIdError {
     #[error("the URL names no repository; use https://ORG.code.storage/REPO.git")]
     Empty,
     /// An empty, `.` or `..` segment.
-    #[error("repository path {0:?} has an empty, '.' or '..' segment")]
+    #[error("repository path {} has an empty, '.' or '..' segment", Shown(.0))]
     Segment(String),
     /// A character no repository ID holds.
     #[error(
-        "repository path {0:?} holds a character a repository ID cannot (control, whitespace, '\\', '%', '?' or '#')"
+        "repository path {} holds a character a repository ID cannot (control, whitespace, '\\', '%', '?' or '#')",
+        Shown(.0)
     )]
     Character(String),
+    /// `org`, which the SDKs use for organisation-wide tokens.
+    #[error(
+        "repository path {} names the repository \"org\", which Code Storage reads as the whole organisation; no repository token is signed for it (use `git-credential-codestorage token --org-wide` for an organisation-wide token)",
+        Shown(.0)
+    )]
+    OrgWide(String),
 }
 
 /// The repository ID for a request path, as git sends it (already %-decoded: never decode again).
 pub fn repo_id(path: &str) -> Result<String, RepoIdError> {
-    let shown = || path.escape_debug().to_string();
     let trimmed = path.trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     // Ephemeral and import remotes use the base repository's token.
@@ -162,30 +254,24 @@ pub fn repo_id(path: &str) -> Result<String, RepoIdError> {
         .chars()
         .any(|c| !c.is_ascii_graphic() || matches!(c, '\\' | '%' | '?' | '#'))
     {
-        return Err(RepoIdError::Character(shown()));
+        return Err(RepoIdError::Character(path.to_owned()));
     }
     if id.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err(RepoIdError::Segment(shown()));
+        return Err(RepoIdError::Segment(path.to_owned()));
+    }
+    if id == ORG_WIDE_REPO {
+        return Err(RepoIdError::OrgWide(path.to_owned()));
     }
     Ok(id.to_owned())
-}
-
-/// Values given on the command line (`token --ttl ...`), above everything else.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--ttl`.
-    pub ttl: Option<Ttl>,
-    /// `--scopes`.
-    pub scopes: Option<Vec<Scope>>,
-    /// `--subject`.
-    pub subject: Option<String>,
 }
 
 /// Everything needed to sign one token, and where each part came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The `iss` claim.
-    pub org: String,
+    pub org: OrgName,
+    /// Whether the organisation is in the config (or only implied by its host name).
+    pub configured: bool,
     /// The `repo` claim.
     pub repo: String,
     /// The `sub` claim.
@@ -206,43 +292,121 @@ pub struct Settings {
     pub rule: Option<(usize, String)>,
 }
 
-/// Why settings could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    /// A `*.code.storage` host with no key anywhere.
-    #[error(
-        "no key for organisation {org:?}: add [org.{org}] to the config with `git-credential-codestorage setup --org {org} --key-file PATH`, or set CODESTORAGE_PRIVATE_KEY_FILE"
-    )]
-    NoKey {
-        /// The organisation.
-        org: String,
-    },
-    /// An environment variable holds a bad value.
-    #[error("{name}={value:?}: {message}")]
-    BadEnv {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What is wrong.
-        message: String,
-    },
+/// The one summary of a resolution, for `CODESTORAGE_DEBUG` and `doctor URL`.
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "org {} ({}), repo {}, rule ",
+            self.org,
+            if self.configured {
+                "from config"
+            } else {
+                "from the host name"
+            },
+            self.repo
+        )?;
+        match &self.rule {
+            Some((line, pattern)) => write!(f, "{} (line {line})", Shown(pattern))?,
+            None => f.write_str("none")?,
+        }
+        write!(
+            f,
+            ", {}, ttl {}, scopes {}, sub {}",
+            self.key,
+            self.ttl,
+            join(&self.scopes),
+            Escaped(&self.subject)
+        )
+    }
+}
+
+/// Joins scopes as `git:read+git:write`.
+pub fn join(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// The pipeline: host → organisation → protocol → repository ID → settings, the same steps for
+/// `get`, `token` and `doctor URL`. `config` is the result of loading the config file.
+pub fn resolve(
+    config: Result<Option<&Config>, &ConfigError>,
+    target: Target<'_>,
+    reach: Reach,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Settings, ResolveError> {
+    let (owner, path, config) = match target {
+        Target::Request {
+            protocol,
+            host,
+            path,
+        } => {
+            if protocol.is_empty() || host.is_empty() {
+                return Err(ResolveError::Incomplete);
+            }
+            let host = Host::parse(host)?;
+            let config = config.map_err(|e| ResolveError::Config {
+                source: e.clone(),
+                ours: host.code_storage_org().is_some(),
+            })?;
+            let owner = owner(config, &host).ok_or_else(|| ResolveError::NotOurs {
+                host: host.clone(),
+                config: config.map_or_else(
+                    || "the config file".to_owned(),
+                    |c| c.path.display().to_string(),
+                ),
+            })?;
+            if !protocol_allowed(protocol, &host, &owner) {
+                return Err(ResolveError::Protocol {
+                    protocol: protocol.to_owned(),
+                    host,
+                });
+            }
+            let path = match (path, reach) {
+                (Some(path), _) => path,
+                (None, Reach::Organisation) => "",
+                (None, Reach::Repository) => {
+                    let fix = crate::gitconfig::use_http_path_fix(&host);
+                    return Err(ResolveError::NoPath { host, fix });
+                }
+            };
+            (owner, path, config)
+        }
+        Target::Org { org, repo } => {
+            let config = config.map_err(|e| ResolveError::Config {
+                source: e.clone(),
+                ours: true,
+            })?;
+            (owner_by_name(config, org), repo, config)
+        }
+    };
+    let repo = match reach {
+        Reach::Repository => repo_id(path)?,
+        Reach::Organisation => ORG_WIDE_REPO.to_owned(),
+    };
+    settings(config, &owner, &repo, reach, env, overrides)
 }
 
 /// Resolves the settings for `repo` of `owner`. Precedence for every field: overrides >
 /// environment > first matching repository rule > organisation > top level > built-in default.
-pub fn settings(
+fn settings(
     config: Option<&Config>,
     owner: &Owner<'_>,
     repo: &str,
+    reach: Reach,
     env: &dyn Env,
     overrides: &Overrides,
 ) -> Result<Settings, ResolveError> {
     let (org, rule) = match owner {
-        Owner::Configured(org) => (
+        Owner::Configured(org) if reach == Reach::Repository => (
             Some(*org),
             org.rules.iter().find(|r| r.pattern.matches(repo)),
         ),
+        Owner::Configured(org) => (Some(*org), None),
         Owner::Implicit(_) => (None, None),
     };
     let levels = [
@@ -264,6 +428,7 @@ pub fn settings(
     ) {
         (Some(scopes), _) => scopes.clone(),
         (None, Some(scopes)) => scopes,
+        (None, None) if reach == Reach::Organisation => vec![Scope::OrgRead],
         (None, None) => levels
             .iter()
             .flatten()
@@ -282,12 +447,13 @@ pub fn settings(
     let key = match org {
         Some(org) => org.key.clone(),
         None => env_key(env).ok_or_else(|| ResolveError::NoKey {
-            org: owner.name().to_owned(),
+            org: owner.name().clone(),
         })?,
     };
     let load_options = load_options(org, env)?;
     Ok(Settings {
-        org: owner.name().to_owned(),
+        org: owner.name().clone(),
+        configured: org.is_some(),
         repo: repo.to_owned(),
         subject,
         scopes,
@@ -309,18 +475,9 @@ pub fn load_options(org: Option<&Org>, env: &dyn Env) -> Result<LoadOptions, Res
         });
     Ok(LoadOptions {
         allow_insecure_permissions: org.is_some_and(|o| o.allow_insecure_key_permissions)
-            || flag(env, vars::ALLOW_INSECURE),
+            || env::flag(env, vars::ALLOW_INSECURE),
         command_timeout,
     })
-}
-
-/// The organisation called `name` (`token --org NAME`): the configured one, matched as
-/// [`owner`] matches `<name>.code.storage`, or an implicit one whose key is in the environment.
-pub fn owner_by_name<'c>(config: Option<&'c Config>, name: &str) -> Owner<'c> {
-    match config.and_then(|c| c.orgs.values().find(|o| o.name.eq_ignore_ascii_case(name))) {
-        Some(org) => Owner::Configured(org),
-        None => Owner::Implicit(name.to_ascii_lowercase()),
-    }
 }
 
 /// The key the environment offers for unconfigured `*.code.storage` hosts, if any.
@@ -333,7 +490,14 @@ pub fn env_key(env: &dyn Env) -> Option<KeySource> {
     })
 }
 
-fn env_value<T, E: fmt::Display>(
+/// Checks every environment variable the pipeline reads, for `doctor`.
+pub fn check_env(env: &dyn Env) -> Result<(), ResolveError> {
+    env_value(env, vars::TTL, Ttl::parse)?;
+    env_value(env, vars::SCOPES, parse_scopes)?;
+    load_options(None, env).map(|_| ())
+}
+
+fn env_value<T, E: Into<EnvProblem>>(
     env: &dyn Env,
     names: &[&'static str],
     parse: impl Fn(&str) -> Result<T, E>,
@@ -342,25 +506,34 @@ fn env_value<T, E: fmt::Display>(
         None => Ok(None),
         Some((name, value)) => parse(&value).map(Some).map_err(|e| ResolveError::BadEnv {
             name,
-            message: e.to_string(),
+            problem: e.into(),
             value,
         }),
     }
 }
 
+/// Why a scope list is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopesError {
+    /// A name that is no scope.
+    #[error("unknown scope {}; use git:read, git:write, repo:write or org:read", Shown(.0))]
+    Unknown(String),
+    /// Nothing given.
+    #[error("no scopes given; e.g. git:read,git:write")]
+    Empty,
+}
+
 /// Parses a comma-separated scope list such as `git:read,git:write`.
-pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
+pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, ScopesError> {
     let mut scopes = Vec::new();
     for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let scope = Scope::parse(name).ok_or_else(|| {
-            format!("unknown scope {name:?}; use git:read, git:write, repo:write or org:read")
-        })?;
+        let scope = Scope::parse(name).ok_or_else(|| ScopesError::Unknown(name.to_owned()))?;
         if !scopes.contains(&scope) {
             scopes.push(scope);
         }
     }
     if scopes.is_empty() {
-        return Err("no scopes given; e.g. git:read,git:write".into());
+        return Err(ScopesError::Empty);
     }
     Ok(scopes)
 }
@@ -388,10 +561,41 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::env::MapEnv;
+    use crate::host::{Host, OrgName};
     use std::path::Path;
 
     fn config(text: &str) -> Config {
         config::parse(text, Path::new("/c/config.toml")).unwrap()
+    }
+
+    fn host(text: &str) -> Host {
+        Host::parse(text).unwrap()
+    }
+
+    fn org(name: &str) -> OrgName {
+        OrgName::parse(name).unwrap()
+    }
+
+    fn owner_of<'c>(config: Option<&'c Config>, text: &str) -> Option<Owner<'c>> {
+        Host::parse(text).ok().and_then(|h| owner(config, &h))
+    }
+
+    /// What `token --org NAME REPO` resolves to.
+    fn for_repo(
+        config: Option<&Config>,
+        name: &str,
+        repo: &str,
+        env: &MapEnv,
+        overrides: &Overrides,
+    ) -> Result<Settings, ResolveError> {
+        let name = org(name);
+        resolve(
+            Ok(config),
+            Target::Org { org: &name, repo },
+            Reach::Repository,
+            env,
+            overrides,
+        )
     }
 
     const RULES: &str = r#"
@@ -417,21 +621,21 @@ ops = ["no-force-push"]
     fn hosts_named_in_config_win_then_code_storage_names() {
         let c = config(RULES);
         assert_eq!(
-            owner(Some(&c), "GIT.acme.dev:8443").map(|o| o.name().to_owned()),
+            owner_of(Some(&c), "GIT.acme.dev:8443").map(|o| o.name().to_string()),
             Some("acme".into())
         );
-        assert_eq!(owner(Some(&c), "git.acme.dev"), None);
+        assert_eq!(owner_of(Some(&c), "git.acme.dev"), None);
         assert!(matches!(
-            owner(Some(&c), "acme.code.storage"),
+            owner_of(Some(&c), "acme.code.storage"),
             Some(Owner::Configured(_))
         ));
         assert_eq!(
-            owner(Some(&c), "beta.code.storage"),
-            Some(Owner::Implicit("beta".into()))
+            owner_of(Some(&c), "beta.code.storage"),
+            Some(Owner::Implicit(org("beta")))
         );
         assert_eq!(
-            owner(None, "Beta.Code.Storage:443"),
-            Some(Owner::Implicit("beta".into()))
+            owner_of(None, "Beta.Code.Storage:443"),
+            Some(Owner::Implicit(org("beta")))
         );
         for not_ours in [
             "github.com",
@@ -445,28 +649,28 @@ ops = ["no-force-push"]
             "acme.code.storage:x",
             "acmecode.storage",
         ] {
-            assert_eq!(owner(Some(&c), not_ours), None, "{not_ours}");
+            assert_eq!(owner_of(Some(&c), not_ours), None, "{not_ours}");
         }
     }
 
     #[test]
     fn http_only_to_loopback_hosts_that_allow_it() {
         let c = config(RULES);
-        let acme = owner(Some(&c), "127.0.0.1:9000").unwrap();
-        assert!(protocol_allowed("https", "127.0.0.1:9000", &acme));
-        assert!(protocol_allowed("http", "127.0.0.1:9000", &acme));
-        let remote = owner(Some(&c), "git.acme.dev:8443").unwrap();
-        assert!(!protocol_allowed("http", "git.acme.dev:8443", &remote));
+        let acme = owner_of(Some(&c), "127.0.0.1:9000").unwrap();
+        assert!(protocol_allowed("https", &host("127.0.0.1:9000"), &acme));
+        assert!(protocol_allowed("http", &host("127.0.0.1:9000"), &acme));
+        let remote = owner_of(Some(&c), "git.acme.dev:8443").unwrap();
         assert!(!protocol_allowed(
             "http",
-            "beta.code.storage",
-            &Owner::Implicit("beta".into())
+            &host("git.acme.dev:8443"),
+            &remote
         ));
-        assert!(!protocol_allowed("ssh", "127.0.0.1:9000", &acme));
-        assert!(
-            is_loopback("localhost:80") && is_loopback("[::1]:8080") && is_loopback("127.9.9.9")
-        );
-        assert!(!is_loopback("10.0.0.1") && !is_loopback("localhost.evil.com"));
+        assert!(!protocol_allowed(
+            "http",
+            &host("beta.code.storage"),
+            &Owner::Implicit(org("beta"))
+        ));
+        assert!(!protocol_allowed("ssh", &host("127.0.0.1:9000"), &acme));
     }
 
     #[test]
@@ -516,11 +720,10 @@ ops = ["no-force-push"]
     #[test]
     fn first_matching_rule_wins_over_org_and_top_level() {
         let c = config(RULES);
-        let acme = owner(Some(&c), "acme.code.storage").unwrap();
         let env = MapEnv::default();
-        let s = settings(
+        let s = for_repo(
             Some(&c),
-            &acme,
+            "acme",
             "mirrors/linux",
             &env,
             &Overrides::default(),
@@ -533,11 +736,11 @@ ops = ["no-force-push"]
         assert_eq!(s.subject, "top");
         assert_eq!(s.rule, Some((9, "mirrors/*".into())));
         assert_eq!(s.ops, None);
-        let s = settings(Some(&c), &acme, "mirrors/a/b", &env, &Overrides::default()).unwrap();
+        let s = for_repo(Some(&c), "acme", "mirrors/a/b", &env, &Overrides::default()).unwrap();
         assert_eq!((s.ttl.seconds(), s.subject.as_str()), (420, "mirror-bot"));
         assert_eq!(s.scopes, [Scope::GitWrite]);
         assert_eq!(s.ops, Some(vec![Op::NoForcePush]));
-        let s = settings(Some(&c), &acme, "team/x", &env, &Overrides::default()).unwrap();
+        let s = for_repo(Some(&c), "acme", "team/x", &env, &Overrides::default()).unwrap();
         assert_eq!((s.ttl.seconds(), s.rule.clone()), (7200, None));
         assert_eq!(s.key, KeySource::File("/k/acme.pem".into()));
     }
@@ -545,15 +748,14 @@ ops = ["no-force-push"]
     #[test]
     fn environment_beats_files_and_overrides_beat_environment() {
         let c = config(RULES);
-        let acme = owner(Some(&c), "acme.code.storage").unwrap();
         let env = MapEnv::from([
             ("CODESTORAGE_TTL", "90s"),
             ("CODESTORAGE_SCOPES", "git:read, org:read"),
             ("CODESTORAGE_SUBJECT", "ci"),
         ]);
-        let s = settings(
+        let s = for_repo(
             Some(&c),
-            &acme,
+            "acme",
             "mirrors/linux",
             &env,
             &Overrides::default(),
@@ -566,7 +768,7 @@ ops = ["no-force-push"]
             scopes: Some(vec![Scope::RepoWrite]),
             subject: Some("cli".into()),
         };
-        let s = settings(Some(&c), &acme, "mirrors/linux", &env, &overrides).unwrap();
+        let s = for_repo(Some(&c), "acme", "mirrors/linux", &env, &overrides).unwrap();
         assert_eq!((s.ttl.seconds(), s.subject.as_str()), (60, "cli"));
         assert_eq!(s.scopes, [Scope::RepoWrite]);
     }
@@ -574,14 +776,7 @@ ops = ["no-force-push"]
     #[test]
     fn official_helper_names_are_aliases_and_bad_values_are_errors() {
         let env = MapEnv::from([("PIERRE_TOKEN_TTL", "600"), ("PIERRE_PRIVATE_KEY", "pem")]);
-        let s = settings(
-            None,
-            &Owner::Implicit("beta".into()),
-            "x",
-            &env,
-            &Overrides::default(),
-        )
-        .unwrap();
+        let s = for_repo(None, "beta", "x", &env, &Overrides::default()).unwrap();
         assert_eq!(s.ttl.seconds(), 600);
         assert_eq!(s.key, KeySource::Env("PIERRE_PRIVATE_KEY".into()));
         assert_eq!(s.scopes, [Scope::GitRead, Scope::GitWrite]);
@@ -589,14 +784,7 @@ ops = ["no-force-push"]
             ("CODESTORAGE_PRIVATE_KEY_FILE", "/k.pem"),
             ("CODESTORAGE_SCOPES", "git:push"),
         ]);
-        let err = settings(
-            None,
-            &Owner::Implicit("beta".into()),
-            "x",
-            &env,
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = for_repo(None, "beta", "x", &env, &Overrides::default()).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("CODESTORAGE_SCOPES=\"git:push\": unknown scope"),
@@ -606,15 +794,10 @@ ops = ["no-force-push"]
 
     #[test]
     fn implicit_org_without_any_key_says_how_to_add_one() {
-        let err = settings(
-            None,
-            &Owner::Implicit("beta".into()),
-            "x",
-            &MapEnv::default(),
-            &Overrides::default(),
-        )
-        .unwrap_err();
-        assert_eq!(err, ResolveError::NoKey { org: "beta".into() });
+        let err =
+            for_repo(None, "beta", "x", &MapEnv::default(), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ResolveError::NoKey { .. }));
+        assert_eq!(err.disposition(), Disposition::DeclineWithHint);
         assert!(err.to_string().contains("setup --org beta"));
     }
 

@@ -159,7 +159,7 @@ fn org_urls(org: &config::Org) -> Vec<String> {
     let mut urls = Vec::new();
     for host in &org.hosts {
         urls.push(gitconfig::credential_url("https", host));
-        if org.allow_http && resolve::is_loopback(host) {
+        if org.allow_http && host.is_loopback() {
             urls.push(gitconfig::credential_url("http", host));
         }
     }
@@ -231,12 +231,16 @@ pub fn run(
         })?;
         let load_options = resolve::load_options(Some(org), env)?;
         let key = key::load(&org.key, env, load_options).map_err(|source| Error::Key {
-            org: org.name.clone(),
+            org: org.name.to_string(),
             source,
         })?;
         say(
             out,
-            format_args!("ok: {} loads ({})", org.key, key.algorithm()),
+            format_args!(
+                "ok: {} loads ({})",
+                org.key,
+                crate::signer::Signer::algorithm(&key)
+            ),
         )?;
     }
 
@@ -244,10 +248,9 @@ pub fn run(
     let mut old_urls = credential_urls(&old_config);
     if options.remove {
         // Its default host, even if the file never named it (a second --remove, say).
-        old_urls.insert(gitconfig::credential_url(
-            "https",
-            &format!("{}.code.storage", options.org),
-        ));
+        if let Ok(org) = crate::host::OrgName::parse(&options.org) {
+            old_urls.insert(gitconfig::credential_url("https", &org.default_host()));
+        }
     }
     let stale: Vec<&String> = old_urls.difference(&wanted_urls).collect();
     let mut changes = Vec::new();

@@ -8,10 +8,10 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::EncodingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::key::{Algorithm, SigningKey};
+use crate::secret::Secret;
+use crate::signer::{SignError, Signer};
 
 /// A permission a token grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,34 +137,29 @@ pub enum TokenError {
     /// `iat + ttl` does not fit.
     #[error("a ttl of {0}s overflows the expiry time; use a ttl of at most a year")]
     Overflow(u64),
-    /// ring refused the key while signing.
-    #[error("the key could not sign: {0}")]
-    Signing(String),
+    /// The signer gave no signature.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The claims could not be written as JSON.
+    #[error("the claims could not be written as JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// The text is not a JWT.
     #[error("not a JWT: {0}")]
     Malformed(&'static str),
 }
 
-/// Signs `claims` with `key`, returning the compact JWT.
-pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, TokenError> {
-    crate::crypto::install();
-    let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, key.algorithm().as_str());
-    let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Signing(e.to_string()))?;
+/// Signs `claims` with `signer`, returning the compact JWT.
+pub fn sign(claims: &Claims, signer: &dyn Signer) -> Result<Secret<String>, TokenError> {
+    let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, signer.algorithm().as_str());
+    let payload = serde_json::to_vec(claims)?;
     let mut token = String::with_capacity(512);
     URL_SAFE_NO_PAD.encode_string(header, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-    let encoding_key = match key.algorithm() {
-        Algorithm::Es256 => EncodingKey::from_ec_der(key.der()),
-        Algorithm::Rs256 => EncodingKey::from_rsa_der(key.der()),
-        Algorithm::EdDsa => EncodingKey::from_ed_der(key.der()),
-    };
-    let signature =
-        jsonwebtoken::crypto::sign(token.as_bytes(), &encoding_key, key.algorithm().to_jwt())
-            .map_err(|e| TokenError::Signing(e.to_string()))?;
+    let signature = signer.sign(token.as_bytes())?;
     token.push('.');
-    token.push_str(&signature);
-    Ok(token)
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(Secret::new(token))
 }
 
 /// `iat` and `exp` for a token issued at `now` that lives `ttl_seconds`.
@@ -183,14 +178,6 @@ pub fn lifetime(now: i64, ttl_seconds: u64) -> Result<(i64, i64), TokenError> {
 /// about to refuse (git has no skew margin of its own). A quarter of the lifetime, at most 30 s.
 pub fn reported_expiry(iat: i64, exp: i64) -> i64 {
     exp - ((exp - iat) / 4).min(30)
-}
-
-/// The current wall-clock time in unix seconds (negative before 1970).
-pub fn now() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(elapsed) => elapsed.as_secs() as i64,
-        Err(before) => -(before.duration().as_secs() as i64),
-    }
 }
 
 /// A token taken apart without checking its signature.
@@ -271,7 +258,17 @@ pub fn decode_unverified(token: &str) -> Result<Unverified, TokenError> {
 mod tests {
     use super::*;
     use crate::key::{KeySource, NewKey, generate, parse_pem};
+    use crate::signer::local::LocalSigner;
     use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, KeyPair, UnparsedPublicKey};
+
+    /// A fresh key: its PKCS#8 DER (for ring, independently of the helper) and the helper's signer.
+    fn fresh(kind: NewKey) -> (Vec<u8>, LocalSigner) {
+        let pem = generate(kind).unwrap();
+        let der = ::pem::parse(pem.expose()).unwrap().into_contents();
+        let source = KeySource::Env("K".into());
+        let key = parse_pem(pem.expose().as_bytes(), &source).unwrap();
+        (der, LocalSigner::new(key, &source).unwrap())
+    }
 
     fn claims() -> Claims {
         Claims {
@@ -308,15 +305,14 @@ mod tests {
 
     #[test]
     fn es256_token_verifies_with_ring_directly() {
-        let pem = generate(NewKey::P256).unwrap();
-        let key = parse_pem(pem.as_bytes(), &KeySource::Env("K".into())).unwrap();
+        let (der, key) = fresh(NewKey::P256);
         let token = sign(&claims(), &key).unwrap();
-        let decoded = decode_unverified(&token).unwrap();
+        let decoded = decode_unverified(token.expose()).unwrap();
         assert_eq!(decoded.header_json, r#"{"alg":"ES256","typ":"JWT"}"#);
         assert_eq!(decoded.claims, Some(claims()));
         let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            key.der(),
+            &der,
             &ring::rand::SystemRandom::new(),
         )
         .unwrap();
@@ -327,12 +323,11 @@ mod tests {
 
     #[test]
     fn eddsa_token_verifies_and_a_changed_claim_does_not() {
-        let pem = generate(NewKey::Ed25519).unwrap();
-        let key = parse_pem(pem.as_bytes(), &KeySource::Env("K".into())).unwrap();
+        let (der, key) = fresh(NewKey::Ed25519);
         let token = sign(&claims(), &key).unwrap();
-        let decoded = decode_unverified(&token).unwrap();
+        let decoded = decode_unverified(token.expose()).unwrap();
         assert_eq!(decoded.alg, "EdDSA");
-        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(key.der()).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).unwrap();
         let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
         public
             .verify(decoded.signing_input.as_bytes(), &decoded.signature)

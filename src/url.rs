@@ -7,8 +7,11 @@
 
 use std::fmt;
 
+use crate::resolve::Target;
+use crate::secret::Secret;
+
 /// A remote URL reduced to the attributes git sends a credential helper.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteUrl {
     /// `https` or `http`, lower-cased.
     pub protocol: String,
@@ -17,18 +20,17 @@ pub struct RemoteUrl {
     /// The path without its leading slash, %-decoded (what git sends with `useHttpPath`).
     pub path: String,
     /// The password in the URL's userinfo, if any: an SDK-minted remote URL holds its token there.
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
 }
 
-// The password may be a live token.
-impl fmt::Debug for RemoteUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteUrl")
-            .field("protocol", &self.protocol)
-            .field("host", &self.host)
-            .field("path", &self.path)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
+impl RemoteUrl {
+    /// What `get` would be asked for this URL, to resolve exactly as git's request would be.
+    pub fn target(&self) -> Target<'_> {
+        Target::Request {
+            protocol: &self.protocol,
+            host: &self.host,
+            path: Some(&self.path),
+        }
     }
 }
 
@@ -82,12 +84,7 @@ pub fn parse(text: &str) -> Result<RemoteUrl, UrlError> {
         Some((userinfo, host)) => (Some(userinfo), host),
         None => (None, authority),
     };
-    let host_ok = !host.is_empty()
-        && !host.starts_with(':')
-        && !host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '\\' | '@'));
-    if !host_ok {
+    if crate::host::Host::parse(host).is_err() {
         return Err(UrlError::Host(shown()));
     }
     let path = after.split(['?', '#']).next().unwrap_or("");
@@ -96,7 +93,8 @@ pub fn parse(text: &str) -> Result<RemoteUrl, UrlError> {
     let password = userinfo
         .and_then(|u| u.split_once(':'))
         .and_then(|(_, p)| percent_decode(p))
-        .filter(|p| !p.is_empty());
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
     Ok(RemoteUrl {
         protocol,
         host: host.to_owned(),
@@ -165,7 +163,10 @@ mod tests {
     fn keeps_a_token_in_userinfo_out_of_sight() {
         let url = parse("https://t:eyJhbGciOi.eyJpc3Mi.c2ln@acme.code.storage/x.git").unwrap();
         assert_eq!(url.host, "acme.code.storage");
-        assert_eq!(url.password.as_deref(), Some("eyJhbGciOi.eyJpc3Mi.c2ln"));
+        assert_eq!(
+            url.password.as_ref().map(|p| p.expose().as_str()),
+            Some("eyJhbGciOi.eyJpc3Mi.c2ln")
+        );
         assert!(!format!("{url:?}").contains("eyJ"));
         assert!(!url.to_string().contains("eyJ"));
         assert_eq!(

@@ -184,7 +184,7 @@ fn token_json_has_token_expiry_org_repo_and_scopes() {
     assert_eq!(json["scopes"], serde_json::json!(["git:read", "git:write"]));
     assert_eq!(
         json["expires_at"],
-        git_credential_codestorage::credential::format_time(claims["exp"].as_i64().unwrap())
+        git_credential_codestorage::clock::format_time(claims["exp"].as_i64().unwrap())
     );
     assert!(json["expires_at"].as_str().unwrap().ends_with('Z'));
 }
@@ -281,7 +281,7 @@ fn inspect_shows_header_claims_and_expiry_and_checks_the_signature() {
     );
     let exp = claims_of(token.trim())["exp"].as_i64().unwrap();
     assert!(
-        out.contains(&git_credential_codestorage::credential::format_time(exp)),
+        out.contains(&git_credential_codestorage::clock::format_time(exp)),
         "{out}"
     );
     assert!(out.contains("signature: not checked"), "{out}");
@@ -393,7 +393,15 @@ fn doctor_is_all_ok_after_keygen_and_setup() {
 
     let run = user.run(&["doctor", URL], "");
     assert_eq!(run.code, Some(0), "{}", run.stdout);
-    assert!(run.stdout.contains("org acme, repo team/project-alpha, no repository rule, scopes git:read+git:write, ttl 1h"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("org acme (from config), repo team/project-alpha, rule none, key file ")
+            && run
+                .stdout
+                .contains(", ttl 1h, scopes git:read+git:write, sub "),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains(r#"a token for it would say: {"iss":"acme","#),

@@ -5,13 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
+use git_credential_codestorage::commands::inspect;
 use git_credential_codestorage::config::{self, Config, ConfigError};
-use git_credential_codestorage::credential::{self, Log};
+use git_credential_codestorage::credential;
 use git_credential_codestorage::env::MapEnv;
+use git_credential_codestorage::host::Host;
 use git_credential_codestorage::key::{self, KeySource, NewKey};
+use git_credential_codestorage::log::Log;
 use git_credential_codestorage::protocol::{self, Response};
+use git_credential_codestorage::resolve;
+use git_credential_codestorage::signer::local::LocalSigner;
 use git_credential_codestorage::token::{self, Claims, Scope};
-use git_credential_codestorage::{inspect, resolve};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -51,8 +55,8 @@ fn request_handler() {
     const CONFIG: &str = "[org.acme]\nkey_env = \"ACME_KEY\"\nhosts = [\"acme.code.storage\", \"git.acme.dev:8443\", \"localhost:8080\"]\nallow_http = true\n\n[[org.acme.repo]]\nmatch = \"mirrors/*\"\nscopes = [\"git:read\"]\n";
     let pem = key::generate(NewKey::P256).unwrap();
     let mut env = MapEnv::from([("USER", "fuzz")]);
-    env.set("ACME_KEY", &pem);
-    env.set("CODESTORAGE_PRIVATE_KEY", &pem);
+    env.set("ACME_KEY", pem.expose());
+    env.set("CODESTORAGE_PRIVATE_KEY", pem.expose());
     let config: Result<Option<Config>, ConfigError> =
         config::parse(CONFIG, Path::new("/fuzz/config.toml")).map(Some);
     for (path, data) in inputs("request_handler") {
@@ -68,10 +72,13 @@ fn request_handler() {
             &mut Log::new(&mut stderr, true),
         );
         if let Response::Credential { password, .. } = &response {
-            let claims = token::decode_unverified(password).unwrap().claims.unwrap();
-            let host = request.host.as_deref().unwrap();
-            let owner = resolve::owner(config.as_ref().unwrap().as_ref(), host).unwrap();
-            assert_eq!(owner.name(), claims.iss, "{path:?}");
+            let claims = token::decode_unverified(password.expose())
+                .unwrap()
+                .claims
+                .unwrap();
+            let host = Host::parse(request.host.as_deref().unwrap()).unwrap();
+            let owner = resolve::owner(config.as_ref().unwrap().as_ref(), &host).unwrap();
+            assert_eq!(owner.name().as_str(), claims.iss, "{path:?}");
             assert_eq!(
                 resolve::repo_id(request.path.as_deref().unwrap()).unwrap(),
                 claims.repo,
@@ -113,9 +120,10 @@ fn key_loader() {
             }
             _ => data.clone(),
         };
-        let _ = inspect::public_key(&text, &source);
-        if let Ok(key) = key::parse_pem(&text, &source) {
-            let _ = key.public_key_pem(&source);
+        let _ = key::PublicKey::from_pem(&text, &source);
+        if let Ok(key) = key::parse_pem(&text, &source)
+            && let Ok(key) = LocalSigner::new(key, &source)
+        {
             let claims = Claims {
                 iss: "acme".into(),
                 sub: "fuzz".into(),

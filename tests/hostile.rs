@@ -398,13 +398,17 @@ fn a_ttl_that_would_overflow_is_an_error_not_a_wrapped_number() {
 
 #[test]
 fn debug_formatting_of_secret_holding_types_is_redacted() {
-    use git_credential_codestorage::credential::Minted;
     use git_credential_codestorage::key::{self, KeySource};
+    use git_credential_codestorage::mint::Minted;
     use git_credential_codestorage::protocol::{self, Response};
+    use git_credential_codestorage::signer::local::LocalSigner;
     use git_credential_codestorage::token::{self, Claims, Scope};
 
     let key = TestKey::p256();
-    let signing = key::parse_pem(key.pem.as_bytes(), &KeySource::Env("K".into())).unwrap();
+    let source = KeySource::Env("K".into());
+    let private = key::parse_pem(key.pem.as_bytes(), &source).unwrap();
+    let private_shown = format!("{private:?}");
+    let signing = LocalSigner::new(private, &source).unwrap();
     let claims = Claims {
         iss: "acme".into(),
         sub: "ci".into(),
@@ -416,8 +420,9 @@ fn debug_formatting_of_secret_holding_types_is_redacted() {
         ops: None,
     };
     let token = token::sign(&claims, &signing).unwrap();
-    let request = protocol::parse(format!("password={token}\n").as_bytes()).unwrap();
+    let request = protocol::parse(format!("password={}\n", token.expose()).as_bytes()).unwrap();
     let shown = [
+        private_shown,
         format!("{signing:?}"),
         format!(
             "{:?}",
@@ -426,7 +431,7 @@ fn debug_formatting_of_secret_holding_types_is_redacted() {
                 claims: claims.clone(),
             }
         ),
-        format!("{:?}", token::decode_unverified(&token).unwrap()),
+        format!("{:?}", token::decode_unverified(token.expose()).unwrap()),
         format!("{request:?}"),
         format!(
             "{:?}",
@@ -438,9 +443,12 @@ fn debug_formatting_of_secret_holding_types_is_redacted() {
             }
         ),
     ];
-    let signature = token.rsplit('.').next().unwrap();
+    let signature = token.expose().rsplit('.').next().unwrap();
     for text in &shown {
-        assert!(text.contains("redacted"), "{text}");
+        assert!(
+            text.contains("redacted") || text == &format!("{signing:?}"),
+            "{text}"
+        );
         assert!(!text.contains(signature), "token in {text}");
         for line in key.pem.lines().filter(|l| !l.starts_with("-----")) {
             assert!(!text.contains(line), "key in {text}");

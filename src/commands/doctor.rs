@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::clock::format_time;
 use crate::config::Config;
-use crate::credential::{self, Target, format_time};
 use crate::env::Env;
 use crate::gitconfig::{self, ConfigEntry, Git, HelperKind};
+use crate::host::Host;
 use crate::key;
-use crate::resolve::{self, Overrides, Owner, ResolveError};
+use crate::mint;
+use crate::resolve::{self, Overrides, Reach};
+use crate::signer;
 use crate::token;
 
 /// How a check went.
@@ -150,14 +153,7 @@ fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
 
 fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
     // The environment's overrides (ttl, scopes, timeouts) apply to every organisation.
-    let probe = resolve::settings(
-        None,
-        &Owner::Implicit("probe".into()),
-        "probe",
-        env,
-        &Overrides::default(),
-    );
-    if let Err(e @ ResolveError::BadEnv { .. }) = probe {
+    if let Err(e) = resolve::check_env(env) {
         report.push(Status::Fail, format!("environment: {e}"));
         return;
     }
@@ -179,13 +175,25 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
         ));
     }
     for (who, source, org) in sources {
-        let loaded = resolve::load_options(org, env)
+        let options = match resolve::load_options(org, env) {
+            Ok(options) => options,
+            Err(e) => {
+                report.push(Status::Fail, format!("key of {who}: {e}"));
+                continue;
+            }
+        };
+        // A key that loads but cannot sign must not pass: sign a probe and verify it.
+        let checked = key::load(&source, env, options)
             .map_err(|e| e.to_string())
-            .and_then(|options| key::load(&source, env, options).map_err(|e| e.to_string()));
-        match loaded {
-            Ok(key) => report.push(
+            .and_then(|signer| {
+                signer::probe(&signer)
+                    .map(|()| signer::Signer::algorithm(&signer))
+                    .map_err(|e| format!("{source}: {e}"))
+            });
+        match checked {
+            Ok(algorithm) => report.push(
                 Status::Ok,
-                format!("key of {who}: {source} loads ({})", key.algorithm()),
+                format!("key of {who}: {source} loads and signs ({algorithm})"),
             ),
             Err(e) => report.push(Status::Fail, format!("key of {who}: {e}")),
         }
@@ -221,25 +229,30 @@ fn check_git(
         }
     };
     // One check per git credential URL, with an organisation to name in the fix.
-    let mut hosts: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
     for org in config.into_iter().flat_map(|c| c.orgs.values()) {
         for host in &org.hosts {
             hosts
                 .entry(gitconfig::credential_url("https", host))
-                .or_insert_with(|| (host.clone(), org.name.clone()));
+                .or_insert_with(|| (host.clone(), org.name.to_string()));
         }
     }
     if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
         && parsed.protocol == "https"
+        && let Ok(host) = Host::parse(&parsed.host)
     {
+        let org = host
+            .code_storage_org()
+            .map_or_else(|| "ORG".to_owned(), |o| o.to_string());
         hosts
-            .entry(gitconfig::credential_url("https", &parsed.host))
-            .or_insert_with(|| (parsed.host.clone(), "ORG".into()));
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert_with(|| (host, org));
     }
     if hosts.is_empty() {
+        let host = Host::parse("org.code.storage").expect("a valid host");
         hosts.insert(
-            gitconfig::credential_url("https", "org.code.storage"),
-            ("org.code.storage".into(), "ORG".into()),
+            gitconfig::credential_url("https", &host),
+            (host, "ORG".into()),
         );
     }
     let exec_path = git.exec_path();
@@ -269,7 +282,7 @@ fn check_git(
 pub fn judge_routing(
     entries: &[ConfigEntry],
     credential_url: &str,
-    host: &str,
+    host: &Host,
     org: &str,
     helper: &str,
 ) -> Vec<Finding> {
@@ -343,7 +356,7 @@ pub fn judge_routing(
         fine = false;
         findings.push(fail(format!(
             "git does not send the repository path for {credential_url}, so no per-repository token can be made; fix: {}",
-            credential::use_http_path_fix(host)
+            gitconfig::use_http_path_fix(host)
         )));
     }
     if fine {
@@ -409,10 +422,10 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
             return;
         }
     };
-    let settings = match credential::resolve_target(
-        config,
-        Target::Url(&url),
-        false,
+    let settings = match resolve::resolve(
+        Ok(config),
+        url.target(),
+        Reach::Repository,
         env,
         &Overrides::default(),
     ) {
@@ -422,25 +435,8 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
             return;
         }
     };
-    let rule = settings
-        .rule
-        .as_ref()
-        .map_or("no repository rule".to_owned(), |(line, pattern)| {
-            format!("rule {pattern:?} (line {line})")
-        });
-    report.push(
-        Status::Ok,
-        format!(
-            "{url}: org {}, repo {}, {rule}, scopes {}, ttl {}, subject {:?}, {}",
-            settings.org,
-            settings.repo,
-            credential::join(&settings.scopes),
-            settings.ttl,
-            settings.subject,
-            settings.key,
-        ),
-    );
-    match credential::mint(&settings, env, now) {
+    report.push(Status::Ok, format!("{url}: {settings}"));
+    match mint::mint(&settings, env, now) {
         Ok(minted) => {
             let claims = serde_json::to_string(&minted.claims).unwrap_or_default();
             report.push(Status::Ok, format!("a token for it would say: {claims}"));
@@ -462,6 +458,10 @@ mod tests {
     }
 
     const URL: &str = "https://*.code.storage";
+
+    fn acme() -> Host {
+        Host::parse("acme.code.storage").unwrap()
+    }
 
     fn ours() -> Vec<ConfigEntry> {
         vec![
@@ -487,7 +487,7 @@ mod tests {
     fn a_setup_as_setup_writes_it_is_ok() {
         let mut entries = vec![entry("/etc/gitconfig", "credential.helper", "store")];
         entries.extend(ours());
-        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
     }
 
@@ -496,7 +496,7 @@ mod tests {
         let mut entries = ours();
         entries.remove(0);
         entries.insert(0, entry("/g", "credential.helper", "osxkeychain"));
-        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0]
@@ -517,7 +517,7 @@ mod tests {
         let mut entries = ours();
         entries.push(entry("/repo/.git/config", "credential.helper", "store"));
         entries.push(entry("/repo/.git/config", "credential.helper", "manager"));
-        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
         assert_eq!(
             statuses(&findings),
             [Status::Fail, Status::Warn],
@@ -531,7 +531,7 @@ mod tests {
         let findings = judge_routing(
             &[entry("/g", "credential.helper", "store")],
             URL,
-            "acme.code.storage",
+            &acme(),
             "acme",
             "codestorage",
         );
@@ -542,7 +542,7 @@ mod tests {
         );
         let mut entries = ours();
         entries.pop();
-        let findings = judge_routing(&entries, URL, "acme.code.storage", "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("useHttpPath' true"),

@@ -5,130 +5,165 @@
 //! as JSON so that control characters in them cannot reach the terminal raw.
 
 use std::fmt::Write as _;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::DecodingKey;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use crate::credential::{describe_expiry, format_time};
-use crate::der::{self, Reader, oid};
-use crate::error::Error;
-use crate::key::{self, Algorithm, KeySource};
-use crate::token;
+use crate::clock::{describe_expiry, format_time};
+use crate::key::{Algorithm, KeyError, KeySource, PublicKey};
+use crate::token::{self, TokenError};
+use crate::url::UrlError;
 
-/// A public key to check signatures with: the algorithm and the raw key ring verifies with
-/// (the contents of the SPKI bit string).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    /// The algorithm the key signs with.
-    pub algorithm: Algorithm,
-    /// The EC point, the PKCS#1 RSA public key, or the Ed25519 bytes.
-    pub raw: Vec<u8>,
+/// Why `inspect` could not say what a token says, or found its signature wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Nothing to inspect.
+    #[error("no token given; pass one as an argument or on stdin (`-`)")]
+    NoToken,
+    /// stdin is a terminal and no token was given.
+    #[error("no token given: pass it as an argument or pipe it to stdin")]
+    Terminal,
+    /// stdin could not be read.
+    #[error("cannot read stdin: {0}")]
+    Stdin(std::io::Error),
+    /// A URL without a token in it.
+    #[error(
+        "the URL holds no token; an SDK-minted remote URL looks like https://t:TOKEN@ORG.code.storage/REPO.git"
+    )]
+    NoTokenInUrl,
+    /// A URL that is not one.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The text is not a JWT.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The key file could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The key file holds no usable key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The token's `alg` is not the key's.
+    #[error(
+        "{name}: the token is signed with {alg:?} but the key is for {key}; signature NOT verified"
+    )]
+    AlgorithmMismatch {
+        /// The key's name.
+        name: String,
+        /// The token's `alg`.
+        alg: String,
+        /// The key's algorithm.
+        key: Algorithm,
+    },
+    /// The signature is wrong.
+    #[error(
+        "{0}: the signature does NOT verify with this key: the token was signed by another key or altered"
+    )]
+    BadSignature(String),
 }
 
-/// Reads a public key from PEM text holding a `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` block, or a
-/// private key in any format `get` reads (its public half is derived).
-pub fn public_key(text: &[u8], source: &KeySource) -> Result<PublicKey, Error> {
-    let blocks = pem::parse_many(text).unwrap_or_default();
-    for block in &blocks {
-        match block.tag() {
-            "PUBLIC KEY" => return spki(block.contents(), source),
-            "RSA PUBLIC KEY" => {
-                return Ok(PublicKey {
-                    algorithm: Algorithm::Rs256,
-                    raw: block.contents().to_vec(),
-                });
-            }
-            _ => {}
-        }
-    }
-    let private = key::parse_pem(text, source).map_err(|e| Error::msg(e.to_string()))?;
-    let pem = private
-        .public_key_pem(source)
-        .map_err(|e| Error::msg(e.to_string()))?;
-    let block = pem::parse(pem).map_err(|e| Error::msg(e.to_string()))?;
-    spki(block.contents(), source)
-}
-
-/// SubjectPublicKeyInfo ::= SEQUENCE { SEQUENCE { algorithm OID, parameters }, BIT STRING }.
-fn spki(der_bytes: &[u8], source: &KeySource) -> Result<PublicKey, Error> {
-    let malformed = || Error::msg(format!("{source} holds a malformed PUBLIC KEY block"));
-    let mut outer = Reader::new(der_bytes);
-    let mut info = Reader::new(outer.expect(der::SEQUENCE).map_err(|_| malformed())?);
-    let mut algorithm_id = Reader::new(info.expect(der::SEQUENCE).map_err(|_| malformed())?);
-    let algorithm = match algorithm_id.expect(der::OID).map_err(|_| malformed())? {
-        o if o == oid::RSA_ENCRYPTION => Algorithm::Rs256,
-        o if o == oid::ED25519 => Algorithm::EdDsa,
-        o if o == oid::EC_PUBLIC_KEY => match algorithm_id.expect(der::OID) {
-            Ok(curve) if curve == oid::P256 => Algorithm::Es256,
-            _ => {
-                return Err(Error::msg(format!(
-                    "{source} is an EC key on another curve than P-256; {}",
-                    key::ACCEPTED
-                )));
-            }
-        },
+/// `inspect [TOKEN | -] [--key KEY.pem]`: prints the report; an error if the signature is wrong.
+pub fn run(token: Option<&str>, key: Option<&PathBuf>) -> Result<String, InspectError> {
+    let text = match token {
+        Some(token) if token != "-" => token.to_owned(),
         _ => {
-            return Err(Error::msg(format!(
-                "{source} is a public key of an unknown type; {}",
-                key::ACCEPTED
-            )));
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(InspectError::Terminal);
+            }
+            let mut text = String::new();
+            // A token is a few KiB; a megabyte is garbage, not a token.
+            stdin
+                .lock()
+                .take(1024 * 1024)
+                .read_to_string(&mut text)
+                .map_err(InspectError::Stdin)?;
+            text
         }
     };
-    let bits = info.expect(der::BIT_STRING).map_err(|_| malformed())?;
-    match bits.split_first() {
-        Some((0, raw)) if !raw.is_empty() => Ok(PublicKey {
-            algorithm,
-            raw: raw.to_vec(),
-        }),
-        _ => Err(malformed()),
-    }
+    let token_text = extract_token(&text)?;
+    let key = match key {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|source| InspectError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
+            let public = PublicKey::from_pem(&text, &KeySource::File(path.clone()))?;
+            Some((public, path.display().to_string()))
+        }
+        None => None,
+    };
+    inspect(
+        &token_text,
+        key.as_ref().map(|(k, name)| (k, name.as_str())),
+        crate::clock::now(),
+    )
 }
 
-/// Whether the signature of `token` holds under `key`. A token whose `alg` is not the key's
-/// algorithm does not verify (no algorithm substitution).
-pub fn verify(decoded: &token::Unverified, key: &PublicKey) -> Result<(), Error> {
-    if decoded.alg != key.algorithm.as_str() {
-        return Err(Error::msg(format!(
-            "the token is signed with {:?} but the key is for {}; signature NOT verified",
-            decoded.alg, key.algorithm
-        )));
+/// Whether the signature of `token` holds under `key`, checked through jsonwebtoken (the path
+/// independent of the helper's signers). A token whose `alg` is not the key's does not verify
+/// (no algorithm substitution).
+pub fn verify(
+    decoded: &token::Unverified,
+    key: &PublicKey,
+    name: &str,
+) -> Result<(), InspectError> {
+    if decoded.alg != key.algorithm().as_str() {
+        return Err(InspectError::AlgorithmMismatch {
+            name: name.to_owned(),
+            alg: decoded.alg.clone(),
+            key: key.algorithm(),
+        });
     }
     crate::crypto::install();
-    let decoding = match key.algorithm {
-        Algorithm::Es256 => DecodingKey::from_ec_der(&key.raw),
-        Algorithm::Rs256 => DecodingKey::from_rsa_der(&key.raw),
-        Algorithm::EdDsa => DecodingKey::from_ed_der(&key.raw),
+    let (decoding, algorithm) = match key.algorithm() {
+        Algorithm::Es256 => (
+            DecodingKey::from_ec_der(key.raw()),
+            jsonwebtoken::Algorithm::ES256,
+        ),
+        Algorithm::Rs256 => (
+            DecodingKey::from_rsa_der(key.raw()),
+            jsonwebtoken::Algorithm::RS256,
+        ),
+        Algorithm::EdDsa => (
+            DecodingKey::from_ed_der(key.raw()),
+            jsonwebtoken::Algorithm::EdDSA,
+        ),
     };
     let signature = URL_SAFE_NO_PAD.encode(&decoded.signature);
     match jsonwebtoken::crypto::verify(
         &signature,
         decoded.signing_input.as_bytes(),
         &decoding,
-        key.algorithm.to_jwt(),
+        algorithm,
     ) {
         Ok(true) => Ok(()),
-        _ => Err(Error::msg(
-            "the signature does NOT verify with this key: the token was signed by another key or altered",
-        )),
+        _ => Err(InspectError::BadSignature(name.to_owned())),
     }
 }
 
 /// Takes the token out of what a user may paste: the token itself, `Bearer <token>`, or an
 /// SDK-minted remote URL `https://t:<token>@host/repo.git`.
-pub fn extract_token(input: &str) -> Result<String, Error> {
+pub fn extract_token(input: &str) -> Result<String, InspectError> {
     let text = input.trim();
     if text.is_empty() {
-        return Err(Error::msg(
-            "no token given; pass one as an argument or on stdin (`-`)",
-        ));
+        return Err(InspectError::NoToken);
     }
     if text.contains("://") {
         let url = crate::url::parse(text)?;
-        return url.password.ok_or_else(|| {
-            Error::msg("the URL holds no token; an SDK-minted remote URL looks like https://t:TOKEN@ORG.code.storage/REPO.git")
-        });
+        return url
+            .password
+            .map(|p| p.expose().clone())
+            .ok_or(InspectError::NoTokenInUrl);
     }
     let text = text
         .strip_prefix("Bearer ")
@@ -144,7 +179,7 @@ pub fn inspect(
     token_text: &str,
     key: Option<(&PublicKey, &str)>,
     now: i64,
-) -> Result<String, Error> {
+) -> Result<String, InspectError> {
     let decoded = token::decode_unverified(token_text)?;
     let mut out = String::new();
     let _ = writeln!(out, "header:");
@@ -170,8 +205,8 @@ pub fn inspect(
     }
     match key {
         Some((key, name)) => {
-            verify(&decoded, key).map_err(|e| Error::msg(format!("{name}: {e}")))?;
-            let _ = writeln!(out, "signature: valid ({}, {name})", key.algorithm);
+            verify(&decoded, key, name)?;
+            let _ = writeln!(out, "signature: valid ({}, {name})", key.algorithm());
         }
         None => {
             let _ = writeln!(
@@ -231,6 +266,8 @@ fn ordered_fields(json: &str) -> Result<Vec<(String, serde_json::Value)>, serde_
 mod tests {
     use super::*;
     use crate::key::{NewKey, generate, parse_pem};
+    use crate::signer::Signer;
+    use crate::signer::local::LocalSigner;
     use crate::token::{Claims, Scope};
 
     const NOW: i64 = 1_800_000_000;
@@ -238,7 +275,11 @@ mod tests {
     fn signed(kind: NewKey) -> (String, String, String) {
         let pem = generate(kind).unwrap();
         let source = KeySource::Env("K".into());
-        let key = parse_pem(pem.as_bytes(), &source).unwrap();
+        let key = LocalSigner::new(
+            parse_pem(pem.expose().as_bytes(), &source).unwrap(),
+            &source,
+        )
+        .unwrap();
         let claims = Claims {
             iss: "acme".into(),
             sub: "ci".into(),
@@ -250,11 +291,15 @@ mod tests {
             ops: None,
         };
         let token = token::sign(&claims, &key).unwrap();
-        (token, pem.to_string(), key.public_key_pem(&source).unwrap())
+        (
+            token.expose().clone(),
+            pem.expose().clone(),
+            key.public_key().to_pem(),
+        )
     }
 
     fn key(text: &str) -> PublicKey {
-        public_key(text.as_bytes(), &KeySource::File("k.pem".into())).unwrap()
+        PublicKey::from_pem(text.as_bytes(), &KeySource::File("k.pem".into())).unwrap()
     }
 
     #[test]
@@ -303,8 +348,8 @@ mod tests {
         let public = std::fs::read_to_string(dir.join("rsa2048.pub.pem")).unwrap();
         let private = std::fs::read_to_string(dir.join("rsa2048.pkcs8.pem")).unwrap();
         assert_eq!(key(&public), key(&private));
-        assert_eq!(key(&public).algorithm, Algorithm::Rs256);
-        assert!(public_key(b"nothing", &KeySource::File("k".into())).is_err());
+        assert_eq!(key(&public).algorithm(), Algorithm::Rs256);
+        assert!(PublicKey::from_pem(b"nothing", &KeySource::File("k".into())).is_err());
     }
 
     #[test]

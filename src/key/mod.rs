@@ -1,0 +1,358 @@
+//! Private keys: where they come from ([`source`]), the formats they are read in ([`pem`]), their
+//! public halves ([`public`]) and new ones ([`mod@generate`]). Loading a key yields a
+//! [`crate::signer::Signer`].
+
+pub mod generate;
+pub mod pem;
+pub mod public;
+pub mod source;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use generate::{NewKey, generate};
+pub use pem::{PrivateKey, parse_pem};
+pub use public::PublicKey;
+pub use source::{DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions};
+
+use crate::env::Env;
+use crate::signer::local::LocalSigner;
+
+/// The key types Code Storage accepts, for error messages.
+pub const ACCEPTED: &str =
+    "Code Storage accepts EC P-256 (ES256), RSA of 2048 bits or more (RS256) and Ed25519 (EdDSA)";
+
+/// The JWT signing algorithm a key implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl Algorithm {
+    /// The JWT `alg` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads the key `source` names and makes an in-process signer of it.
+pub fn load(
+    source: &KeySource,
+    env: &dyn Env,
+    options: LoadOptions,
+) -> Result<LocalSigner, KeyError> {
+    let text = source::read(source, env, options)?;
+    LocalSigner::new(parse_pem(text.expose(), source)?, source)
+}
+
+/// PEM with Unix line endings (the `pem` crate writes CRLF by default), as OpenSSL writes it.
+fn encode_pem(block: &::pem::Pem) -> String {
+    ::pem::encode_config(
+        block,
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
+
+/// Why a key could not be loaded; every message names the source and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file does not exist.
+    #[error(
+        "{0} does not exist; make a key with `git-credential-codestorage keygen --org ORG` or point key_file at yours"
+    )]
+    NotFound(KeySource),
+    /// The key file is a directory or another non-file.
+    #[error("{0} is not a regular file")]
+    NotAFile(KeySource),
+    /// Group or others may access the key file.
+    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or set allow_insecure_key_permissions = true for a mounted secret", path = .path.display())]
+    InsecurePermissions {
+        /// The key source.
+        origin: KeySource,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Reading the key failed.
+    #[error("cannot read {origin}: {reason}")]
+    Unreadable {
+        /// The key source.
+        origin: KeySource,
+        /// The operating system's reason.
+        reason: std::io::Error,
+    },
+    /// The environment variable is unset or empty.
+    #[error("{0} is not set or is empty; export the PEM text of the private key in it")]
+    EnvMissing(KeySource),
+    /// The key command failed, hung or could not be started.
+    #[error("cannot run {origin}: {reason}")]
+    Command {
+        /// The key source.
+        origin: KeySource,
+        /// Why.
+        reason: crate::process::ProcessError,
+    },
+    /// The source holds no PEM private key.
+    #[error("{0} holds no PEM private key (expected a `-----BEGIN PRIVATE KEY-----` block)")]
+    NotPem(KeySource),
+    /// The source holds a public key only.
+    #[error(
+        "{0} holds a public key; the helper needs the private key (register the public key with Code Storage, keep the private one here)"
+    )]
+    PublicKeyOnly(KeySource),
+    /// The key is encrypted with a passphrase.
+    #[error(
+        "{0} is encrypted; the helper cannot prompt for a passphrase: decrypt it with `openssl pkey -in KEY -out KEY.pem` and keep that file at mode 600, or print it from key_command"
+    )]
+    Encrypted(KeySource),
+    /// An OpenSSH-format key.
+    #[error(
+        "{0} is an OpenSSH key; convert it with `ssh-keygen -p -m PKCS8 -f KEY` (or make a new one with `git-credential-codestorage keygen`)"
+    )]
+    OpenSsh(KeySource),
+    /// A key of a type Code Storage does not accept.
+    #[error("{origin} is {kind}; {ACCEPTED}")]
+    Unsupported {
+        /// The key source.
+        origin: KeySource,
+        /// What it is, e.g. "an EC P-384 key".
+        kind: String,
+    },
+    /// The key's inner structure is broken.
+    #[error("{0} is not a valid private key (the PEM block is truncated or corrupt)")]
+    Malformed(KeySource),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(&path).unwrap()
+    }
+
+    fn source() -> KeySource {
+        KeySource::Env("TEST_KEY".into())
+    }
+
+    fn parse(name: &str) -> Result<PrivateKey, KeyError> {
+        parse_pem(&fixture(name), &source())
+    }
+
+    #[test]
+    fn reads_every_accepted_format() {
+        assert_eq!(
+            parse("rsa2048.pkcs8.pem").unwrap().algorithm(),
+            Algorithm::Rs256
+        );
+        assert_eq!(
+            parse("rsa2048.pkcs1.pem").unwrap().algorithm(),
+            Algorithm::Rs256
+        );
+        assert_eq!(
+            parse("rsa4096.pkcs8.pem").unwrap().algorithm(),
+            Algorithm::Rs256
+        );
+        assert_eq!(
+            parse("p256.sec1.pem").unwrap().algorithm(),
+            Algorithm::Es256
+        );
+        assert_eq!(
+            parse("p256.sec1-params.pem").unwrap().algorithm(),
+            Algorithm::Es256
+        );
+        assert_eq!(
+            parse("ed25519.openssl.pem").unwrap().algorithm(),
+            Algorithm::EdDsa
+        );
+        let generated = generate(NewKey::P256).unwrap();
+        assert_eq!(
+            parse_pem(generated.expose().as_bytes(), &source())
+                .unwrap()
+                .algorithm(),
+            Algorithm::Es256
+        );
+    }
+
+    #[test]
+    fn public_key_matches_what_openssl_derived() {
+        for (private, public) in [
+            ("p256.sec1-params.pem", "p256.pub.pem"),
+            ("rsa2048.pkcs8.pem", "rsa2048.pub.pem"),
+            ("rsa2048.pkcs1.pem", "rsa2048.pub.pem"),
+            ("ed25519.openssl.pem", "ed25519.openssl.pub.pem"),
+        ] {
+            let ours = PublicKey::from_pem(&fixture(private), &source())
+                .unwrap()
+                .to_pem();
+            let theirs = String::from_utf8(fixture(public)).unwrap();
+            assert_eq!(
+                ::pem::parse(ours).unwrap().contents(),
+                ::pem::parse(theirs).unwrap().contents(),
+                "{private}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_other_key_types_saying_what_is_accepted() {
+        let message = parse("p384.pkcs8.pem").unwrap_err().to_string();
+        assert!(
+            message.contains("P-384") && message.contains(ACCEPTED),
+            "{message}"
+        );
+        let message = parse("rsa1024.pkcs8.pem").unwrap_err().to_string();
+        assert!(message.contains("1024-bit RSA"), "{message}");
+        assert!(matches!(
+            parse("p256.encrypted.pem"),
+            Err(KeyError::Encrypted(_))
+        ));
+        assert!(matches!(
+            parse("p256.pub.pem"),
+            Err(KeyError::PublicKeyOnly(_))
+        ));
+        let openssh =
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+        assert!(matches!(
+            parse_pem(openssh, &source()),
+            Err(KeyError::OpenSsh(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_or_garbage_pem_is_an_error_not_a_panic() {
+        let text = fixture("rsa2048.pkcs8.pem");
+        let cut = &text[..text.len() / 2];
+        assert!(parse_pem(cut, &source()).is_err());
+        assert!(matches!(
+            parse_pem(b"hello", &source()),
+            Err(KeyError::NotPem(_))
+        ));
+        let bad = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(matches!(
+            parse_pem(bad, &source()),
+            Err(KeyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let key = parse("p256.sec1.pem").unwrap();
+        assert_eq!(
+            format!("{key:?}"),
+            "PrivateKey { algorithm: Es256, der: <redacted> }"
+        );
+    }
+
+    #[test]
+    fn env_source_reads_the_variable() {
+        let text = String::from_utf8(fixture("p256.sec1.pem")).unwrap();
+        let env = MapEnv::from([("TEST_KEY", text.as_str())]);
+        assert!(load(&source(), &env, LoadOptions::default()).is_ok());
+        let empty = MapEnv::default();
+        assert!(matches!(
+            load(&source(), &empty, LoadOptions::default()),
+            Err(KeyError::EnvMissing(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_source_checks_existence_type_and_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let file = KeySource::File(path.clone());
+        let env = MapEnv::default();
+        let strict = LoadOptions::default();
+        assert!(matches!(
+            load(&file, &env, strict),
+            Err(KeyError::NotFound(_))
+        ));
+        std::fs::write(&path, fixture("p256.sec1.pem")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = load(&file, &env, strict).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("chmod 600 {}", path.display())),
+            "{message}"
+        );
+        let lenient = LoadOptions {
+            allow_insecure_permissions: true,
+            ..strict
+        };
+        assert!(load(&file, &env, lenient).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&file, &env, strict).is_ok());
+        let directory = KeySource::File(dir.path().to_owned());
+        assert!(matches!(
+            load(&directory, &env, strict),
+            Err(KeyError::NotAFile(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn command_source_handles_success_failure_and_hangs() {
+        let env = MapEnv::default();
+        let key = String::from_utf8(fixture("p256.sec1.pem")).unwrap();
+        let ok = KeySource::Command(vec!["printf".into(), "%s".into(), key]);
+        assert!(load(&ok, &env, LoadOptions::default()).is_ok());
+        let fails = KeySource::Command(vec!["false".into()]);
+        assert!(matches!(
+            load(&fails, &env, LoadOptions::default()),
+            Err(KeyError::Command {
+                reason: crate::process::ProcessError::Exit(_),
+                ..
+            })
+        ));
+        let garbage = KeySource::Command(vec!["echo".into(), "not a key".into()]);
+        assert!(matches!(
+            load(&garbage, &env, LoadOptions::default()),
+            Err(KeyError::NotPem(_))
+        ));
+        let missing = KeySource::Command(vec!["/nonexistent/program".into()]);
+        assert!(matches!(
+            load(&missing, &env, LoadOptions::default()),
+            Err(KeyError::Command {
+                reason: crate::process::ProcessError::Spawn { .. },
+                ..
+            })
+        ));
+        let hangs = KeySource::Command(vec!["sleep".into(), "30".into()]);
+        let quick = LoadOptions {
+            command_timeout: Duration::from_millis(200),
+            ..LoadOptions::default()
+        };
+        let started = Instant::now();
+        assert!(matches!(
+            load(&hangs, &env, quick),
+            Err(KeyError::Command {
+                reason: crate::process::ProcessError::Timeout(_),
+                ..
+            })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

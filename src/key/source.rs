@@ -1,0 +1,122 @@
+//! Where an organisation's private key comes from: a file, an environment variable or a program.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::env::Env;
+use crate::key::KeyError;
+use crate::secret::Secret;
+
+/// The most bytes read from any key source; a PEM key is a few KiB at most.
+const MAX_KEY_BYTES: u64 = 1024 * 1024;
+
+/// How long a `key_command` may run before it is stopped.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where an organisation's private key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A PEM file.
+    File(PathBuf),
+    /// PEM text in an environment variable.
+    Env(String),
+    /// PEM printed on stdout by a program run without a shell.
+    Command(Vec<String>),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "key file {}", path.display()),
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::Command(argv) => write!(f, "key_command `{}`", argv.join(" ")),
+        }
+    }
+}
+
+/// How a key is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept a key file that group or others may read (container secrets often are).
+    pub allow_insecure_permissions: bool,
+    /// How long a `key_command` may run.
+    pub command_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            allow_insecure_permissions: false,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+/// Reads the PEM text `source` holds.
+pub fn read(
+    source: &KeySource,
+    env: &dyn Env,
+    options: LoadOptions,
+) -> Result<Secret<Vec<u8>>, KeyError> {
+    match source {
+        KeySource::File(path) => read_file(source, path, options),
+        KeySource::Env(name) => match env.var(name) {
+            Some(text) if !text.trim().is_empty() => Ok(Secret::new(text.into_bytes())),
+            _ => Err(KeyError::EnvMissing(source.clone())),
+        },
+        KeySource::Command(argv) => {
+            crate::process::run(argv, None, options.command_timeout, MAX_KEY_BYTES).map_err(
+                |reason| KeyError::Command {
+                    origin: source.clone(),
+                    reason,
+                },
+            )
+        }
+    }
+}
+
+fn read_file(
+    source: &KeySource,
+    path: &Path,
+    options: LoadOptions,
+) -> Result<Secret<Vec<u8>>, KeyError> {
+    let unreadable = |reason: std::io::Error| KeyError::Unreadable {
+        origin: source.clone(),
+        reason,
+    };
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyError::NotFound(source.clone()));
+        }
+        Err(e) => return Err(unreadable(e)),
+    };
+    if !metadata.is_file() {
+        return Err(KeyError::NotAFile(source.clone()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        // As OpenSSH does: a key others can read is a key others may have copied.
+        if mode & 0o077 != 0 && !options.allow_insecure_permissions {
+            return Err(KeyError::InsecurePermissions {
+                origin: source.clone(),
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = options;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut text = Secret::new(Vec::with_capacity(
+        metadata.len().min(MAX_KEY_BYTES) as usize
+    ));
+    file.take(MAX_KEY_BYTES)
+        .read_to_end(text.expose_mut())
+        .map_err(unreadable)?;
+    Ok(text)
+}
