@@ -243,8 +243,9 @@ pub fn run() -> ExitCode {
         if let Some(action) = GitAction::parse(word) {
             return git(action, &ProcessEnv);
         }
-        // git's rule: a helper ignores actions it does not know (git may add some).
-        if !word.starts_with('-') && !is_subcommand(word) {
+        // git's rule: a helper ignores actions it does not know (git may add some). A person's
+        // typo of a subcommand is not one: clap then says "did you mean" and exits 2.
+        if !word.starts_with('-') && !is_subcommand(word) && !near_subcommand(word) {
             return ExitCode::SUCCESS;
         }
     }
@@ -370,6 +371,16 @@ fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
     let stdout = io::stdout();
     setup::run(&options, env, &Git::default(), &helper, &mut stdout.lock())?;
     Ok(())
+}
+
+/// Whether `word` is within two edits of a user's subcommand (`doctr`, `setpu`); git's own
+/// actions are left out, so a future action of git's is still ignored as git's rule says.
+fn near_subcommand(word: &str) -> bool {
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .filter(|name| GitAction::parse(name).is_none())
+        .any(|name| strsim::damerau_levenshtein(word, name) <= 2)
 }
 
 fn is_subcommand(name: &str) -> bool {

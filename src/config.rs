@@ -88,6 +88,18 @@ pub enum ConfigError {
         /// The operating system's reason.
         reason: String,
     },
+    /// Group or others may write the file.
+    #[error(
+        "config file {} is writable by others (mode {mode:03o}), and it decides which programs run; run `chmod 600 {}`",
+        .path.display(),
+        .path.display()
+    )]
+    Writable {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file is not valid TOML or not a valid configuration.
     #[error("{}:{line}: {message}", .path.display())]
     Invalid {
@@ -187,6 +199,14 @@ pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
             ));
         }
         Ok(m) if !m.is_file() => return Err(unreadable("it is not a regular file".to_owned())),
+        #[cfg(unix)]
+        Ok(m) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o022 != 0 => {
+            // The file names programs to run (key_command): one others can edit is theirs.
+            return Err(ConfigError::Writable {
+                path: path.to_owned(),
+                mode: std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777,
+            });
+        }
         Ok(_) => {}
     }
     let mut text = String::new();
@@ -349,6 +369,21 @@ fn make_level(
 
 fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String> {
     let mut sources = Vec::with_capacity(1);
+    for (field, value) in [("key_file", &org.key_file), ("key_env", &org.key_env)] {
+        if value
+            .as_deref()
+            .is_some_and(crate::key::pem::looks_like_pem)
+        {
+            let what = if field == "key_file" {
+                "the path of a PEM file"
+            } else {
+                "the name of an environment variable that holds the PEM text"
+            };
+            return Err(format!(
+                "[org.{name}] {field} holds the PEM text of a key; {field} takes {what}: save the key to a file (mode 600) and set key_file = \"~/.config/codestorage/{name}.pem\", and take the key out of this file"
+            ));
+        }
+    }
     if let Some(file) = &org.key_file {
         sources.push(KeySource::File(expand_path(file, base)));
     }

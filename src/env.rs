@@ -74,7 +74,59 @@ pub mod vars {
     pub const KEY_COMMAND_TIMEOUT: &[&str] = &["CODESTORAGE_KEY_COMMAND_TIMEOUT"];
 }
 
-/// Whether an environment switch such as `CODESTORAGE_DEBUG` is on.
-pub fn flag(env: &dyn Env, names: &[&'static str]) -> bool {
-    first_set(env, names).is_some_and(|(_, v)| !matches!(v.as_str(), "0" | "false" | "no" | "off"))
+/// A switch variable with a value that is neither on nor off.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{name}={}: not a switch; use 1, true, yes or on to turn it on, 0, false, no or off to turn it off",
+    crate::log::Shown(.value)
+)]
+pub struct SwitchError {
+    /// The variable.
+    pub name: &'static str,
+    /// Its value.
+    pub value: String,
+}
+
+/// Whether an environment switch such as `CODESTORAGE_DEBUG` is on: `None` when unset or empty.
+/// Only 1/true/yes/on and 0/false/no/off are read (any case): `False` or ` 0` is not "on".
+pub fn switch(env: &dyn Env, names: &[&'static str]) -> Result<Option<bool>, SwitchError> {
+    let Some((name, value)) = first_set(env, names) else {
+        return Ok(None);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        _ => Err(SwitchError { name, value }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_read_only_what_clearly_says_on_or_off() {
+        for (value, expected) in [
+            ("1", Some(true)),
+            ("TRUE", Some(true)),
+            ("On", Some(true)),
+            ("yes", Some(true)),
+            ("0", Some(false)),
+            ("False", Some(false)),
+            ("OFF", Some(false)),
+            ("no", Some(false)),
+            ("", None),
+        ] {
+            let env = MapEnv::from([("CODESTORAGE_DEBUG", value)]);
+            assert_eq!(switch(&env, vars::DEBUG), Ok(expected), "{value:?}");
+        }
+        for bad in [" 0", "2", "enable", "nope"] {
+            let env = MapEnv::from([("CODESTORAGE_DEBUG", bad)]);
+            let err = switch(&env, vars::DEBUG).unwrap_err().to_string();
+            assert!(
+                err.starts_with("CODESTORAGE_DEBUG=") && err.contains("not a switch"),
+                "{err}"
+            );
+        }
+    }
 }

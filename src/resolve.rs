@@ -122,8 +122,11 @@ pub enum ResolveError {
         /// The organisation.
         org: OrgName,
     },
-    /// An environment variable holds a bad value.
-    #[error("{name}={}: {problem}", Shown(.value))]
+    /// A switch variable is neither on nor off.
+    #[error(transparent)]
+    Switch(#[from] crate::env::SwitchError),
+    /// An environment variable holds a bad value; a value that looks like a key is never shown.
+    #[error("{name}={}: {problem}", if matches!(.problem, EnvProblem::PemNotPath) { "<PEM text, not shown>".to_owned() } else { Shown(.value).to_string() })]
     BadEnv {
         /// The variable.
         name: &'static str,
@@ -143,6 +146,14 @@ pub enum EnvProblem {
     /// A bad scope list.
     #[error(transparent)]
     Scopes(#[from] ScopesError),
+    /// A subject with control characters.
+    #[error("a subject must be non-empty and hold no control characters")]
+    Subject,
+    /// PEM text where a file path belongs.
+    #[error(
+        "this variable takes the path of a key file, and its value looks like the PEM text of a key itself; put PEM text in CODESTORAGE_PRIVATE_KEY instead"
+    )]
+    PemNotPath,
 }
 
 impl ResolveError {
@@ -158,7 +169,8 @@ impl ResolveError {
             Self::Config { ours: true, .. }
             | Self::NoPath { .. }
             | Self::RepoId(_)
-            | Self::BadEnv { .. } => Disposition::Quit,
+            | Self::BadEnv { .. }
+            | Self::Switch(_) => Disposition::Quit,
         }
     }
 }
@@ -435,9 +447,12 @@ fn settings(
             .find_map(|l| l.scopes.clone())
             .unwrap_or_else(|| vec![Scope::GitRead, Scope::GitWrite]),
     };
-    let subject = match (&overrides.subject, env::first_set(env, vars::SUBJECT)) {
+    let subject = match (
+        &overrides.subject,
+        env_value(env, vars::SUBJECT, parse_subject)?,
+    ) {
         (Some(subject), _) => subject.clone(),
-        (None, Some((_, subject))) => subject,
+        (None, Some(subject)) => subject,
         (None, None) => levels
             .iter()
             .flatten()
@@ -446,11 +461,12 @@ fn settings(
     };
     let key = match org {
         Some(org) => org.key.clone(),
-        None => env_key(env).ok_or_else(|| ResolveError::NoKey {
+        None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
             org: owner.name().clone(),
         })?,
     };
-    let load_options = load_options(org, env)?;
+    let mut load_options = load_options(org, env)?;
+    load_options.from_environment = org.is_none();
     Ok(Settings {
         org: owner.name().clone(),
         configured: org.is_some(),
@@ -475,25 +491,41 @@ pub fn load_options(org: Option<&Org>, env: &dyn Env) -> Result<LoadOptions, Res
         });
     Ok(LoadOptions {
         allow_insecure_permissions: org.is_some_and(|o| o.allow_insecure_key_permissions)
-            || env::flag(env, vars::ALLOW_INSECURE),
+            || env::switch(env, vars::ALLOW_INSECURE)?.unwrap_or(false),
         command_timeout,
+        from_environment: org.is_none(),
     })
 }
 
 /// The key the environment offers for unconfigured `*.code.storage` hosts, if any.
-pub fn env_key(env: &dyn Env) -> Option<KeySource> {
+pub fn env_key(env: &dyn Env) -> Result<Option<KeySource>, ResolveError> {
     if let Some((name, _)) = env::first_set(env, vars::PRIVATE_KEY) {
-        return Some(KeySource::Env(name.to_owned()));
+        return Ok(Some(KeySource::Env(name.to_owned())));
     }
-    env::first_set(env, vars::PRIVATE_KEY_FILE).map(|(_, path)| {
-        KeySource::File(crate::config::expand_path(&path, std::path::Path::new(".")))
-    })
+    let path = env_value(env, vars::PRIVATE_KEY_FILE, |path| {
+        if crate::key::pem::looks_like_pem(path) {
+            Err(EnvProblem::PemNotPath)
+        } else {
+            Ok(crate::config::expand_path(path, std::path::Path::new(".")))
+        }
+    })?;
+    Ok(path.map(KeySource::File))
+}
+
+fn parse_subject(text: &str) -> Result<String, EnvProblem> {
+    if crate::config::valid_subject(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(EnvProblem::Subject)
+    }
 }
 
 /// Checks every environment variable the pipeline reads, for `doctor`.
 pub fn check_env(env: &dyn Env) -> Result<(), ResolveError> {
     env_value(env, vars::TTL, Ttl::parse)?;
     env_value(env, vars::SCOPES, parse_scopes)?;
+    env_value(env, vars::SUBJECT, parse_subject)?;
+    env_key(env)?;
     load_options(None, env).map(|_| ())
 }
 
@@ -544,7 +576,7 @@ pub fn default_subject(env: &dyn Env) -> String {
         .var("USER")
         .or_else(|| env.var("LOGNAME"))
         .or_else(|| env.var("USERNAME"))
-        .filter(|u| !u.is_empty())
+        .filter(|u| crate::config::valid_subject(u))
         .unwrap_or_else(|| "unknown".into());
     let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()

@@ -502,3 +502,26 @@ fn every_subcommand_has_help_with_an_example_and_there_is_a_version() {
         format!("git-credential-codestorage {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn a_mistyped_subcommand_says_did_you_mean_but_unknown_git_actions_stay_silent() {
+    let user = User::new();
+    for (typo, meant) in [("doctr", "doctor"), ("setpu", "setup"), ("tokn", "token")] {
+        let run = user.run(&[typo], "");
+        assert_eq!(run.code, Some(2), "{typo}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("'{meant}'")),
+            "{typo}: {}",
+            run.stderr
+        );
+    }
+    // git's rule: a helper ignores actions it does not know, so newer gits can add some.
+    for action in ["capability", "frobnicate"] {
+        let run = user.run(&[action], "protocol=https\nhost=acme.code.storage\n\n");
+        assert_eq!(
+            (run.code, run.stdout.as_str(), run.stderr.as_str()),
+            (Some(0), "", ""),
+            "{action}"
+        );
+    }
+}

@@ -126,7 +126,7 @@ fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
             Some(config)
         }
         Ok(None) => {
-            match resolve::env_key(env) {
+            match resolve::env_key(env).ok().flatten() {
                 Some(source) => report.push(
                     Status::Ok,
                     format!(
@@ -167,7 +167,7 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
             )
         })
         .collect();
-    if let Some(source) = resolve::env_key(env) {
+    if let Ok(Some(source)) = resolve::env_key(env) {
         sources.push((
             "unconfigured *.code.storage organisations".into(),
             source,

@@ -36,7 +36,14 @@ impl GitAction {
 pub fn run(action: GitAction, env: &dyn Env) {
     let stderr = io::stderr();
     let mut stderr = stderr.lock();
-    let mut log = Log::new(&mut stderr, env::flag(env, vars::DEBUG));
+    let debug = env::switch(env, vars::DEBUG);
+    let mut log = Log::new(
+        &mut stderr,
+        debug.as_ref().is_ok_and(|on| on == &Some(true)),
+    );
+    if let Err(e) = debug {
+        log.error(e);
+    }
     let request = match protocol::read_request(io::stdin().lock()) {
         Ok(request) => request,
         Err(e) => {

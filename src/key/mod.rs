@@ -80,7 +80,7 @@ pub enum KeyError {
     #[error("{0} is not a regular file")]
     NotAFile(KeySource),
     /// Group or others may access the key file.
-    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or set allow_insecure_key_permissions = true for a mounted secret", path = .path.display())]
+    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or for a mounted secret {allow}", path = .path.display())]
     InsecurePermissions {
         /// The key source.
         origin: KeySource,
@@ -88,6 +88,8 @@ pub enum KeyError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// How to accept it anyway, where the key was named.
+        allow: &'static str,
     },
     /// Reading the key failed.
     #[error("cannot read {origin}: {reason}")]
@@ -134,6 +136,11 @@ pub enum KeyError {
         /// What it is, e.g. "an EC P-384 key".
         kind: String,
     },
+    /// A BEGIN line without its END: cut short when copied.
+    #[error(
+        "{0} holds a truncated PEM block (a BEGIN line without its END line); copy the whole key, from -----BEGIN to -----END-----"
+    )]
+    Truncated(KeySource),
     /// The key's inner structure is broken.
     #[error("{0} is not a valid private key (the PEM block is truncated or corrupt)")]
     Malformed(KeySource),

@@ -23,9 +23,35 @@ impl PrivateKey {
     }
 }
 
+/// Whether `text` looks like PEM (a key pasted where a path or a variable's name belongs).
+pub fn looks_like_pem(text: &str) -> bool {
+    text.contains("-----BEGIN ")
+}
+
 /// Parses PEM text into a private key, naming `source` in any error.
 pub fn parse_pem(text: &[u8], source: &KeySource) -> Result<PrivateKey, KeyError> {
-    let blocks = pem::parse_many(text).map_err(|_| KeyError::NotPem(source.clone()))?;
+    // CI systems and `.env` files often keep PEM on one line with literal `\n` sequences.
+    let unescaped;
+    let text = if !text.contains(&b'\n') && text.windows(2).any(|w| w == b"\\n") {
+        unescaped = Secret::new(
+            String::from_utf8_lossy(text)
+                .replace("\\n", "\n")
+                .into_bytes(),
+        );
+        unescaped.expose().as_slice()
+    } else {
+        text
+    };
+    let blocks = pem::parse_many(text).map_err(|_| {
+        if text.windows(11).any(|w| w == b"-----BEGIN ") {
+            KeyError::Truncated(source.clone())
+        } else {
+            KeyError::NotPem(source.clone())
+        }
+    })?;
+    if blocks.is_empty() && text.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(KeyError::Truncated(source.clone()));
+    }
     let mut curve_from_parameters = None;
     let mut saw_public = false;
     for block in blocks {

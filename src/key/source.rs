@@ -43,6 +43,8 @@ pub struct LoadOptions {
     pub allow_insecure_permissions: bool,
     /// How long a `key_command` may run.
     pub command_timeout: Duration,
+    /// The key was named by the environment, not the config: fixes name variables, not keys.
+    pub from_environment: bool,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +52,7 @@ impl Default for LoadOptions {
         Self {
             allow_insecure_permissions: false,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            from_environment: false,
         }
     }
 }
@@ -106,6 +109,11 @@ fn read_file(
                 origin: source.clone(),
                 path: path.to_owned(),
                 mode,
+                allow: if options.from_environment {
+                    "export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"
+                } else {
+                    "set allow_insecure_key_permissions = true in the organisation's config"
+                },
             });
         }
     }

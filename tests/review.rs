@@ -1,0 +1,253 @@
+//! What a security review and a newcomer's trial found, each proven on the whole program: keys
+//! pasted where a path belongs are never echoed, rules that could never apply are errors, hosts
+//! that are not host names are declined, and switches read only what clearly says on or off.
+
+mod support;
+
+use support::home::{Home, Run, set_mode};
+use support::jwt::{self, TestKey};
+
+const GOOD: &str = "protocol=https\nhost=acme.code.storage\npath=team/x.git\n\n";
+
+/// Fails the test if any line of the key's PEM reached stdout or stderr.
+fn assert_key_not_shown(run: &Run, key: &TestKey) {
+    for line in key.pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !run.stderr.contains(line) && !run.stdout.contains(line),
+            "key material shown: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn pem_text_in_a_path_variable_is_named_never_echoed() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    for variable in ["CODESTORAGE_PRIVATE_KEY_FILE", "PIERRE_PRIVATE_KEY_FILE"] {
+        let run = home.get(
+            GOOD,
+            &[(variable, key.pem.as_str()), ("CODESTORAGE_DEBUG", "1")],
+        );
+        assert_eq!(run.stdout, "quit=1\n", "{variable}");
+        assert!(
+            run.stderr.contains(variable)
+                && run.stderr.contains("looks like the PEM text")
+                && run.stderr.contains("CODESTORAGE_PRIVATE_KEY instead"),
+            "{}",
+            run.stderr
+        );
+        assert_key_not_shown(&run, &key);
+        let doctor = home.run(&["doctor"], "", &[(variable, key.pem.as_str())]);
+        assert_key_not_shown(&doctor, &key);
+        assert!(doctor.stdout.contains("FAIL"), "{}", doctor.stdout);
+    }
+}
+
+#[test]
+fn pem_text_in_the_config_where_a_path_or_name_belongs_is_an_error_without_the_key() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    for field in ["key_env", "key_file"] {
+        home.write_config(&format!("[org.acme]\n{field} = '''\n{}'''\n", key.pem));
+        let run = home.get(GOOD, &[]);
+        assert_eq!(run.stdout, "quit=1\n");
+        assert!(
+            run.stderr
+                .contains(&format!("{field} holds the PEM text of a key")),
+            "{}",
+            run.stderr
+        );
+        assert_key_not_shown(&run, &key);
+    }
+}
+
+#[test]
+fn a_key_kept_on_one_line_with_literal_newlines_is_read_and_a_truncated_one_is_named() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let one_line = key.pem.trim_end().replace('\n', "\\n");
+    let run = home.get(GOOD, &[("CODESTORAGE_PRIVATE_KEY", one_line.as_str())]);
+    jwt::verify(run.password(), &key);
+    let truncated = &key.pem[..key.pem.len() / 2];
+    let run = home.get(GOOD, &[("CODESTORAGE_PRIVATE_KEY", truncated)]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(run.stderr.contains("truncated"), "{}", run.stderr);
+    assert_key_not_shown(&run, &key);
+}
+
+#[test]
+fn a_key_file_others_can_read_named_by_the_environment_gets_the_environment_fix() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let path = home.write_key("k.pem", &key.pem);
+    set_mode(&path, 0o644);
+    let file = path.to_str().unwrap();
+    let run = home.get(GOOD, &[("CODESTORAGE_PRIVATE_KEY_FILE", file)]);
+    assert!(
+        run.stderr
+            .contains("export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"),
+        "{}",
+        run.stderr
+    );
+    let run = home.get(
+        GOOD,
+        &[
+            ("CODESTORAGE_PRIVATE_KEY_FILE", file),
+            ("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", "yes"),
+        ],
+    );
+    jwt::verify(run.password(), &key);
+}
+
+#[test]
+fn switches_read_only_clear_words_and_say_which_variable_is_wrong() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let path = home.write_key("k.pem", &key.pem);
+    set_mode(&path, 0o644);
+    let file = path.to_str().unwrap();
+    for off in ["False", "OFF", "0", "no"] {
+        let run = home.get(
+            GOOD,
+            &[
+                ("CODESTORAGE_PRIVATE_KEY_FILE", file),
+                ("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", off),
+            ],
+        );
+        assert_eq!(run.stdout, "quit=1\n", "{off} must not turn the switch on");
+    }
+    let run = home.get(
+        GOOD,
+        &[
+            ("CODESTORAGE_PRIVATE_KEY_FILE", file),
+            ("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", " 0"),
+        ],
+    );
+    assert!(
+        run.stderr
+            .contains("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=\" 0\": not a switch"),
+        "{}",
+        run.stderr
+    );
+    let run = home.get(
+        GOOD,
+        &[
+            ("CODESTORAGE_PRIVATE_KEY", key.pem.as_str()),
+            ("CODESTORAGE_DEBUG", "maybe"),
+        ],
+    );
+    jwt::verify(run.password(), &key);
+    assert!(
+        run.stderr
+            .contains("CODESTORAGE_DEBUG=\"maybe\": not a switch"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_subject_with_control_characters_is_refused_and_never_reaches_the_terminal() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let run = home.get(
+        GOOD,
+        &[
+            ("CODESTORAGE_PRIVATE_KEY", key.pem.as_str()),
+            ("CODESTORAGE_SUBJECT", "ci\u{1b}[2Jbot"),
+        ],
+    );
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr
+            .contains("CODESTORAGE_SUBJECT=\"ci\\u{1b}[2Jbot\""),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{1b}'));
+    let run = home.get(
+        GOOD,
+        &[
+            ("CODESTORAGE_PRIVATE_KEY", key.pem.as_str()),
+            ("USER", "eve\u{1b}[2J"),
+            ("CODESTORAGE_DEBUG", "1"),
+        ],
+    );
+    let claims = jwt::verify(run.password(), &key).claims;
+    assert!(
+        claims["sub"].as_str().unwrap().starts_with("unknown@"),
+        "{claims}"
+    );
+    assert!(!run.stderr.contains('\u{1b}'));
+}
+
+#[test]
+fn a_repository_pattern_that_can_never_match_is_a_config_error_with_the_fix() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\n\n[[org.acme.repo]]\nmatch = \"/mirrors/*.git\"\nscopes = [\"git:read\"]\n",
+    );
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains("config.toml:5:")
+            && run.stderr.contains("can never match")
+            && run.stderr.contains("write it as \"mirrors/*\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_config_others_can_write_is_refused() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    set_mode(&home.config_path(), 0o666);
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains("writable by others (mode 666)") && run.stderr.contains("chmod 600"),
+        "{}",
+        run.stderr
+    );
+    set_mode(&home.config_path(), 0o644);
+    jwt::verify(home.get(GOOD, &[]).password(), &key);
+}
+
+#[test]
+fn the_organisation_wide_repository_name_is_never_signed_by_get() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let run = home.get(
+        "protocol=https\nhost=acme.code.storage\npath=org.git\n\n",
+        &[("CODESTORAGE_PRIVATE_KEY", key.pem.as_str())],
+    );
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(run.stderr.contains("whole organisation"), "{}", run.stderr);
+}
+
+#[test]
+fn hosts_that_are_not_host_names_are_declined_silently() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    for host in [
+        "[acme.code.storage]evil.com",
+        "acme.code.storage]evil.com",
+        "acme.code.storage:x",
+        "user@acme.code.storage",
+    ] {
+        let run = home.get(
+            format!("protocol=https\nhost={host}\npath=team/x.git\n\n"),
+            &[("CODESTORAGE_PRIVATE_KEY", key.pem.as_str())],
+        );
+        assert_eq!(
+            (run.stdout.as_str(), run.stderr.as_str()),
+            ("", ""),
+            "{host}"
+        );
+    }
+}
