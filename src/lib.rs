@@ -25,6 +25,7 @@ pub mod keygen;
 pub mod protocol;
 pub mod resolve;
 pub mod setup;
+pub mod signature;
 pub mod token;
 pub mod ttl;
 pub mod url;
