@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod resolve;
 pub mod setup;
 pub mod signature;
+pub mod sshagent;
 pub mod token;
 pub mod ttl;
 pub mod url;
