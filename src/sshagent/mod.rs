@@ -77,7 +77,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The agent did not answer in time.
-    #[error("the ssh-agent at {path} did not answer within {}s; if it asks to confirm the key (`ssh-add -c`) or to touch a token, answer it, then retry", .timeout.as_secs(), path = .path.display())]
+    #[error("the ssh-agent at {path} did not answer within {timeout:?}; if it asks to confirm the key (`ssh-add -c`) or to touch a token, answer it, then retry", path = .path.display())]
     Timeout {
         /// The socket path.
         path: PathBuf,
