@@ -1,0 +1,765 @@
+//! An ssh-agent client that signs JWS signing inputs, so that a key can sign tokens without its
+//! private half ever being on disk or in this process (a hardware token, a forwarded agent, a
+//! key loaded with `ssh-add -` from a secret store).
+//!
+//! The protocol (draft-miller-ssh-agent) is four messages over a Unix socket: list identities,
+//! sign, add a key, and the answers. An ECDSA P-256 agent signature is ES256 once its two
+//! mpints are laid side by side, an Ed25519 one is EdDSA as is, and an RSA one asked for with
+//! `rsa-sha2-256` is RS256. Each call opens its own connection: an agent serves many clients
+//! and a `get` signs once.
+
+pub mod pubkey;
+pub mod wire;
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use zeroize::Zeroizing;
+
+pub use pubkey::{Fingerprint, PublicKeyError, PublicKeyInfo, read_public_key};
+
+use crate::der::{self, oid};
+use crate::key::Algorithm;
+use crate::signature;
+use wire::Writer;
+
+/// How long to wait for the agent: long enough for a confirmation prompt or a hardware
+/// token's touch, short enough that git does not seem to hang for ever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest answer read from an agent (OpenSSH's own limit on a message).
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+/// The longest data sent to be signed; a JWS signing input is a few hundred bytes.
+const MAX_SIGN_INPUT: usize = 64 * 1024;
+/// The longest comment given with a key that is added.
+const MAX_COMMENT: usize = 1024;
+
+const SSH_AGENT_FAILURE: u8 = 5;
+const SSH_AGENT_SUCCESS: u8 = 6;
+const SSH2_AGENTC_REQUEST_IDENTITIES: u8 = 11;
+const SSH2_AGENT_IDENTITIES_ANSWER: u8 = 12;
+const SSH2_AGENTC_SIGN_REQUEST: u8 = 13;
+const SSH2_AGENT_SIGN_RESPONSE: u8 = 14;
+const SSH2_AGENTC_ADD_IDENTITY: u8 = 17;
+/// Failure codes older agents send; OpenSSH's client treats them as `SSH_AGENT_FAILURE`.
+const SSH2_AGENT_FAILURE: u8 = 30;
+const SSH_COM_AGENT2_FAILURE: u8 = 102;
+/// Asks for an `rsa-sha2-256` signature instead of the SHA-1 `ssh-rsa` one.
+const SSH_AGENT_RSA_SHA2_256: u32 = 2;
+
+/// Why the agent could not be used; each message says what to run to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `SSH_AUTH_SOCK` is unset or empty.
+    #[error(
+        "SSH_AUTH_SOCK is not set, so there is no ssh-agent to sign with; start one with `eval \"$(ssh-agent)\"` and add the key with `ssh-add`"
+    )]
+    NoSocket,
+    /// The socket could not be connected to.
+    #[error("cannot reach the ssh-agent at {path} ({source}); check `ssh-add -l`, or start an agent with `eval \"$(ssh-agent)\"` and set SSH_AUTH_SOCK", path = .path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Talking to the agent failed after connecting.
+    #[error("lost the connection to the ssh-agent at {path} ({source}); check that it still runs with `ssh-add -l`", path = .path.display())]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The agent did not answer in time.
+    #[error("the ssh-agent at {path} did not answer within {timeout:?}; if it asks to confirm the key (`ssh-add -c`) or to touch a token, answer it, then retry", path = .path.display())]
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The limit it ran into.
+        timeout: Duration,
+    },
+    /// The agent holds no key with the wanted fingerprint.
+    #[error("the ssh-agent holds no key {fingerprint} (it holds {}); add it with `ssh-add KEY_FILE` and compare with `ssh-add -l -E sha256`", list(.available))]
+    KeyNotFound {
+        /// The fingerprint looked for.
+        fingerprint: Fingerprint,
+        /// What the agent holds, one `SHA256:… comment (type)` entry per key.
+        available: Vec<String>,
+    },
+    /// The agent answered a sign request with failure.
+    #[error(
+        "the ssh-agent refused to sign with {fingerprint}; a key added with `ssh-add -c` needs its confirmation answered, a locked agent needs `ssh-add -X`, and `ssh-add -l -E sha256` shows whether the key is still there"
+    )]
+    Refused {
+        /// The key it was asked to sign with.
+        fingerprint: Fingerprint,
+    },
+    /// The agent answered an add request with failure.
+    #[error(
+        "the ssh-agent refused to add the key; unlock it with `ssh-add -X` if it is locked, or check its log"
+    )]
+    AddRefused,
+    /// A key in the agent is of a type Code Storage does not accept.
+    #[error(
+        "the ssh-agent's key {fingerprint} is {kind}; {}: pick another with its fingerprint from `ssh-add -l -E sha256`",
+        crate::key::ACCEPTED
+    )]
+    UnsupportedKey {
+        /// The key's fingerprint.
+        fingerprint: Fingerprint,
+        /// What it is.
+        kind: String,
+    },
+    /// A private key given to [`Agent::add_key`] that this client cannot add.
+    #[error(
+        "cannot add {0} to the ssh-agent from here; only P-256 and Ed25519 PKCS#8 keys can be, add others with `ssh-add KEY_FILE`"
+    )]
+    AddUnsupported(&'static str),
+    /// An RSA signature came back as SHA-1 `ssh-rsa`: the agent ignores the SHA-256 flag.
+    #[error(
+        "the ssh-agent signed with SHA-1 (`ssh-rsa`) though RS256 needs `rsa-sha2-256`; use an agent from OpenSSH 7.2 or later, or an EC P-256 or Ed25519 key"
+    )]
+    RsaSha1Only,
+    /// The agent's signature does not verify with the key it was asked to use.
+    #[error(
+        "the ssh-agent's signature does not verify with {fingerprint}; the agent or the token behind it is faulty, try `ssh-add -D` and add the key again"
+    )]
+    BadSignature {
+        /// The key it was asked to sign with.
+        fingerprint: Fingerprint,
+    },
+    /// The data to sign or the comment is larger than any agent takes.
+    #[error("the {0} is too large to send to an ssh-agent")]
+    TooLarge(&'static str),
+    /// The agent's answer breaks the protocol.
+    #[error(
+        "the ssh-agent sent a malformed answer ({0}); check that SSH_AUTH_SOCK names an ssh-agent socket"
+    )]
+    Protocol(&'static str),
+}
+
+fn list(available: &[String]) -> String {
+    if available.is_empty() {
+        "no keys".to_owned()
+    } else {
+        available.join("; ")
+    }
+}
+
+/// A key the agent holds, of a type Code Storage accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentKey {
+    public: PublicKeyInfo,
+    comment: String,
+}
+
+impl AgentKey {
+    /// The JWS algorithm it signs.
+    pub fn algorithm(&self) -> Algorithm {
+        self.public.algorithm()
+    }
+
+    /// The public key in both encodings, with its fingerprint.
+    pub fn public(&self) -> &PublicKeyInfo {
+        &self.public
+    }
+
+    /// The SSH wire blob the agent identifies the key by.
+    pub fn ssh_blob(&self) -> &[u8] {
+        self.public.ssh_blob()
+    }
+
+    /// The DER SubjectPublicKeyInfo, as Code Storage registers it.
+    pub fn spki_der(&self) -> &[u8] {
+        self.public.spki_der()
+    }
+
+    /// The `SHA256:` fingerprint `ssh-add -l -E sha256` shows.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        self.public.fingerprint()
+    }
+
+    /// The comment the key was added with (often its file name).
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+}
+
+/// Which agent key to sign with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySelector {
+    /// The key with this `SHA256:` fingerprint.
+    Fingerprint(Fingerprint),
+    /// The key with this public half (from a `.pub` file or a `PUBLIC KEY` PEM).
+    PublicKey(PublicKeyInfo),
+}
+
+impl KeySelector {
+    /// The fingerprint the wanted key has.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        match self {
+            Self::Fingerprint(fingerprint) => fingerprint,
+            Self::PublicKey(info) => info.fingerprint(),
+        }
+    }
+}
+
+/// One entry of the agent's list, whatever its type.
+struct Identity {
+    blob: Vec<u8>,
+    comment: String,
+    fingerprint: Fingerprint,
+}
+
+impl Identity {
+    /// `SHA256:… comment (type)`, the way a refusal lists it.
+    fn describe(&self) -> String {
+        let printable = |text: &[u8]| -> String {
+            String::from_utf8_lossy(text)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect()
+        };
+        let kind = wire::Reader::new(&self.blob)
+            .string()
+            .map_or_else(|_| "unknown type".into(), printable);
+        format!(
+            "{} {} ({})",
+            self.fingerprint,
+            printable(self.comment.as_bytes()),
+            kind
+        )
+    }
+}
+
+/// A client for the ssh-agent listening on one Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Agent {
+    /// The agent `SSH_AUTH_SOCK` names; the caller passes the variable's value.
+    pub fn from_env(ssh_auth_sock: Option<&str>) -> Result<Agent, AgentError> {
+        match ssh_auth_sock {
+            Some(path) if !path.is_empty() => Ok(Self::at(path)),
+            _ => Err(AgentError::NoSocket),
+        }
+    }
+
+    /// The agent listening at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Agent {
+        Self {
+            path: path.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same agent with another limit on how long each answer may take.
+    pub fn with_timeout(mut self, timeout: Duration) -> Agent {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The keys the agent holds that Code Storage accepts, in the agent's order; keys of
+    /// other types (P-384, security keys, certificates) are left out.
+    pub fn identities(&self) -> Result<Vec<AgentKey>, AgentError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|identity| {
+                let public = PublicKeyInfo::from_ssh_blob(&identity.blob).ok()?;
+                Some(AgentKey {
+                    public,
+                    comment: identity.comment,
+                })
+            })
+            .collect())
+    }
+
+    /// Finds the key by `SHA256:` fingerprint or by its public half.
+    pub fn find(&self, wanted: &KeySelector) -> Result<AgentKey, AgentError> {
+        let identities = self.list()?;
+        let fingerprint = wanted.fingerprint();
+        let Some(identity) = identities.iter().find(|i| &i.fingerprint == fingerprint) else {
+            return Err(AgentError::KeyNotFound {
+                fingerprint: fingerprint.clone(),
+                available: identities.iter().map(Identity::describe).collect(),
+            });
+        };
+        let public = PublicKeyInfo::from_ssh_blob(&identity.blob).map_err(|e| match e {
+            PublicKeyError::Unsupported { kind } => AgentError::UnsupportedKey {
+                fingerprint: fingerprint.clone(),
+                kind,
+            },
+            _ => AgentError::Protocol("a listed key blob is malformed"),
+        })?;
+        Ok(AgentKey {
+            public,
+            comment: identity.comment.clone(),
+        })
+    }
+
+    /// Signs a JWS signing input and returns the JWS signature bytes: r||s (64 bytes) for ES256,
+    /// the 64-byte Ed25519 signature, or the RSA signature as long as the modulus. The signature
+    /// is verified against the key before it is returned, so a faulty agent cannot hand a token
+    /// to git that the server would refuse with a puzzling 401.
+    pub fn sign(&self, key: &AgentKey, signing_input: &[u8]) -> Result<Vec<u8>, AgentError> {
+        if signing_input.len() > MAX_SIGN_INPUT {
+            return Err(AgentError::TooLarge("data to sign"));
+        }
+        let flags = match key.algorithm() {
+            Algorithm::Rs256 => SSH_AGENT_RSA_SHA2_256,
+            Algorithm::Es256 | Algorithm::EdDsa => 0,
+        };
+        let mut request = Writer::with_capacity(key.ssh_blob().len() + signing_input.len() + 32);
+        request
+            .byte(SSH2_AGENTC_SIGN_REQUEST)
+            .string(key.ssh_blob())
+            .string(signing_input)
+            .u32(flags);
+        let answer = self.call(request.as_bytes())?;
+        let mut reader = wire::Reader::new(&answer);
+        match reader.byte() {
+            Ok(SSH2_AGENT_SIGN_RESPONSE) => {}
+            Ok(code) if is_failure(code) => {
+                return Err(AgentError::Refused {
+                    fingerprint: key.fingerprint().clone(),
+                });
+            }
+            _ => return Err(AgentError::Protocol("unexpected answer to a sign request")),
+        }
+        let blob = reader
+            .string()
+            .map_err(|_| AgentError::Protocol("truncated signature"))?;
+        reader
+            .finish()
+            .map_err(|_| AgentError::Protocol("trailing bytes after the signature"))?;
+        let signature = jws_signature(key, blob)?;
+        signature::verify(key.algorithm(), key.spki_der(), signing_input, &signature).map_err(
+            |_| AgentError::BadSignature {
+                fingerprint: key.fingerprint().clone(),
+            },
+        )?;
+        Ok(signature)
+    }
+
+    /// Adds a P-256 or Ed25519 private key, given as PKCS#8 DER (as ring makes it), to the
+    /// agent with `comment`, so that a fresh key can sign without ever being written to disk.
+    /// Returns the key as the agent now lists it.
+    pub fn add_key(&self, pkcs8_der: &[u8], comment: &str) -> Result<AgentKey, AgentError> {
+        if comment.len() > MAX_COMMENT {
+            return Err(AgentError::TooLarge("comment"));
+        }
+        let (public, request) = add_request(pkcs8_der, comment)?;
+        let answer = self.call(request.as_bytes())?;
+        match answer.as_slice() {
+            [SSH_AGENT_SUCCESS] => Ok(AgentKey {
+                public,
+                comment: comment.to_owned(),
+            }),
+            [code] if is_failure(*code) => Err(AgentError::AddRefused),
+            _ => Err(AgentError::Protocol("unexpected answer to an add request")),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<Identity>, AgentError> {
+        let answer = self.call(&[SSH2_AGENTC_REQUEST_IDENTITIES])?;
+        let malformed = |_| AgentError::Protocol("truncated key list");
+        let mut reader = wire::Reader::new(&answer);
+        match reader.byte() {
+            Ok(SSH2_AGENT_IDENTITIES_ANSWER) => {}
+            Ok(code) if is_failure(code) => {
+                return Err(AgentError::Protocol("the agent refused to list its keys"));
+            }
+            _ => {
+                return Err(AgentError::Protocol(
+                    "unexpected answer to a key list request",
+                ));
+            }
+        }
+        let count = reader.u32().map_err(malformed)?;
+        // Each entry takes at least 8 bytes, so a count beyond that is a lie, not a big list.
+        if usize::try_from(count).map_or(true, |n| n > answer.len() / 8) {
+            return Err(AgentError::Protocol("key count larger than the answer"));
+        }
+        let mut identities = Vec::new();
+        for _ in 0..count {
+            let blob = reader.string().map_err(malformed)?.to_vec();
+            let comment = String::from_utf8_lossy(reader.string().map_err(malformed)?).into_owned();
+            identities.push(Identity {
+                fingerprint: Fingerprint::of(&blob),
+                blob,
+                comment,
+            });
+        }
+        reader
+            .finish()
+            .map_err(|_| AgentError::Protocol("trailing bytes after the key list"))?;
+        Ok(identities)
+    }
+
+    /// Sends one request on a fresh connection and returns the answer's body. The answer is
+    /// wiped when dropped: nothing secret comes back today, but an agent is not ours to trust.
+    fn call(&self, request: &[u8]) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+        let mut stream = UnixStream::connect(&self.path).map_err(|source| AgentError::Connect {
+            path: self.path.clone(),
+            source,
+        })?;
+        let io = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => AgentError::Timeout {
+                path: self.path.clone(),
+                timeout: self.timeout,
+            },
+            _ => AgentError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        };
+        // A zero timeout would mean "block for ever" to the socket: keep at least a millisecond.
+        let timeout = Some(self.timeout.max(Duration::from_millis(1)));
+        stream.set_read_timeout(timeout).map_err(io)?;
+        stream.set_write_timeout(timeout).map_err(io)?;
+        let len = u32::try_from(request.len()).map_err(|_| AgentError::TooLarge("request"))?;
+        // One write: the length and the body together, copied into a buffer wiped afterwards.
+        let mut framed = Zeroizing::new(Vec::with_capacity(request.len() + 4));
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(request);
+        stream.write_all(&framed).map_err(io)?;
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                AgentError::Protocol("the agent closed the connection without answering")
+            } else {
+                io(e)
+            }
+        })?;
+        let len = u32::from_be_bytes(header) as usize;
+        if len == 0 {
+            return Err(AgentError::Protocol("empty answer"));
+        }
+        if len > MAX_MESSAGE {
+            return Err(AgentError::Protocol("answer larger than 256 KiB"));
+        }
+        let mut body = Zeroizing::new(vec![0u8; len]);
+        stream.read_exact(&mut body).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                AgentError::Protocol("truncated answer")
+            } else {
+                io(e)
+            }
+        })?;
+        Ok(body)
+    }
+}
+
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ssh-agent at {}", self.path.display())
+    }
+}
+
+fn is_failure(code: u8) -> bool {
+    matches!(
+        code,
+        SSH_AGENT_FAILURE | SSH2_AGENT_FAILURE | SSH_COM_AGENT2_FAILURE
+    )
+}
+
+/// The JWS signature inside an agent's signature blob, `string type, string signature`.
+fn jws_signature(key: &AgentKey, blob: &[u8]) -> Result<Vec<u8>, AgentError> {
+    let mut reader = wire::Reader::new(blob);
+    let malformed = |_| AgentError::Protocol("malformed signature blob");
+    let kind = reader.string().map_err(malformed)?;
+    let inner = reader.string().map_err(malformed)?;
+    reader.finish().map_err(malformed)?;
+    match key.algorithm() {
+        Algorithm::Es256 => {
+            if kind != pubkey::SSH_P256.as_bytes() {
+                return Err(AgentError::Protocol(
+                    "signature type is not ecdsa-sha2-nistp256",
+                ));
+            }
+            let mut integers = wire::Reader::new(inner);
+            let r = integers.positive_mpint().map_err(malformed)?;
+            let s = integers.positive_mpint().map_err(malformed)?;
+            integers.finish().map_err(malformed)?;
+            signature::ecdsa_fixed(r, s)
+                .map(Vec::from)
+                .ok_or(AgentError::Protocol("ECDSA r or s longer than 32 bytes"))
+        }
+        Algorithm::EdDsa => {
+            if kind != pubkey::SSH_ED25519.as_bytes() {
+                return Err(AgentError::Protocol("signature type is not ssh-ed25519"));
+            }
+            if inner.len() != signature::ED25519_LEN {
+                return Err(AgentError::Protocol("an Ed25519 signature is 64 bytes"));
+            }
+            Ok(inner.to_vec())
+        }
+        Algorithm::Rs256 => {
+            match kind {
+                b"rsa-sha2-256" => {}
+                b"ssh-rsa" => return Err(AgentError::RsaSha1Only),
+                _ => return Err(AgentError::Protocol("signature type is not rsa-sha2-256")),
+            }
+            // Some agents drop leading zero bytes; JWS wants the modulus length exactly.
+            let len = key.public().signature_len();
+            if inner.len() > len {
+                return Err(AgentError::Protocol(
+                    "RSA signature longer than the modulus",
+                ));
+            }
+            let mut padded = vec![0u8; len - inner.len()];
+            padded.extend_from_slice(inner);
+            Ok(padded)
+        }
+    }
+}
+
+/// The SSH2_AGENTC_ADD_IDENTITY request for a PKCS#8 key, and the key's public half. ring
+/// checks the key and derives the public half; the private scalar or seed is copied out of the
+/// DER into buffers wiped on drop.
+fn add_request(pkcs8: &[u8], comment: &str) -> Result<(PublicKeyInfo, Writer), AgentError> {
+    const INVALID: AgentError =
+        AgentError::AddUnsupported("this private key (not valid PKCS#8 DER)");
+    let bad = |_: der::DerError| INVALID;
+    let rejected = |_: ring::error::KeyRejected| INVALID;
+    let mut outer = der::Reader::new(pkcs8);
+    let mut info = der::Reader::new(outer.expect(der::SEQUENCE).map_err(bad)?);
+    info.expect(der::INTEGER).map_err(bad)?;
+    let mut algorithm_id = der::Reader::new(info.expect(der::SEQUENCE).map_err(bad)?);
+    let key_type = algorithm_id.expect(der::OID).map_err(bad)?;
+    let private = info.expect(der::OCTET_STRING).map_err(bad)?;
+    let capacity = 256 + comment.len();
+    match key_type {
+        t if t == oid::ED25519 => {
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(rejected)?;
+            // CurvePrivateKey ::= OCTET STRING (the 32-byte seed), inside the PKCS#8 octets.
+            let seed = der::Reader::new(private)
+                .expect(der::OCTET_STRING)
+                .map_err(bad)?;
+            let public_key = pair.public_key().as_ref();
+            let mut secret = Zeroizing::new([0u8; 64]);
+            if seed.len() != 32 {
+                return Err(AgentError::AddUnsupported(
+                    "this Ed25519 key (seed is not 32 bytes)",
+                ));
+            }
+            secret[..32].copy_from_slice(seed);
+            secret[32..].copy_from_slice(public_key);
+            let mut request = Writer::with_capacity(capacity);
+            request
+                .byte(SSH2_AGENTC_ADD_IDENTITY)
+                .string(pubkey::SSH_ED25519.as_bytes())
+                .string(public_key)
+                .string(&secret[..])
+                .string(comment.as_bytes());
+            let mut blob = Writer::with_capacity(64);
+            blob.string(pubkey::SSH_ED25519.as_bytes())
+                .string(public_key);
+            let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
+                .map_err(|_| AgentError::AddUnsupported("this Ed25519 key"))?;
+            Ok((public, request))
+        }
+        t if t == oid::EC_PUBLIC_KEY => {
+            if algorithm_id.expect(der::OID) != Ok(oid::P256) {
+                return Err(AgentError::AddUnsupported(
+                    "an EC key on another curve than P-256",
+                ));
+            }
+            let pair = EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                pkcs8,
+                &ring::rand::SystemRandom::new(),
+            )
+            .map_err(rejected)?;
+            // ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING, ... }.
+            let mut ec = der::Reader::new(
+                der::Reader::new(private)
+                    .expect(der::SEQUENCE)
+                    .map_err(bad)?,
+            );
+            ec.expect(der::INTEGER).map_err(bad)?;
+            let scalar = ec.expect(der::OCTET_STRING).map_err(bad)?;
+            let point = pair.public_key().as_ref();
+            let mut request = Writer::with_capacity(capacity);
+            request
+                .byte(SSH2_AGENTC_ADD_IDENTITY)
+                .string(pubkey::SSH_P256.as_bytes())
+                .string(b"nistp256")
+                .string(point)
+                .positive_mpint(scalar)
+                .string(comment.as_bytes());
+            let mut blob = Writer::with_capacity(128);
+            blob.string(pubkey::SSH_P256.as_bytes())
+                .string(b"nistp256")
+                .string(point);
+            let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
+                .map_err(|_| AgentError::AddUnsupported("this P-256 key"))?;
+            Ok((public, request))
+        }
+        t if t == oid::RSA_ENCRYPTION => Err(AgentError::AddUnsupported("an RSA key")),
+        _ => Err(AgentError::AddUnsupported("a key of this type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A peer that answers one connection with `answer` bytes, for the malformed answers no
+    /// real agent gives; the real agent's behaviour is tested in tests/ssh_agent.rs.
+    fn peer(answer: Vec<u8>) -> (tempfile::TempDir, Agent, std::thread::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut header = [0u8; 4];
+            stream.read_exact(&mut header).unwrap();
+            let mut request = vec![0u8; u32::from_be_bytes(header) as usize];
+            stream.read_exact(&mut request).unwrap();
+            let _ = stream.write_all(&answer);
+        });
+        let agent = Agent::at(&path).with_timeout(Duration::from_secs(10));
+        (dir, agent, thread)
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        [&(body.len() as u32).to_be_bytes()[..], body].concat()
+    }
+
+    fn protocol_error(answer: Vec<u8>) -> &'static str {
+        let (_dir, agent, thread) = peer(answer);
+        let result = agent.identities();
+        thread.join().unwrap();
+        match result {
+            Err(AgentError::Protocol(what)) => what,
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_answers_are_protocol_errors() {
+        assert_eq!(
+            protocol_error((MAX_MESSAGE as u32 + 1).to_be_bytes().to_vec()),
+            "answer larger than 256 KiB"
+        );
+        assert_eq!(protocol_error(vec![0, 0, 0, 9, 12]), "truncated answer");
+        assert_eq!(
+            protocol_error(vec![]),
+            "the agent closed the connection without answering"
+        );
+        assert_eq!(protocol_error(framed(&[])), "empty answer");
+        assert_eq!(
+            protocol_error(framed(&[99])),
+            "unexpected answer to a key list request"
+        );
+        assert_eq!(
+            protocol_error(framed(&[12, 0xff, 0xff, 0xff, 0xff])),
+            "key count larger than the answer"
+        );
+        assert_eq!(
+            protocol_error(framed(&[12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 7])),
+            "trailing bytes after the key list"
+        );
+    }
+
+    #[test]
+    fn an_empty_list_is_no_keys_and_find_says_so() {
+        let (_dir, agent, thread) = peer(framed(&[12, 0, 0, 0, 0]));
+        let wanted = KeySelector::Fingerprint(Fingerprint::of(b"x"));
+        let message = agent.find(&wanted).unwrap_err().to_string();
+        thread.join().unwrap();
+        assert!(message.contains("(it holds no keys)"), "{message}");
+    }
+
+    #[test]
+    fn from_env_needs_a_non_empty_path() {
+        assert!(matches!(Agent::from_env(None), Err(AgentError::NoSocket)));
+        assert!(matches!(
+            Agent::from_env(Some("")),
+            Err(AgentError::NoSocket)
+        ));
+        assert_eq!(
+            Agent::from_env(Some("/tmp/s")).unwrap().path(),
+            Path::new("/tmp/s")
+        );
+    }
+
+    #[test]
+    fn add_request_lays_out_what_openssh_expects() {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let (public, request) = add_request(pkcs8.as_ref(), "c").unwrap();
+        let mut reader = wire::Reader::new(request.as_bytes());
+        assert_eq!(reader.byte().unwrap(), SSH2_AGENTC_ADD_IDENTITY);
+        assert_eq!(reader.string().unwrap(), b"ssh-ed25519");
+        let public_key = reader.string().unwrap();
+        let secret = reader.string().unwrap();
+        assert_eq!(&secret[32..], public_key);
+        // The seed signs as the PKCS#8 key does: Ed25519 is deterministic.
+        let from_seed = Ed25519KeyPair::from_seed_unchecked(&secret[..32]).unwrap();
+        let from_pkcs8 = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        assert_eq!(
+            from_seed.sign(b"m").as_ref(),
+            from_pkcs8.sign(b"m").as_ref()
+        );
+        assert_eq!(reader.string().unwrap(), b"c");
+        reader.finish().unwrap();
+        assert_eq!(public.algorithm(), Algorithm::EdDsa);
+
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .unwrap();
+        let (public, request) = add_request(pkcs8.as_ref(), "").unwrap();
+        let mut reader = wire::Reader::new(request.as_bytes());
+        reader.byte().unwrap();
+        assert_eq!(reader.string().unwrap(), b"ecdsa-sha2-nistp256");
+        assert_eq!(reader.string().unwrap(), b"nistp256");
+        assert_eq!(reader.string().unwrap().len(), 65);
+        let scalar = reader.positive_mpint().unwrap();
+        assert!(!scalar.is_empty() && scalar.len() <= 32);
+        assert_eq!(reader.string().unwrap(), b"");
+        reader.finish().unwrap();
+        assert_eq!(public.algorithm(), Algorithm::Es256);
+    }
+
+    #[test]
+    fn add_request_refuses_rsa_and_garbage() {
+        let rsa = pem::parse(
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa2048.pkcs8.pem"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            add_request(rsa.contents(), ""),
+            Err(AgentError::AddUnsupported("an RSA key"))
+        ));
+        assert!(matches!(
+            add_request(b"\x30\x03\x02\x01\x00", ""),
+            Err(AgentError::AddUnsupported(_))
+        ));
+        assert!(matches!(
+            add_request(b"", ""),
+            Err(AgentError::AddUnsupported(_))
+        ));
+    }
+}
