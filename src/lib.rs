@@ -22,6 +22,7 @@ pub mod glob;
 pub mod inspect;
 pub mod key;
 pub mod keygen;
+pub mod operation;
 pub mod protocol;
 pub mod resolve;
 pub mod setup;
