@@ -24,6 +24,7 @@ pub mod key;
 pub mod keygen;
 pub mod log;
 pub mod mint;
+pub mod operation;
 pub mod process;
 pub mod protocol;
 pub mod resolve;

@@ -1,0 +1,237 @@
+//! Whether the git command asking for a credential will fetch or push, so that a token can carry
+//! only the scopes it needs without any configuration.
+//!
+//! git's credential request says nothing about it: the same `get` comes for a clone and a push.
+//! Two signals do. `GIT_TRACE2_PARENT_NAME`, set by git when trace2 is on, names the git
+//! processes above the helper (`push/_run_dashed_/remote-curl`); otherwise the helper's process
+//! ancestors show them (`sh -c` ← `git-remote-https` ← `git remote-https` ← `git push`), read from
+//! `/proc` on Linux. [`classify_chain`] and [`classify_trace2`] are the pure rules (see
+//! `classify.rs` for them in full); [`detect`] and [`detect_for_pid`] gather the signals.
+//!
+//! The answer errs one way only: a push is never taken for a read. Anything uncertain (an
+//! unknown command, a read command that did not ask through git's transport, no git at all) is
+//! [`Operation::Unknown`], which callers treat as "the configured scopes".
+
+mod ancestry;
+mod classify;
+
+use std::fmt;
+
+pub use classify::{classify_chain, classify_trace2};
+
+/// How many ancestors of the asking process are read at most: enough for the helper's shell,
+/// git's wrapper for it, the transport pair and the command (and `git fetch` under `git pull`).
+pub const MAX_ANCESTORS: usize = 6;
+
+/// What the git command asking for a credential will do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// It only fetches: clone, fetch, pull, ls-remote, `remote update`, `submodule update`.
+    Read,
+    /// It pushes.
+    Write,
+    /// It could not be told; use the configured scopes.
+    Unknown,
+}
+
+impl Operation {
+    /// `read`, `write` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which signal decided, for `CODESTORAGE_DEBUG` and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// The `GIT_TRACE2_PARENT_NAME` value, as git set it.
+    Trace2(String),
+    /// The processes looked at, nearest first, ending with the git command that decided; each as
+    /// its program name or `git <command>`, never with arguments, control characters escaped.
+    Ancestry(Vec<String>),
+    /// The processes could not be read, and why.
+    Unavailable(&'static str),
+    /// No git fetch or push command among the [`MAX_ANCESTORS`] nearest ancestors.
+    NotGit,
+}
+
+/// The answer, with what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    /// What the command will do.
+    pub operation: Operation,
+    /// Which signal decided.
+    pub evidence: Evidence,
+    /// The git command word that decided, e.g. `push` (none when no git command did).
+    pub command: Option<String>,
+}
+
+/// The most characters of a trace2 value shown by [`Detection::describe`].
+const SHOWN_TRACE2_CHARS: usize = 200;
+
+impl Detection {
+    /// One line for debug output: the operation, the command and the evidence, control
+    /// characters escaped, e.g. `read (git fetch) from the process ancestry: sh -c < ...`.
+    pub fn describe(&self) -> String {
+        let command = self
+            .command
+            .as_deref()
+            .map(|word| format!(" (git {})", word.escape_debug()))
+            .unwrap_or_default();
+        let why = match (self.operation, self.command.as_deref()) {
+            (Operation::Unknown, Some(word)) if classify::is_read_command(word) => {
+                ": it did not ask through git's transport, so it may not be a fetch"
+            }
+            (Operation::Unknown, Some(_)) => ": neither a fetch nor a push",
+            _ => "",
+        };
+        let operation = self.operation;
+        match &self.evidence {
+            Evidence::Trace2(value) => {
+                let shown: String = value.escape_debug().take(SHOWN_TRACE2_CHARS).collect();
+                format!("{operation}{command}{why}, from GIT_TRACE2_PARENT_NAME \"{shown}\"")
+            }
+            Evidence::Ancestry(labels) if self.command.is_none() => format!(
+                "{operation}: git with options this helper does not know, from the process ancestry: {}",
+                labels.join(" < ")
+            ),
+            Evidence::Ancestry(labels) => format!(
+                "{operation}{command}{why}, from the process ancestry: {}",
+                labels.join(" < ")
+            ),
+            Evidence::Unavailable(reason) => {
+                format!("{operation}: the process ancestry is unavailable: {reason}")
+            }
+            Evidence::NotGit => format!(
+                "{operation}: no git fetch or push among the {MAX_ANCESTORS} nearest ancestor processes"
+            ),
+        }
+    }
+}
+
+/// For `get`: decides by `trace2_parent_name` (the `GIT_TRACE2_PARENT_NAME` value, if set) when
+/// it names a command, else by this process's ancestors.
+pub fn detect(trace2_parent_name: Option<&str>) -> Detection {
+    trace2_parent_name
+        .and_then(classify_trace2)
+        .unwrap_or_else(ancestry::from_parent)
+}
+
+/// For a broker: decides by another process and its ancestors (a peer's pid, as `SO_PEERCRED`
+/// reports it). The process itself is looked at first, then [`MAX_ANCESTORS`] above it.
+pub fn detect_for_pid(pid: u32) -> Detection {
+    ancestry::from_pid(pid)
+}
+
+/// Whether process ancestry can be read on this machine (for `doctor`), or why not.
+pub fn available() -> Result<(), &'static str> {
+    ancestry::available()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_names_the_operation_the_command_and_the_evidence() {
+        let fetch = classify_trace2("pull/fetch/_run_dashed_/remote-curl").unwrap();
+        assert_eq!(
+            fetch.describe(),
+            "read (git fetch), from GIT_TRACE2_PARENT_NAME \"pull/fetch/_run_dashed_/remote-curl\""
+        );
+        let push = classify_chain(&[
+            vec!["/bin/sh", "-c", "helper get"],
+            vec![
+                "/usr/lib/git-core/git-remote-https",
+                "origin",
+                "https://h/x",
+            ],
+            vec!["git", "-C", "dir", "push", "origin"],
+        ]);
+        assert_eq!(
+            push.describe(),
+            "write (git push), from the process ancestry: sh -c < git-remote-https < git push"
+        );
+        let clone = classify_chain(&[vec!["sh", "hook"], vec!["git", "clone", "u"]]);
+        assert_eq!(
+            clone.describe(),
+            "unknown (git clone): it did not ask through git's transport, so it may not be a fetch, \
+             from the process ancestry: sh < git clone"
+        );
+        let fill = classify_chain(&[vec!["git", "credential", "fill"]]);
+        assert_eq!(
+            fill.describe(),
+            "unknown (git credential): neither a fetch nor a push, from the process ancestry: git credential"
+        );
+        let odd = classify_chain(&[vec!["git", "--frobnicate", "push"]]);
+        assert_eq!(
+            odd.describe(),
+            "unknown: git with options this helper does not know, from the process ancestry: git"
+        );
+        assert_eq!(
+            classify_chain::<&str>(&[]).describe(),
+            "unknown: no git fetch or push among the 6 nearest ancestor processes"
+        );
+        let gone = Detection {
+            operation: Operation::Unknown,
+            evidence: Evidence::Unavailable("no /proc"),
+            command: None,
+        };
+        assert_eq!(
+            gone.describe(),
+            "unknown: the process ancestry is unavailable: no /proc"
+        );
+    }
+
+    #[test]
+    fn describe_escapes_and_bounds_a_trace2_value() {
+        let value = format!("push\n\u{1b}[2J{}", "/x".repeat(1000));
+        let detection = Detection {
+            operation: Operation::Unknown,
+            evidence: Evidence::Trace2(value),
+            command: Some("x\r".into()),
+        };
+        let line = detection.describe();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("push\\n\\u{1b}[2J"), "{line}");
+        assert!(line.contains("(git x\\r)"), "{line}");
+        assert!(line.len() < 400, "{}", line.len());
+    }
+
+    #[test]
+    fn trace2_decides_first_and_an_empty_one_falls_back_to_the_processes() {
+        let push = detect(Some("push/_run_dashed_/remote-curl"));
+        assert_eq!(push.operation, Operation::Write);
+        assert!(matches!(push.evidence, Evidence::Trace2(_)));
+        // A value naming no command: the ancestry decides, as with no value at all.
+        let fallback = detect(Some("_run_dashed_/remote-curl"));
+        assert!(
+            !matches!(fallback.evidence, Evidence::Trace2(_)),
+            "{fallback:?}"
+        );
+        assert_eq!(fallback, detect(None));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn proc_is_available_here_and_a_missing_process_is_reported() {
+        assert_eq!(available(), Ok(()));
+        let missing = detect_for_pid(u32::MAX);
+        assert_eq!(missing.operation, Operation::Unknown);
+        assert_eq!(
+            missing.evidence,
+            Evidence::Unavailable("the process has exited or /proc hides it (hidepid)")
+        );
+        assert_eq!(detect_for_pid(0).operation, Operation::Unknown);
+    }
+}
