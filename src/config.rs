@@ -28,6 +28,8 @@ pub struct Level {
     pub scopes: Option<Vec<Scope>>,
     /// The `sub` claim.
     pub subject: Option<String>,
+    /// Narrow tokens to `git:read` for git commands that only read.
+    pub least_privilege: Option<bool>,
 }
 
 /// One `[org.NAME]` table.
@@ -118,6 +120,7 @@ struct RawConfig {
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
+    least_privilege: Option<bool>,
     #[serde(default)]
     org: BTreeMap<String, Spanned<RawOrg>>,
 }
@@ -132,6 +135,7 @@ struct RawOrg {
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
+    least_privilege: Option<bool>,
     #[serde(default)]
     allow_http: bool,
     #[serde(default)]
@@ -148,6 +152,7 @@ struct RawRule {
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
+    least_privilege: Option<bool>,
     ops: Option<Vec<Op>>,
     refs: Option<Vec<Spanned<RawRefRule>>>,
 }
@@ -275,7 +280,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
-        let level = make_level(raw_org.ttl, raw_org.scopes, raw_org.subject)
+        let level = make_level(
+            raw_org.ttl,
+            raw_org.scopes,
+            raw_org.subject,
+            raw_org.least_privilege,
+        )
             .map_err(|(o, m)| invalid(o, m))?;
         let mut rules = Vec::with_capacity(raw_org.repo.len());
         for rule in raw_org.repo {
@@ -311,7 +321,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             };
             rules.push(RepoRule {
                 pattern: rule.pattern,
-                level: make_level(rule.ttl, rule.scopes, rule.subject)
+                level: make_level(rule.ttl, rule.scopes, rule.subject, rule.least_privilege)
                     .map_err(|(o, m)| invalid(o, m))?,
                 ops: rule.ops,
                 refs,
@@ -334,7 +344,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         path: path.to_owned(),
-        level: make_level(raw.ttl, raw.scopes, raw.subject).map_err(|(o, m)| invalid(o, m))?,
+        level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege).map_err(|(o, m)| invalid(o, m))?,
         orgs,
     })
 }
@@ -343,6 +353,7 @@ fn make_level(
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
+    least_privilege: Option<bool>,
 ) -> Result<Level, (usize, String)> {
     if let Some(subject) = &subject
         && !valid_subject(subject.get_ref())
@@ -364,6 +375,7 @@ fn make_level(
         ttl,
         scopes: scopes.map(Spanned::into_inner),
         subject: subject.map(Spanned::into_inner),
+        least_privilege,
     })
 }
 

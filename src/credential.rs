@@ -9,6 +9,7 @@ use crate::env::Env;
 use crate::host::Host;
 use crate::log::{Escaped, Log};
 use crate::mint::mint;
+use crate::operation::{self, Operation};
 use crate::protocol::{Request, Response};
 use crate::resolve::{self, Disposition, Overrides, Reach, Target, join};
 use crate::token;
@@ -27,7 +28,7 @@ pub fn get(
         path: request.path.as_deref(),
     };
     let config = config.as_ref().map(Option::as_ref);
-    let settings = match resolve::resolve(
+    let mut settings = match resolve::resolve(
         config,
         target,
         Reach::Repository,
@@ -52,6 +53,16 @@ pub fn get(
             };
         }
     };
+    // Least privilege: only now, for a host that is ours, is the process ancestry read.
+    let operation = if settings.least_privilege {
+        let detection = operation::detect(env.var(TRACE2_PARENT).as_deref());
+        log.debug(format_args!("least privilege: {}", detection.describe()));
+        detection.operation
+    } else {
+        log.debug("least privilege is off: the configured scopes for every command");
+        Operation::Unknown
+    };
+    settings.narrow_to(operation);
     log.debug(format_args!(
         "host {} -> {settings}",
         Escaped(request.host.as_deref().unwrap_or_default())
@@ -61,14 +72,24 @@ pub fn get(
             username: "t".into(),
             password: minted.token,
             expiry: token::reported_expiry(minted.claims.iat, minted.claims.exp),
-            // Keeps credential-cache and friends from storing it (git 2.46+); git still uses it.
-            ephemeral: request.has_capability("authtype"),
+            ephemeral: answer_ephemeral(request, operation),
         },
         Err(e) => {
             log.error(e);
             Response::Quit
         }
     }
+}
+
+/// git sets this, when trace2 is on, to the git processes above the helper.
+const TRACE2_PARENT: &str = "GIT_TRACE2_PARENT_NAME";
+
+/// Whether to answer with git 2.46+'s ephemeral `authtype=Basic` credential, which no helper
+/// keeps. Only for reads: git 2.46 to 2.52 leave that credential out of the probe request they
+/// send before a POST larger than `http.postBuffer` (1 MiB), so a large push would fail with
+/// 401; pushes get the `username`/`password` answer every git takes.
+fn answer_ephemeral(request: &Request, operation: Operation) -> bool {
+    request.has_capability("authtype") && operation == Operation::Read
 }
 
 /// Handles `erase`: git sends back a credential the server refused. Tokens are never stored, so
@@ -79,7 +100,7 @@ pub fn erase(
     now: i64,
     log: &mut Log<'_>,
 ) {
-    let (Some(host), Some(password)) = (request.host.as_deref(), request.password.as_ref()) else {
+    let (Some(host), Some(password)) = (request.host.as_deref(), request.token()) else {
         return;
     };
     let config = config.as_ref().ok().and_then(Option::as_ref);
@@ -194,19 +215,32 @@ mod tests {
     }
 
     #[test]
-    fn marks_the_credential_ephemeral_when_git_offers_authtype() {
+    fn the_ephemeral_answer_is_for_reads_by_a_git_that_offers_authtype() {
+        let offered = protocol::parse(b"capability[]=authtype\nprotocol=https\n").unwrap();
+        let old = protocol::parse(b"protocol=https\n").unwrap();
+        assert!(answer_ephemeral(&offered, Operation::Read));
+        for (request, operation) in [
+            (&offered, Operation::Write),
+            (&offered, Operation::Unknown),
+            (&old, Operation::Read),
+        ] {
+            assert!(!answer_ephemeral(request, operation), "{operation}");
+        }
+        // A test process is no git command: the configured scopes, the classic answer.
         let c = case("");
-        let (response, _) = run(
+        let (response, err) = run(
             &c,
             "capability[]=authtype\nprotocol=https\nhost=acme.code.storage\npath=x.git\n",
         );
         assert!(matches!(
             response,
             Response::Credential {
-                ephemeral: true,
+                ephemeral: false,
                 ..
             }
         ));
+        assert!(err.contains("least privilege: unknown"), "{err}");
+        assert!(err.contains("scopes git:read+git:write"), "{err}");
     }
 
     #[test]

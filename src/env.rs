@@ -66,6 +66,8 @@ pub mod vars {
     pub const SCOPES: &[&str] = &["CODESTORAGE_SCOPES"];
     /// The `sub` claim, overriding the config.
     pub const SUBJECT: &[&str] = &["CODESTORAGE_SUBJECT"];
+    /// Narrow tokens to `git:read` for git commands that only read (default on).
+    pub const LEAST_PRIVILEGE: &[&str] = &["CODESTORAGE_LEAST_PRIVILEGE"];
     /// One stderr line per decision.
     pub const DEBUG: &[&str] = &["CODESTORAGE_DEBUG", "PIERRE_DEBUG"];
     /// Accept key files others may read.

@@ -139,24 +139,96 @@ pub fn wanted(url: &str, helper: &str) -> [Wanted; 2] {
     ]
 }
 
-/// The `credential.helper` value naming this binary. `codestorage` makes git run
-/// `git-credential-codestorage` from PATH, so it is used only when that is this very program;
-/// otherwise (not installed yet, or another copy first on PATH) the absolute path is written,
-/// quoted for the shell git runs helpers with.
+/// The `credential.helper` value naming this binary, written by git's own rules
+/// (`credential.c`): `codestorage` makes git run `git-credential-codestorage` from PATH, so it is
+/// used only when that is this very program; else an absolute path that needs no quoting runs
+/// as written; anything else (a space, `~`, non-ASCII) becomes a shell snippet `!'<path>'`, as
+/// gh writes it. A quoted path without `!` would make git run `git credential-'<path>'`.
 pub fn helper_value(current_exe: &Path, path_var: Option<&OsStr>) -> String {
     let on_path = path_var
         .into_iter()
         .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(BINARY_NAME))
+        .flat_map(|dir| binary_names().map(move |name| dir.join(name)))
         .find(|candidate| candidate.is_file());
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    match on_path {
-        Some(found) if same(&found, current_exe) => HELPER_NAME.to_owned(),
-        _ => shell_quote(&current_exe.to_string_lossy()),
+    if on_path.is_some_and(|found| same(&found, current_exe)) {
+        return HELPER_NAME.to_owned();
     }
+    // git for Windows runs helpers with its POSIX shell, where `\` is an escape.
+    let path = current_exe.to_string_lossy().replace('\\', "/");
+    if shell_quote(&path) == path && is_absolute_for_git(&path) {
+        path
+    } else {
+        format!("!{}", shell_quote(&path))
+    }
+}
+
+/// The names PATH is searched for: with `.exe` on Windows, as git for Windows looks.
+fn binary_names() -> impl Iterator<Item = String> {
+    std::iter::once(BINARY_NAME.to_owned()).chain(cfg!(windows).then(|| format!("{BINARY_NAME}.exe")))
+}
+
+/// git's `is_absolute_path`: `/x`, or on Windows also `C:/x` and `C:\x`.
+fn is_absolute_for_git(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    path.starts_with('/')
+        || (bytes.len() > 2
+            && bytes[0].is_ascii_alphabetic()
+            && bytes[1] == b':'
+            && matches!(bytes[2], b'/' | b'\\'))
+}
+
+/// What git runs for a `credential.helper` value, read by git's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperCommand {
+    /// A bare name: git runs `git credential-<name>` (a `git-credential-<name>` on PATH or in
+    /// git's exec path).
+    Named(String),
+    /// An absolute path, run through the shell as written: its first shell word is the program.
+    Absolute(String),
+    /// `!snippet`: a shell snippet whose first word is the program.
+    Shell(String),
+}
+
+impl HelperCommand {
+    /// Reads a `credential.helper` value.
+    pub fn parse(value: &str) -> Self {
+        let value = value.trim();
+        if let Some(snippet) = value.strip_prefix('!') {
+            Self::Shell(first_shell_word(snippet))
+        } else if is_absolute_for_git(value) {
+            Self::Absolute(first_shell_word(value))
+        } else {
+            Self::Named(value.split_whitespace().next().unwrap_or("").to_owned())
+        }
+    }
+}
+
+/// The first word of a shell command line, with quotes and backslashes taken away.
+fn first_shell_word(text: &str) -> String {
+    let mut word = String::new();
+    let mut chars = text.trim_start().chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => break,
+            '\'' => word.extend(chars.by_ref().take_while(|&c| c != '\'')),
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => word.extend(chars.next()),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => word.extend(chars.next()),
+            c => word.push(c),
+        }
+    }
+    word
 }
 
 /// Whether a `credential.helper` value runs this helper.
@@ -184,9 +256,9 @@ pub fn helper_kind(value: &str) -> HelperKind {
     let first = value.split_whitespace().next().unwrap_or("");
     if is_ours(value) {
         HelperKind::Ours
-    } else if first == "store" || value.contains("git-credential-store") {
+    } else if first == "store" || value.contains("credential-store") {
         HelperKind::Store
-    } else if first == "cache" || value.contains("git-credential-cache") {
+    } else if first == "cache" || value.contains("credential-cache") {
         HelperKind::Cache
     } else {
         HelperKind::Other
@@ -689,11 +761,58 @@ mod tests {
         std::fs::create_dir(&elsewhere).unwrap();
         let copy = elsewhere.join(BINARY_NAME);
         std::fs::write(&copy, "").unwrap();
+        // A path that needs quoting becomes a shell snippet, which git runs as such.
         assert_eq!(
             helper_value(&copy, Some(&path)),
-            format!("'{}'", copy.display())
+            format!("!'{}'", copy.display())
         );
-        assert_eq!(helper_value(&copy, None), format!("'{}'", copy.display()));
+        let plain = dir.path().join("bin").join(BINARY_NAME);
+        assert_eq!(helper_value(&plain, None), plain.display().to_string());
+        for value in [
+            helper_value(&copy, None),
+            helper_value(&plain, None),
+            helper_value(Path::new("/opt/caf\u{e9}/~x/git-credential-codestorage"), None),
+        ] {
+            let program = match HelperCommand::parse(&value) {
+                HelperCommand::Absolute(p) | HelperCommand::Shell(p) => p,
+                HelperCommand::Named(n) => panic!("{value} read as the name {n}"),
+            };
+            assert!(program.ends_with(BINARY_NAME), "{value} runs {program}");
+        }
+        assert_eq!(
+            HelperCommand::parse(&helper_value(&copy, None)),
+            HelperCommand::Shell(copy.display().to_string())
+        );
+    }
+
+    #[test]
+    fn helper_values_read_as_git_reads_them() {
+        assert_eq!(
+            HelperCommand::parse("codestorage --x"),
+            HelperCommand::Named("codestorage".into())
+        );
+        assert_eq!(
+            HelperCommand::parse("/usr/bin/git-credential-codestorage"),
+            HelperCommand::Absolute("/usr/bin/git-credential-codestorage".into())
+        );
+        // A quoted path is not absolute to git: it would run `git credential-'/a b/x'`.
+        assert_eq!(
+            HelperCommand::parse("'/a b/x'"),
+            HelperCommand::Named("'/a".into())
+        );
+        assert_eq!(
+            HelperCommand::parse("!'/a b/x' --flag"),
+            HelperCommand::Shell("/a b/x".into())
+        );
+        assert_eq!(
+            HelperCommand::parse("!\"/a \\\"b\"/x"),
+            HelperCommand::Shell("/a \"b/x".into())
+        );
+        assert_eq!(
+            HelperCommand::parse("/a b/x"),
+            HelperCommand::Absolute("/a".into())
+        );
+        assert!(is_absolute_for_git("C:/x") && is_absolute_for_git("C:\\x"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 
 use std::io::{self, BufRead, Write};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::secret::Secret;
 
 /// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
@@ -24,6 +27,10 @@ pub struct Request {
     pub username: Option<String>,
     /// `password`; on `erase` the credential the server refused.
     pub password: Option<Secret<String>>,
+    /// `authtype` (git 2.46+): the scheme of `credential`, e.g. `Basic`.
+    pub authtype: Option<String>,
+    /// `credential` (git 2.46+): a ready `Authorization` value; on `erase` the one refused.
+    pub credential: Option<Secret<String>>,
     /// `capability[]`: what this git understands beyond the basics (`authtype`, `state`).
     pub capabilities: Vec<String>,
     /// `wwwauth[]`: the server's `WWW-Authenticate` headers.
@@ -107,6 +114,20 @@ pub fn parse(input: &[u8]) -> Result<Request, ParseError> {
 }
 
 impl Request {
+    /// The token the request carries: `password`, or inside a `Basic` `credential` (`t:TOKEN`).
+    pub fn token(&self) -> Option<Secret<String>> {
+        if let Some(password) = &self.password {
+            return Some(password.clone());
+        }
+        let credential = self.credential.as_ref()?;
+        if !self.authtype.as_deref()?.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let basic = Secret::new(STANDARD.decode(credential.expose()).ok()?);
+        let text = std::str::from_utf8(basic.expose()).ok()?;
+        Some(Secret::new(text.split_once(':')?.1.to_owned()))
+    }
+
     fn set(&mut self, key: &str, value: &str) {
         let scalar = match key {
             "protocol" => &mut self.protocol,
@@ -117,6 +138,11 @@ impl Request {
                 self.password = Some(Secret::new(value.to_owned()));
                 return;
             }
+            "credential" => {
+                self.credential = Some(Secret::new(value.to_owned()));
+                return;
+            }
+            "authtype" => &mut self.authtype,
             "capability[]" => return push_or_clear(&mut self.capabilities, value),
             "wwwauth[]" => return push_or_clear(&mut self.wwwauth, value),
             // git ignores keys it does not know, so that newer gits can talk to older helpers.
@@ -139,6 +165,11 @@ impl Request {
             (
                 "password",
                 &self.password.as_ref().map(|p| p.expose().clone()),
+            ),
+            ("authtype", &self.authtype),
+            (
+                "credential",
+                &self.credential.as_ref().map(|c| c.expose().clone()),
             ),
         ];
         for (key, value) in scalars {
@@ -190,7 +221,9 @@ pub enum Response {
         password: Secret<String>,
         /// `password_expiry_utc`: when git must stop using the password (unix seconds).
         expiry: i64,
-        /// Mark the credential ephemeral, which needs git's `authtype` capability.
+        /// git offered `capability[]=authtype` (2.46+): answer with a ready `Authorization: Basic`
+        /// credential marked `ephemeral` and no password, so that no credential helper
+        /// (credential-store, credential-cache) configured before or after keeps the token.
         ephemeral: bool,
     },
     /// `quit=1`: the host is ours but no credential can be made; git stops without prompting.
@@ -210,12 +243,18 @@ impl Response {
                 ephemeral,
             } => {
                 if *ephemeral {
-                    // git reads `ephemeral` only after the capability is echoed back.
+                    // git reads `authtype`, `credential` and `ephemeral` only after the
+                    // capability is echoed back.
                     writeln!(out, "capability[]=authtype")?;
+                    writeln!(out, "authtype=Basic")?;
+                    let basic = Secret::new(format!("{username}:{}", password.expose()));
+                    let encoded = Secret::new(STANDARD.encode(basic.expose()));
+                    writeln!(out, "credential={}", encoded.expose())?;
                     writeln!(out, "ephemeral=1")?;
+                } else {
+                    writeln!(out, "username={username}")?;
+                    writeln!(out, "password={}", password.expose())?;
                 }
-                writeln!(out, "username={username}")?;
-                writeln!(out, "password={}", password.expose())?;
                 writeln!(out, "password_expiry_utc={expiry}")
             }
             Self::Quit => writeln!(out, "quit=1"),
@@ -336,7 +375,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "capability[]=authtype\nephemeral=1\nusername=t\npassword=jwt\npassword_expiry_utc=1700000000\n"
+            "capability[]=authtype\nauthtype=Basic\ncredential=dDpqd3Q=\nephemeral=1\npassword_expiry_utc=1700000000\n"
         );
         let mut out = Vec::new();
         Response::Quit.write_to(&mut out).unwrap();
@@ -347,6 +386,19 @@ mod tests {
     }
 
     #[test]
+    fn the_token_is_the_password_or_inside_a_basic_credential() {
+        let token = |text: &str| request(text).unwrap().token().map(|t| t.expose().clone());
+        assert_eq!(token("password=jwt\n").as_deref(), Some("jwt"));
+        assert_eq!(
+            token("authtype=Basic\ncredential=dDpqd3Q=\n").as_deref(),
+            Some("jwt")
+        );
+        assert_eq!(token("authtype=Bearer\ncredential=dDpqd3Q=\n"), None);
+        assert_eq!(token("authtype=Basic\ncredential=!!\n"), None);
+        assert_eq!(token("username=t\n"), None);
+    }
+
+    #[test]
     fn a_written_request_parses_back_to_itself() {
         let original = Request {
             protocol: Some("https".into()),
@@ -354,6 +406,8 @@ mod tests {
             path: Some("team/x.git".into()),
             username: Some("t".into()),
             password: Some(Secret::new("p=q".into())),
+            authtype: Some("Basic".into()),
+            credential: Some(Secret::new("dDpqd3Q=".into())),
             capabilities: vec!["authtype".into()],
             wwwauth: vec!["Basic realm=x".into()],
         };
@@ -387,6 +441,7 @@ mod tests {
                 password: password.map(Secret::new),
                 capabilities,
                 wwwauth,
+                ..Request::default()
             },
         )
     }

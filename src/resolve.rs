@@ -9,6 +9,7 @@ use crate::env::{self, Env, vars};
 use crate::host::{Host, OrgName};
 use crate::key::{KeySource, LoadOptions};
 use crate::log::{Escaped, Shown};
+use crate::operation::Operation;
 use crate::token::{ORG_WIDE_REPO, Op, RefRule, Scope};
 use crate::ttl::{Ttl, TtlError};
 
@@ -302,6 +303,22 @@ pub struct Settings {
     pub load_options: LoadOptions,
     /// The repository rule that matched: its line and pattern.
     pub rule: Option<(usize, String)>,
+    /// Narrow the scopes to `git:read` when the git command asking only reads.
+    pub least_privilege: bool,
+}
+
+impl Settings {
+    /// Least privilege: a command that only reads gets `git:read` alone; a push, or anything
+    /// that cannot be told, keeps the configured scopes. It only ever narrows, and only when on.
+    pub fn narrow_to(&mut self, operation: Operation) {
+        let grants_git = self
+            .scopes
+            .iter()
+            .any(|s| matches!(s, Scope::GitRead | Scope::GitWrite));
+        if self.least_privilege && operation == Operation::Read && grants_git {
+            self.scopes = vec![Scope::GitRead];
+        }
+    }
 }
 
 /// The one summary of a resolution, for `CODESTORAGE_DEBUG` and `doctor URL`.
@@ -465,6 +482,14 @@ fn settings(
             org: owner.name().clone(),
         })?,
     };
+    let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
+        Some(on) => on,
+        None => levels
+            .iter()
+            .flatten()
+            .find_map(|l| l.least_privilege)
+            .unwrap_or(true),
+    };
     let mut load_options = load_options(org, env)?;
     load_options.from_environment = org.is_none();
     Ok(Settings {
@@ -479,6 +504,7 @@ fn settings(
         key,
         load_options,
         rule: rule.map(|r| (r.line, r.pattern.as_str().to_owned())),
+        least_privilege,
     })
 }
 
@@ -526,6 +552,7 @@ pub fn check_env(env: &dyn Env) -> Result<(), ResolveError> {
     env_value(env, vars::SCOPES, parse_scopes)?;
     env_value(env, vars::SUBJECT, parse_subject)?;
     env_key(env)?;
+    env::switch(env, vars::LEAST_PRIVILEGE)?;
     load_options(None, env).map(|_| ())
 }
 
@@ -594,6 +621,7 @@ mod tests {
     use crate::config;
     use crate::env::MapEnv;
     use crate::host::{Host, OrgName};
+    use crate::operation::Operation;
     use std::path::Path;
 
     fn config(text: &str) -> Config {
@@ -831,6 +859,38 @@ ops = ["no-force-push"]
         assert!(matches!(err, ResolveError::NoKey { .. }));
         assert_eq!(err.disposition(), Disposition::DeclineWithHint);
         assert!(err.to_string().contains("setup --org beta"));
+    }
+
+    #[test]
+    fn least_privilege_narrows_reads_only_and_only_when_on() {
+        let c = config(RULES);
+        let env = MapEnv::default();
+        let mut s = for_repo(Some(&c), "acme", "team/x", &env, &Overrides::default()).unwrap();
+        assert!(s.least_privilege, "on by default");
+        assert_eq!(s.scopes, [Scope::GitWrite]);
+        for operation in [Operation::Write, Operation::Unknown] {
+            s.narrow_to(operation);
+            assert_eq!(s.scopes, [Scope::GitWrite], "{operation}");
+        }
+        s.narrow_to(Operation::Read);
+        assert_eq!(s.scopes, [Scope::GitRead]);
+        let mut org_only = s.clone();
+        org_only.scopes = vec![Scope::OrgRead];
+        org_only.narrow_to(Operation::Read);
+        assert_eq!(org_only.scopes, [Scope::OrgRead], "nothing git to narrow");
+
+        let off = config(&RULES.replace("[org.acme]\n", "[org.acme]\nleast_privilege = false\n"));
+        let mut s = for_repo(Some(&off), "acme", "team/x", &env, &Overrides::default()).unwrap();
+        s.narrow_to(Operation::Read);
+        assert_eq!(s.scopes, [Scope::GitWrite]);
+        let env_off = MapEnv::from([("CODESTORAGE_LEAST_PRIVILEGE", "0")]);
+        let s = for_repo(Some(&c), "acme", "team/x", &env_off, &Overrides::default()).unwrap();
+        assert!(!s.least_privilege);
+        let rule_off = config(&format!(
+            "{RULES}[[org.acme.repo]]\nmatch = \"legacy/**\"\nleast_privilege = false\n"
+        ));
+        let s = for_repo(Some(&rule_off), "acme", "legacy/x", &env, &Overrides::default()).unwrap();
+        assert!(!s.least_privilege);
     }
 
     #[test]

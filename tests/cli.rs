@@ -52,7 +52,7 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key() 
         "protocol=https\nhost=acme.code.storage\npath=team/x.git\n\n",
     );
     let key = TestKey::from_pems(pem.clone(), run.stdout.clone(), "ES256");
-    assert_eq!(verify(get.password(), &key).claims["repo"], "team/x");
+    assert_eq!(verify(&get.password(), &key).claims["repo"], "team/x");
 
     let again = user.run(&["keygen", "--org", "acme"], "");
     assert_eq!(again.code, Some(1));
@@ -95,7 +95,7 @@ fn keygen_makes_ed25519_keys_where_asked() {
         "protocol=https\nhost=beta.code.storage\npath=x.git\n\n",
     );
     let key = TestKey::from_pems(std::fs::read_to_string(&out).unwrap(), run.stdout, "EdDSA");
-    verify(get.password(), &key);
+    verify(&get.password(), &key);
     let help = user.ok(&["keygen", "--help"]);
     assert!(
         help.stdout.contains("RSA") && help.stdout.contains("Example"),
@@ -113,7 +113,7 @@ fn token_signs_exactly_what_get_signs() {
         &["get"],
         "protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n",
     );
-    let from_get = verify(get.password(), &key);
+    let from_get = verify(&get.password(), &key);
     for args in [
         &["token", URL][..],
         &["token", "--org", "acme", "team/project-alpha.git"],

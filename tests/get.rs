@@ -27,7 +27,7 @@ fn es256_token_has_the_sdk_header_claim_order_and_values() {
     assert_eq!(run.code, Some(0));
     assert_eq!(run.stderr, "");
     assert_eq!(run.field("username"), Some("t"));
-    let token = verify(run.password(), &key);
+    let token = verify(&run.password(), &key);
     assert_eq!(token.header, r#"{"alg":"ES256","typ":"JWT"}"#);
     assert_eq!(
         token.claim_order,
@@ -61,7 +61,7 @@ fn every_accepted_key_format_signs_verifiable_tokens() {
     ];
     for key in keys {
         let run = acme(&key, "").get(REQUEST, &[]);
-        let token = verify(run.password(), &key);
+        let token = verify(&run.password(), &key);
         assert_eq!(token.claims["repo"], "team/project-alpha", "{}", key.alg);
     }
 }
@@ -87,7 +87,7 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
         "protocol=https\nhost=acme.code.storage\npath=mirrors/linux.git\n",
         &[],
     );
-    let claims = verify(mirror.password(), &key).claims;
+    let claims = verify(&mirror.password(), &key).claims;
     assert_eq!(claims["scopes"], serde_json::json!(["git:read"]));
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
@@ -98,7 +98,7 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
         "protocol=https\nhost=acme.code.storage\npath=agents/a/b+ephemeral.git\n",
         &[],
     );
-    let token = verify(agent.password(), &key);
+    let token = verify(&agent.password(), &key);
     assert_eq!(token.claims["repo"], "agents/a/b");
     assert_eq!(
         token.claim_order,
@@ -128,7 +128,7 @@ fn environment_only_mode_works_with_either_name_for_the_key() {
         ],
     ] {
         let run = home.get("protocol=https\nhost=beta.code.storage\npath=x.git\n", &env);
-        let claims = verify(run.password(), &key).claims;
+        let claims = verify(&run.password(), &key).claims;
         assert_eq!(claims["iss"], "beta");
         assert_eq!(
             claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
@@ -150,7 +150,7 @@ fn ephemeral_only_when_git_offers_the_authtype_capability() {
             .stdout
             .starts_with("capability[]=authtype\nephemeral=1\n")
     );
-    verify(modern.password(), &key);
+    verify(&modern.password(), &key);
     let old = home.get(REQUEST, &[]);
     assert!(!old.stdout.contains("ephemeral"));
 }
@@ -203,7 +203,7 @@ fn an_unusable_key_quits_with_one_line_naming_the_fix() {
         REQUEST,
         &[("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", "1")],
     );
-    verify(allowed.password(), &key);
+    verify(&allowed.password(), &key);
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn only_the_requested_organisations_key_is_touched() {
         marker.display()
     ));
     let run = home.get(REQUEST, &[]);
-    verify(run.password(), &key);
+    verify(&run.password(), &key);
     assert_eq!(run.stderr, "");
     assert!(
         !marker.exists(),

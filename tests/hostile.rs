@@ -147,7 +147,7 @@ fn repeated_keys_take_the_last_value_as_git_does() {
         "protocol=https\nhost=evil.example\nhost=acme.code.storage\npath=a.git\npath=team/x.git\n\n",
         &[],
     );
-    let claims = support::jwt::verify(run.password(), &key).claims;
+    let claims = support::jwt::verify(&run.password(), &key).claims;
     assert_eq!(claims["repo"], "team/x");
 }
 
@@ -242,10 +242,10 @@ fn an_empty_or_missing_config_is_environment_only_use() {
     let path = home.write_key("k.pem", &key.pem);
     let env = [("CODESTORAGE_PRIVATE_KEY_FILE", path.to_str().unwrap())];
     let run = home.get(GOOD, &env);
-    support::jwt::verify(run.password(), &key);
+    support::jwt::verify(&run.password(), &key);
     home.write_config("");
     let run = home.get(GOOD, &env);
-    support::jwt::verify(run.password(), &key);
+    support::jwt::verify(&run.password(), &key);
 }
 
 #[test]

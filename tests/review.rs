@@ -68,7 +68,7 @@ fn a_key_kept_on_one_line_with_literal_newlines_is_read_and_a_truncated_one_is_n
     let home = Home::new();
     let one_line = key.pem.trim_end().replace('\n', "\\n");
     let run = home.get(GOOD, &[("CODESTORAGE_PRIVATE_KEY", one_line.as_str())]);
-    jwt::verify(run.password(), &key);
+    jwt::verify(&run.password(), &key);
     let truncated = &key.pem[..key.pem.len() / 2];
     let run = home.get(GOOD, &[("CODESTORAGE_PRIVATE_KEY", truncated)]);
     assert_eq!(run.stdout, "quit=1\n");
@@ -97,7 +97,7 @@ fn a_key_file_others_can_read_named_by_the_environment_gets_the_environment_fix(
             ("CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS", "yes"),
         ],
     );
-    jwt::verify(run.password(), &key);
+    jwt::verify(&run.password(), &key);
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn switches_read_only_clear_words_and_say_which_variable_is_wrong() {
             ("CODESTORAGE_DEBUG", "maybe"),
         ],
     );
-    jwt::verify(run.password(), &key);
+    jwt::verify(&run.password(), &key);
     assert!(
         run.stderr
             .contains("CODESTORAGE_DEBUG=\"maybe\": not a switch"),
@@ -173,7 +173,7 @@ fn a_subject_with_control_characters_is_refused_and_never_reaches_the_terminal()
             ("CODESTORAGE_DEBUG", "1"),
         ],
     );
-    let claims = jwt::verify(run.password(), &key).claims;
+    let claims = jwt::verify(&run.password(), &key).claims;
     assert!(
         claims["sub"].as_str().unwrap().starts_with("unknown@"),
         "{claims}"
@@ -215,7 +215,7 @@ fn a_config_others_can_write_is_refused() {
         run.stderr
     );
     set_mode(&home.config_path(), 0o644);
-    jwt::verify(home.get(GOOD, &[]).password(), &key);
+    jwt::verify(&home.get(GOOD, &[]).password(), &key);
 }
 
 #[test]

@@ -251,7 +251,7 @@ fn git_then_asks_the_helper_even_with_credential_store_configured() {
         "url=https://acme.code.storage/team/x.git\n\n",
     );
     assert_eq!(run.code, Some(0), "{run:?}");
-    let token = verify(run.password(), &key);
+    let token = verify(&run.password(), &key);
     assert_eq!(token.claims["repo"], "team/x");
     // git hands the credential to every helper on success: credential-store was reset away.
     let approve = format!(

@@ -240,6 +240,7 @@ fn check_git(
     if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
         && parsed.protocol == "https"
         && let Ok(host) = Host::parse(&parsed.host)
+        && crate::resolve::owner(config, &host).is_some()
     {
         let org = host
             .code_storage_org()
@@ -263,8 +264,15 @@ fn check_git(
         |exe| gitconfig::helper_value(&exe, path_var.as_deref().map(std::ffi::OsStr::new)),
     );
     for (credential_url, (host, org)) in hosts {
-        for finding in judge_routing(&entries, &credential_url, &host, &org, &helper) {
-            report.findings.push(finding);
+        // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
+        let mut urls = vec![format!("https://{host}/")];
+        urls.extend(scoped_urls(&entries, &host));
+        for url in &urls {
+            for finding in judge_routing(&entries, &credential_url, url, &host, &org, &helper) {
+                if !report.findings.contains(&finding) {
+                    report.findings.push(finding);
+                }
+            }
         }
         let helpers = gitconfig::helpers_for(&entries, &format!("https://{host}/"));
         if let Some(ours) = helpers
@@ -282,12 +290,12 @@ fn check_git(
 pub fn judge_routing(
     entries: &[ConfigEntry],
     credential_url: &str,
+    url: &str,
     host: &Host,
     org: &str,
     helper: &str,
 ) -> Vec<Finding> {
-    let url = format!("https://{host}/");
-    let helpers = gitconfig::helpers_for(entries, &url);
+    let helpers = gitconfig::helpers_for(entries, url);
     let mut findings = Vec::new();
     let fail = |text: String| Finding {
         status: Status::Fail,
@@ -337,8 +345,27 @@ pub fn judge_routing(
         match gitconfig::helper_kind(value) {
             HelperKind::Store => {
                 fine = false;
+                let origin = after.origin.trim_start_matches("file:");
+                // A repository's config is read after the global one: it cannot be moved
+                // before our section, only changed where it is.
+                let fix = if origin.ends_with(".git/config") || !origin.starts_with('/') {
+                    format!(
+                        "fix: {}",
+                        gitconfig::command_line(&[
+                            "config",
+                            "--file",
+                            origin,
+                            "--unset-all",
+                            &after.key,
+                        ])
+                    )
+                } else {
+                    format!(
+                        "fix: remove that credential.helper or move it before the [credential \"{credential_url}\"] section, whose empty `helper =` then resets it"
+                    )
+                };
                 findings.push(fail(format!(
-                    "{} comes after this helper for {credential_url}: git sends it every token that works, and it writes them to ~/.git-credentials in plain text; fix: remove that credential.helper or move it before the [credential \"{credential_url}\"] section, whose empty `helper =` then resets it",
+                    "{} comes after this helper for {url}: git sends it every push token that works, and it writes them to ~/.git-credentials in plain text; {fix}",
                     describe(after)
                 )));
             }
@@ -352,7 +379,7 @@ pub fn judge_routing(
             }),
         }
     }
-    if !gitconfig::use_http_path_for(entries, &url) {
+    if !gitconfig::use_http_path_for(entries, url) {
         fine = false;
         findings.push(fail(format!(
             "git does not send the repository path for {credential_url}, so no per-repository token can be made; fix: {}",
@@ -371,33 +398,52 @@ pub fn judge_routing(
     findings
 }
 
-/// Why git could not run the helper `value` names, if it could not.
+/// The repository URLs on `host` that a `credential.<url>.helper` is scoped to.
+fn scoped_urls(entries: &[ConfigEntry], host: &Host) -> Vec<String> {
+    let base = format!("https://{host}/");
+    entries
+        .iter()
+        .filter_map(|e| e.key.strip_prefix("credential.")?.strip_suffix(".helper"))
+        .filter(|pattern| {
+            pattern
+                .strip_prefix(&base)
+                .is_some_and(|path| !path.is_empty())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Why git could not run the helper `value` names, if it could not, judged by git's own rules.
 fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) -> Option<String> {
-    let value = value.trim();
-    if value == gitconfig::HELPER_NAME || value.starts_with("codestorage ") {
-        let path_var = env.var("PATH").unwrap_or_default();
-        let found = exec_path
-            .into_iter()
-            .map(Path::to_path_buf)
-            .chain(std::env::split_paths(&path_var))
-            .any(|dir| dir.join(gitconfig::BINARY_NAME).is_file());
-        return (!found).then(|| {
-            format!(
-                "git runs `git credential-codestorage`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or re-run setup, which then writes its absolute path",
-                gitconfig::BINARY_NAME
-            )
-        });
+    let fix = "fix: re-run `git-credential-codestorage setup` with the installed binary, which writes a value git can run";
+    match gitconfig::HelperCommand::parse(value) {
+        gitconfig::HelperCommand::Named(name) => {
+            let program = format!("git-credential-{name}");
+            let path_var = env.var("PATH").unwrap_or_default();
+            let found = exec_path
+                .into_iter()
+                .map(Path::to_path_buf)
+                .chain(std::env::split_paths(&path_var))
+                .any(|dir| dir.join(&program).is_file() || dir.join(format!("{program}.exe")).is_file());
+            (!found).then(|| {
+                format!(
+                    "git runs `git credential-{}` for the helper value `{}`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or re-run setup, which then writes its absolute path",
+                    crate::log::Escaped(&name),
+                    crate::log::Escaped(value),
+                    crate::log::Escaped(&program),
+                )
+            })
+        }
+        gitconfig::HelperCommand::Absolute(program) | gitconfig::HelperCommand::Shell(program) => {
+            (!Path::new(&program).is_file()).then(|| {
+                format!(
+                    "git runs {} for the helper value `{}`, which does not exist; {fix}",
+                    crate::log::Shown(&program),
+                    crate::log::Escaped(value),
+                )
+            })
+        }
     }
-    let program = value
-        .strip_prefix('\'')
-        .and_then(|v| v.split_once('\''))
-        .map_or_else(|| value.split_whitespace().next().unwrap_or(""), |(p, _)| p);
-    let path = Path::new(program);
-    (path.is_absolute() && !path.is_file()).then(|| {
-        format!(
-            "git runs {program}, which does not exist; fix: re-run `git-credential-codestorage setup` with the installed binary"
-        )
-    })
 }
 
 fn check_clock(report: &mut Report, now: i64) {
@@ -487,7 +533,7 @@ mod tests {
     fn a_setup_as_setup_writes_it_is_ok() {
         let mut entries = vec![entry("/etc/gitconfig", "credential.helper", "store")];
         entries.extend(ours());
-        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
     }
 
@@ -496,7 +542,7 @@ mod tests {
         let mut entries = ours();
         entries.remove(0);
         entries.insert(0, entry("/g", "credential.helper", "osxkeychain"));
-        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0]
@@ -517,7 +563,7 @@ mod tests {
         let mut entries = ours();
         entries.push(entry("/repo/.git/config", "credential.helper", "store"));
         entries.push(entry("/repo/.git/config", "credential.helper", "manager"));
-        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
         assert_eq!(
             statuses(&findings),
             [Status::Fail, Status::Warn],
@@ -531,6 +577,7 @@ mod tests {
         let findings = judge_routing(
             &[entry("/g", "credential.helper", "store")],
             URL,
+            "https://acme.code.storage/",
             &acme(),
             "acme",
             "codestorage",
@@ -542,7 +589,7 @@ mod tests {
         );
         let mut entries = ours();
         entries.pop();
-        let findings = judge_routing(&entries, URL, &acme(), "acme", "codestorage");
+        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("useHttpPath' true"),
@@ -559,13 +606,20 @@ mod tests {
                 .contains("not on PATH")
         );
         assert!(
-            helper_program_problem("'/no/such/git-credential-codestorage'", None, &env)
+            helper_program_problem("!'/no/such/git-credential-codestorage'", None, &env)
                 .unwrap()
                 .contains("does not exist")
         );
+        // Quoted without `!`, git reads a name and runs `git credential-'/...'`.
         let exe = std::env::current_exe().unwrap();
-        let quoted = gitconfig::shell_quote(&exe.to_string_lossy());
-        assert_eq!(helper_program_problem(&quoted, None, &env), None);
+        let quoted = format!("'{}'", exe.display());
+        assert!(
+            helper_program_problem(&quoted, None, &env)
+                .unwrap()
+                .contains("is not on PATH")
+        );
+        let value = gitconfig::helper_value(&exe, None);
+        assert_eq!(helper_program_problem(&value, None, &env), None, "{value}");
     }
 
     #[test]

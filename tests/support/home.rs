@@ -106,10 +106,23 @@ impl Run {
             .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
     }
 
-    /// The token printed, failing the test if there is none.
-    pub fn password(&self) -> &str {
-        self.field("password")
-            .unwrap_or_else(|| panic!("no password printed; stderr: {}", self.stderr))
+    /// The token printed as `password=`, or inside git 2.46+'s `credential=` (base64 of
+    /// `t:TOKEN`, with `authtype=Basic`), failing the test if there is none.
+    pub fn password(&self) -> String {
+        if let Some(password) = self.field("password") {
+            return password.to_owned();
+        }
+        let credential = self
+            .field("credential")
+            .unwrap_or_else(|| panic!("no password printed; stderr: {}", self.stderr));
+        assert_eq!(self.field("authtype"), Some("Basic"), "{}", self.stdout);
+        let basic = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, credential)
+            .expect("credential= is base64");
+        let basic = String::from_utf8(basic).expect("credential= is text");
+        basic
+            .strip_prefix("t:")
+            .unwrap_or_else(|| panic!("credential is not t:TOKEN: {basic}"))
+            .to_owned()
     }
 }
 
