@@ -28,6 +28,3 @@ pub mod setup;
 pub mod token;
 pub mod ttl;
 pub mod url;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
 
-use super::EmulatorError;
-use super::der::{self, Reader, oid};
+use crate::EmulatorError;
+use crate::der::{self, Reader, oid};
 
 /// The clock skew allowed for `iat`.
 pub const SKEW_SECONDS: i64 = 60;

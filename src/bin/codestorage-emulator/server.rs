@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::auth::{self, Keyring};
-use super::policy::{HOOK_ARG, Policy};
-use super::{EmulatorError, cgi, http, io_error};
+use crate::auth::{self, Keyring};
+use crate::policy::{HOOK_ARG, Policy};
+use crate::{EmulatorError, cgi, http, io_error};
 
 /// How long a connection may stay silent, reading or writing, before it is dropped.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);

@@ -5,8 +5,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::http;
-use super::policy::{POLICY_ENV, Policy};
+use crate::http;
+use crate::policy::{POLICY_ENV, Policy};
 
 /// One request for `git http-backend`.
 #[derive(Debug)]

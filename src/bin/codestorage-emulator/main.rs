@@ -1,0 +1,163 @@
+//! `codestorage-emulator`: a local stand-in for Code Storage, for trying
+//! git-credential-codestorage (and a CI setup) with no account and no network, and for the
+//! end-to-end tests. See `codestorage-emulator --help`.
+//!
+//! It serves bare repositories with `git http-backend` behind HTTPS on loopback and checks every
+//! request's token as Code Storage does: signature by a registered key of the issuing
+//! organisation, lifetime, repository, scopes, and ref policies on push.
+//!
+//! It shares no code with the helper's library on purpose: it checks the helper's keys, tokens
+//! and ref patterns, so it must not check them with the code under test. Its DER reader, glob
+//! matcher and token verification are its own.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod cgi;
+mod der;
+mod glob;
+mod http;
+mod policy;
+mod server;
+mod tls;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+/// Serves bare git repositories over HTTPS on loopback and checks every request's token as
+/// Code Storage does.
+#[derive(Debug, Parser)]
+#[command(
+    name = "codestorage-emulator",
+    version,
+    after_help = "Example:\n  codestorage-emulator --root /tmp/repos --ca-out /tmp/ca.pem --org acme=acme.pub.pem --create-on-push\n  (prints its base URL, e.g. https://127.0.0.1:43127, as the first line)"
+)]
+struct Args {
+    /// Directory of bare repositories, served as /<repo-id>.git.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// Loopback address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Write the CA certificate here, for git's http.sslCAInfo or GIT_SSL_CAINFO.
+    #[arg(long, value_name = "FILE")]
+    ca_out: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (debugging only).
+    #[arg(long)]
+    plain_http: bool,
+    /// An organisation and one of its public keys (SPKI PEM); repeat for more keys or orgs.
+    #[arg(long = "org", value_name = "NAME=PUBKEY.pem", value_parser = parse_org)]
+    orgs: Vec<(String, PathBuf)>,
+    /// Create an unknown repository on its first push with git:write.
+    #[arg(long)]
+    create_on_push: bool,
+}
+
+fn parse_org(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((org, path)) if !org.is_empty() && !path.is_empty() => {
+            Ok((org.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err("expected NAME=PUBKEY.pem, e.g. acme=acme.pub.pem".into()),
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+enum EmulatorError {
+    /// A bad command-line value.
+    #[error("{0}")]
+    Usage(String),
+    /// Making the certificate or TLS configuration failed.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+    /// Files or sockets.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Wraps an I/O error with what was being done, for `map_err`.
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmulatorError {
+    let what = what.into();
+    move |source| EmulatorError::Io { what, source }
+}
+
+fn main() -> ExitCode {
+    // git runs this binary as the proc-receive hook of the repositories it serves.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == policy::HOOK_ARG)
+    {
+        return policy::run_hook();
+    }
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("codestorage-emulator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the server and serves until the process is stopped. The first line on stdout is the
+/// base URL, so that scripts can read the port.
+fn run(args: Args) -> Result<(), EmulatorError> {
+    if !args.listen.ip().is_loopback() {
+        return Err(EmulatorError::Usage(format!(
+            "--listen {}: the emulator serves loopback only (127.0.0.1, ::1)",
+            args.listen
+        )));
+    }
+    let mut keyring = auth::Keyring::default();
+    for (org, path) in &args.orgs {
+        keyring.add_file(org, path)?;
+    }
+    std::fs::create_dir_all(&args.root)
+        .map_err(io_error(format!("cannot create {}", args.root.display())))?;
+    let root = args
+        .root
+        .canonicalize()
+        .map_err(io_error(format!("cannot resolve {}", args.root.display())))?;
+    let hooks = server::install_hooks(&root)?;
+    let tls = if args.plain_http {
+        None
+    } else {
+        let tls = tls::make()?;
+        if let Some(path) = &args.ca_out {
+            std::fs::write(path, &tls.ca_pem)
+                .map_err(io_error(format!("cannot write {}", path.display())))?;
+        }
+        Some(tls.config)
+    };
+    let listener = TcpListener::bind(args.listen)
+        .map_err(io_error(format!("cannot listen on {}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(io_error("cannot read the listening address"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{scheme}://{address}");
+    let _ = stdout.flush();
+    let server = Arc::new(server::Server {
+        root,
+        keyring,
+        create_on_push: args.create_on_push,
+        hooks,
+    });
+    for connection in listener.incoming() {
+        let Ok(connection) = connection else { continue };
+        let server = Arc::clone(&server);
+        let tls = tls.clone();
+        std::thread::spawn(move || server.serve(connection, tls));
+    }
+    Ok(())
+}
