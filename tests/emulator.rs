@@ -454,6 +454,55 @@ fn unknown_repositories_are_404_and_created_on_push_only_when_asked() {
     assert_eq!(creating.rev(repo, "refs/heads/main"), Some(head));
 }
 
+/// A raw `GET .../info/refs?{query}` for `repo` with `token`, over HTTPS.
+fn info_refs(emulator: &Emulator, repo: &str, token: &str, query: &str) -> String {
+    let credentials = base64_encode(format!("t:{token}").as_bytes());
+    emulator.https_exchange(
+        format!(
+            "GET /{repo}.git/info/refs?{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\r\n",
+            emulator.host
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_second_service_parameter_is_refused_and_never_reaches_receive_pack() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let reader = token_for(&key, "acme", repo, &["git:read"], "");
+    let writer = token_for(&key, "acme", repo, &["git:write"], "");
+    let receive_pack = "# service=git-receive-pack";
+
+    // Controls: one service each, as git asks; the raw client sees what git would.
+    let read = info_refs(&emulator, repo, &reader, "service=git-upload-pack");
+    assert!(read.starts_with("HTTP/1.1 200 "), "{read}");
+    assert!(read.contains("# service=git-upload-pack"), "{read}");
+    let denied = info_refs(&emulator, repo, &reader, "service=git-receive-pack");
+    assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
+    let write = info_refs(&emulator, repo, &writer, "service=git-receive-pack");
+    assert!(write.starts_with("HTTP/1.1 200 "), "{write}");
+    assert!(write.contains(receive_pack), "{write}");
+
+    // http-backend serves the last service=; the emulator would have authorised the first.
+    for query in [
+        "service=git-upload-pack&service=git-receive-pack",
+        "service=git-receive-pack&service=git-upload-pack",
+        "service=git-upload-pack&%73ervice=git-receive-pack",
+        "service=git-upload-pack&x=1&service=git-receive-pack",
+    ] {
+        for token in [&reader, &writer] {
+            let response = info_refs(&emulator, repo, token, query);
+            assert!(response.starts_with("HTTP/1.1 400 "), "{query}: {response}");
+            assert!(!response.contains(receive_pack), "{query}: {response}");
+            assert!(response.contains("service= parameters"), "{response}");
+        }
+    }
+    assert_log_keeps_secret(&emulator, &reader);
+}
+
 /// Starts the binary by hand with `args`; returns it and its first stdout line.
 fn spawn(args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(EMULATOR)

@@ -1,9 +1,14 @@
 //! A `codestorage-emulator` process on loopback for one test, stopped when dropped (even when
 //! the test fails), with its CA, its repositories and its log in a temporary directory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 /// The emulator binary under test.
 pub const EMULATOR: &str = env!("CARGO_BIN_EXE_codestorage-emulator");
@@ -103,6 +108,35 @@ impl Emulator {
             .status
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// A TLS connection to the emulator (handshake still to come), trusting only its CA: for
+    /// requests git would never send.
+    pub fn tls_connect(&self) -> StreamOwned<ClientConnection, TcpStream> {
+        let mut roots = RootCertStore::empty();
+        let ca = pem::parse(std::fs::read(&self.ca).unwrap()).unwrap();
+        roots.add(CertificateDer::from(ca.into_contents())).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let address: SocketAddr = self.host.parse().unwrap();
+        let name = ServerName::IpAddress(address.ip().into());
+        let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+        StreamOwned::new(connection, TcpStream::connect(address).unwrap())
+    }
+
+    /// Sends `request` over HTTPS and returns the whole response (the emulator closes each
+    /// connection after one response).
+    pub fn https_exchange(&self, request: &[u8]) -> String {
+        let mut stream = self.tls_connect();
+        stream.write_all(request).unwrap();
+        stream.flush().unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        String::from_utf8_lossy(&response).into_owned()
     }
 
     /// The emulator's process ID.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::EmulatorError;
 use crate::der::{self, Reader, oid};
+use crate::server::Service;
 
 /// The clock skew allowed for `iat`.
 pub const SKEW_SECONDS: i64 = 60;
@@ -314,13 +315,12 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
     Ok(claims)
 }
 
-/// Whether `claims` allow `service` (`git-upload-pack` or `git-receive-pack`).
-pub fn allows(claims: &Claims, service: &str) -> bool {
+/// Whether `claims` allow `service`.
+pub fn allows(claims: &Claims, service: Service) -> bool {
     let has = |scope: &str| claims.scopes.iter().any(|s| s == scope);
     match service {
-        "git-upload-pack" => has("git:read") || has("git:write"),
-        "git-receive-pack" => has("git:write"),
-        _ => false,
+        Service::UploadPack => has("git:read") || has("git:write"),
+        Service::ReceivePack => has("git:write"),
     }
 }
 
@@ -635,13 +635,12 @@ mod tests {
     #[test]
     fn scopes_gate_services_and_basic_auth_yields_the_password() {
         let mut claims: Claims = serde_json::from_str(&claims_json("x", 0, 1)).unwrap();
-        assert!(allows(&claims, "git-upload-pack"));
-        assert!(!allows(&claims, "git-receive-pack"));
+        assert!(allows(&claims, Service::UploadPack));
+        assert!(!allows(&claims, Service::ReceivePack));
         claims.scopes = vec!["git:write".into()];
-        assert!(allows(&claims, "git-upload-pack") && allows(&claims, "git-receive-pack"));
+        assert!(allows(&claims, Service::UploadPack) && allows(&claims, Service::ReceivePack));
         claims.scopes = vec!["repo:write".into(), "org:read".into()];
-        assert!(!allows(&claims, "git-upload-pack") && !allows(&claims, "git-receive-pack"));
-        assert!(!allows(&claims, "git-upload-archive"));
+        assert!(!allows(&claims, Service::UploadPack) && !allows(&claims, Service::ReceivePack));
         assert_eq!(basic_password("Basic dDpzZWNyZXQ="), Some("secret".into()));
         assert_eq!(basic_password("basic dDpzZWNyZXQ="), Some("secret".into()));
         assert_eq!(basic_password("Bearer abc"), None);

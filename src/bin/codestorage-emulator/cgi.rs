@@ -15,7 +15,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `/<repo>.git/<service path>`.
     pub path_info: String,
-    /// The query string, without `?`.
+    /// The query string, without `?`: the one the request was authorised for.
     pub query: &'a str,
     /// `Content-Type` of the body.
     pub content_type: Option<&'a str>,

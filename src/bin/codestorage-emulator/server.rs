@@ -49,24 +49,73 @@ pub fn install_hooks(root: &Path) -> Result<PathBuf, EmulatorError> {
     Ok(hooks)
 }
 
+/// The two programs of git's smart HTTP protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Fetch and clone.
+    UploadPack,
+    /// Push.
+    ReceivePack,
+}
+
+impl Service {
+    /// The program's name, as in `service=` and the POST paths.
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::UploadPack => "git-upload-pack",
+            Self::ReceivePack => "git-receive-pack",
+        }
+    }
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The repository ID (the base one for `+ephemeral` and `+import` remotes).
     pub repo: String,
-    /// `git-upload-pack` or `git-receive-pack`.
-    pub service: &'static str,
+    /// The service the token must allow, and the only one http-backend is asked to run.
+    pub service: Service,
     /// What http-backend is asked for: `/<repo>.git/<suffix>`.
     pub path_info: String,
+    /// The query string http-backend gets: rebuilt from [`Target::service`], never the client's,
+    /// so that what was authorised is what is served.
+    pub query: String,
+}
+
+/// The values of every `service` parameter in `query`, with names and values decoded as git
+/// http-backend decodes them (`%XX` and `+`): it would see `%73ervice` as `service` too.
+fn service_parameters(query: &str) -> Result<Vec<String>, (u16, String)> {
+    let mut values = Vec::new();
+    for parameter in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let decode = |text: &str| {
+            percent_decode(&text.replace('+', " "))
+                .ok_or((400, "bad %-escape in the query string".to_owned()))
+        };
+        if decode(name)? == "service" {
+            values.push(decode(value)?);
+        }
+    }
+    Ok(values)
 }
 
 /// Maps a smart-HTTP request to a repository and service, or an HTTP status and reason.
 pub fn target(method: &str, path: &str, query: &str) -> Result<Target, (u16, String)> {
     let decoded = percent_decode(path).ok_or((400, "bad %-escape in path".to_owned()))?;
-    let routes: [(&str, &str, Option<&'static str>); 3] = [
+    // http-backend serves the LAST service= of a query; authorising any single one of several
+    // would let `?service=git-upload-pack&service=git-receive-pack` reach receive-pack with a
+    // read-only token. Several are never sent by git: refuse them.
+    let services = service_parameters(query)?;
+    if services.len() > 1 {
+        return Err((
+            400,
+            format!("{} service= parameters; send exactly one", services.len()),
+        ));
+    }
+    let routes: [(&str, &str, Option<Service>); 3] = [
         ("/info/refs", "GET", None),
-        ("/git-upload-pack", "POST", Some("git-upload-pack")),
-        ("/git-receive-pack", "POST", Some("git-receive-pack")),
+        ("/git-upload-pack", "POST", Some(Service::UploadPack)),
+        ("/git-receive-pack", "POST", Some(Service::ReceivePack)),
     ];
     let Some((suffix, expected_method, fixed)) = routes
         .iter()
@@ -77,18 +126,22 @@ pub fn target(method: &str, path: &str, query: &str) -> Result<Target, (u16, Str
     if method != *expected_method {
         return Err((405, format!("{method} not allowed here")));
     }
-    let service = match fixed {
-        Some(service) => service,
-        None => match query.split('&').find_map(|p| p.strip_prefix("service=")) {
-            Some("git-upload-pack") => "git-upload-pack",
-            Some("git-receive-pack") => "git-receive-pack",
-            _ => {
-                return Err((
-                    403,
-                    "dumb HTTP is not served; use git 1.6.6 or later".into(),
-                ));
-            }
-        },
+    let (service, query) = match fixed {
+        // A POST's service is its path; http-backend ignores the query there.
+        Some(service) => (*service, String::new()),
+        None => {
+            let service = match services.first().map(String::as_str) {
+                Some("git-upload-pack") => Service::UploadPack,
+                Some("git-receive-pack") => Service::ReceivePack,
+                _ => {
+                    return Err((
+                        403,
+                        "dumb HTTP is not served; use git 1.6.6 or later".into(),
+                    ));
+                }
+            };
+            (service, format!("service={}", service.program()))
+        }
     };
     let repo_path = &decoded[..decoded.len() - suffix.len()];
     let Some(with_git) = repo_path
@@ -114,6 +167,7 @@ pub fn target(method: &str, path: &str, query: &str) -> Result<Target, (u16, Str
         repo: repo.to_owned(),
         service,
         path_info: format!("/{repo}.git{suffix}"),
+        query,
     })
 }
 
@@ -227,16 +281,17 @@ impl Server {
         who.sub.clone_from(&claims.sub);
         who.scopes = claims.scopes.join("+");
         if !auth::allows(&claims, target.service) {
-            let needs = if target.service == "git-receive-pack" {
+            let needs = if target.service == Service::ReceivePack {
                 "git:write"
             } else {
                 "git:read or git:write"
             };
-            return refuse(reader, 403, format!("{} needs {needs}", target.service));
+            let program = target.service.program();
+            return refuse(reader, 403, format!("{program} needs {needs}"));
         }
         let directory = self.root.join(format!("{}.git", target.repo));
         if !directory.is_dir() {
-            if !(self.create_on_push && target.service == "git-receive-pack") {
+            if !(self.create_on_push && target.service == Service::ReceivePack) {
                 return refuse(reader, 404, format!("no repository {:?}", target.repo));
             }
             if let Err(reason) = create_repository(&directory) {
@@ -263,7 +318,7 @@ impl Server {
         let request = cgi::Request {
             method: &head.method,
             path_info: target.path_info.clone(),
-            query: head.query(),
+            query: &target.query,
             content_type: head.header("content-type"),
             content_encoding: head.header("content-encoding"),
             git_protocol: head.header("git-protocol"),
@@ -280,7 +335,10 @@ impl Server {
             length,
             reader.get_mut(),
         ) {
-            Ok(status) => (status, format!("{} {}", target.service, target.repo)),
+            Ok(status) => (
+                status,
+                format!("{} {}", target.service.program(), target.repo),
+            ),
             Err(e) => (500, format!("http-backend: {e}")),
         }
     }
@@ -342,12 +400,15 @@ mod tests {
 
     #[test]
     fn routes_smart_http_requests_to_repository_and_service() {
+        use Service::{ReceivePack, UploadPack};
         let t = target("GET", "/team/x.git/info/refs", "service=git-upload-pack").unwrap();
-        assert_eq!((t.repo.as_str(), t.service), ("team/x", "git-upload-pack"));
+        assert_eq!((t.repo.as_str(), t.service), ("team/x", UploadPack));
         assert_eq!(t.path_info, "/team/x.git/info/refs");
+        assert_eq!(t.query, "service=git-upload-pack");
         let t = target("POST", "/team/x+ephemeral.git/git-receive-pack", "").unwrap();
-        assert_eq!((t.repo.as_str(), t.service), ("team/x", "git-receive-pack"));
+        assert_eq!((t.repo.as_str(), t.service), ("team/x", ReceivePack));
         assert_eq!(t.path_info, "/team/x.git/git-receive-pack");
+        assert_eq!(t.query, "");
         let t = target("POST", "/a%2Db.git/git-upload-pack", "").unwrap();
         assert_eq!(t.repo, "a-b");
         let t = target(
@@ -356,15 +417,54 @@ mod tests {
             "x=1&service=git-receive-pack",
         )
         .unwrap();
-        assert_eq!(
-            (t.repo.as_str(), t.service),
-            ("org/team/deep", "git-receive-pack")
-        );
+        assert_eq!((t.repo.as_str(), t.service), ("org/team/deep", ReceivePack));
         assert_eq!(t.path_info, "/org/team/deep.git/info/refs");
+        // http-backend gets only the service that was authorised, not the client's extras.
+        assert_eq!(t.query, "service=git-receive-pack");
+        // Decoded as http-backend decodes it.
+        let t = target("GET", "/x.git/info/refs", "%73ervice=git-receive%2Dpack").unwrap();
+        assert_eq!(t.service, ReceivePack);
+        // A POST's path names its service, whatever the query says.
+        let t = target("POST", "/x.git/git-upload-pack", "service=git-receive-pack").unwrap();
+        assert_eq!((t.service, t.query.as_str()), (UploadPack, ""));
         // Only a trailing +ephemeral/+import names the base repository.
         let t = target("POST", "/x+import+ephemeral.git/git-upload-pack", "").unwrap();
         assert_eq!(t.repo, "x+import");
         assert_eq!(printable("a\rb\n"), "a?b?");
+    }
+
+    #[test]
+    fn refuses_more_than_one_service_parameter_however_spelled() {
+        for query in [
+            "service=git-upload-pack&service=git-receive-pack",
+            "service=git-receive-pack&service=git-upload-pack",
+            "service=git-upload-pack&%73ervice=git-receive-pack",
+            "service=git-upload-pack&service",
+            "service=git-upload-pack&x=1&service=git-upload-pack",
+        ] {
+            for (method, path) in [
+                ("GET", "/x.git/info/refs"),
+                ("POST", "/x.git/git-upload-pack"),
+            ] {
+                let (status, reason) = target(method, path, query).unwrap_err();
+                assert_eq!(status, 400, "{method} {query}");
+                assert!(reason.contains("service= parameters"), "{reason}");
+            }
+        }
+        assert_eq!(
+            target("GET", "/x.git/info/refs", "service=git-upload-pack&%zz=1")
+                .unwrap_err()
+                .0,
+            400
+        );
+        // A name that only looks similar is not a second service.
+        let t = target(
+            "GET",
+            "/x.git/info/refs",
+            "service=git-upload-pack&Service=git-receive-pack&services=x",
+        )
+        .unwrap();
+        assert_eq!(t.service, Service::UploadPack);
     }
 
     #[test]
