@@ -5,10 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use support::emulator::{EMULATOR, Emulator};
 use support::git::{GIT, OLD_GIT, User};
@@ -501,6 +503,175 @@ fn a_second_service_parameter_is_refused_and_never_reaches_receive_pack() {
         }
     }
     assert_log_keeps_secret(&emulator, &reader);
+}
+
+/// How long a test waits for the server to drop a slow client before calling it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+/// A client that connects and sends nothing; the thread returns how long after `started` the
+/// server closed the connection.
+fn silent_client(emulator: &Emulator, started: Instant) -> JoinHandle<Duration> {
+    let mut stream = TcpStream::connect(&emulator.host).unwrap();
+    thread::spawn(move || {
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        // Waits for the server's close (EOF, or a reset): a timeout here means it never came.
+        let mut sink = Vec::new();
+        match stream.read_to_end(&mut sink) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server never dropped a silent client: {e}"),
+        }
+        started.elapsed()
+    })
+}
+
+/// What became of a client that sent its request head a byte at a time.
+struct Dribbled {
+    /// When the server ended the connection, after the client's start.
+    ended: Duration,
+    /// Head bytes the client got to send.
+    sent: usize,
+    /// The length of the whole head.
+    whole: usize,
+    /// What the server said before closing.
+    response: String,
+}
+
+/// A client that completes the TLS handshake, then sends a request head one byte per TLS
+/// record, each after the server has had `pace` to answer; it stops when the server answers or
+/// closes.
+fn dribbling_client(emulator: &Emulator, started: Instant, pace: Duration) -> JoinHandle<Dribbled> {
+    let mut stream = emulator.tls_connect();
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    let head = format!(
+        "GET /team/demo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
+        emulator.host,
+        "slow".repeat(64)
+    );
+    thread::spawn(move || {
+        let mut sent = 0;
+        let mut response = Vec::new();
+        for byte in head.bytes() {
+            if stream
+                .write_all(&[byte])
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+            // Listening for the server's answer is what paces the dribble.
+            stream.sock.set_read_timeout(Some(pace)).unwrap();
+            let mut buffer = [0u8; 4096];
+            match stream.read(&mut buffer) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    response.extend_from_slice(&buffer[..n]);
+                    stream.sock.set_read_timeout(Some(HANG)).unwrap();
+                    let _ = stream.read_to_end(&mut response);
+                    break;
+                }
+            }
+        }
+        Dribbled {
+            ended: started.elapsed(),
+            sent,
+            whole: head.len(),
+            response: String::from_utf8_lossy(&response).into_owned(),
+        }
+    })
+}
+
+#[test]
+fn slow_clients_are_dropped_at_the_head_timeout_while_git_is_served() {
+    let key = TestKey::p256();
+    let limit = Duration::from_secs(5);
+    let emulator = Emulator::start_with(&[("acme", &key.public_pem)], |command| {
+        command.args(["--head-timeout", "5", "--max-connections", "3"]);
+    });
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let started = Instant::now();
+    let silent = silent_client(&emulator, started);
+    let dribbler = dribbling_client(&emulator, started, Duration::from_millis(100));
+
+    // Both hold a connection (the dribbler's finished handshake shows the server took both:
+    // it accepts in connection order); git gets the third place and is served at once.
+    let user = User::new(GIT).trust(&emulator);
+    let token = token_for(&key, "acme", repo, &["git:read"], "");
+    user.git_ok(
+        user.home.path(),
+        &["ls-remote", &url_with(&emulator, &token, repo)],
+    );
+    let served = started.elapsed();
+    assert!(
+        served < limit,
+        "git took {served:?}, longer than the head timeout"
+    );
+
+    let silent_ended = silent.join().unwrap();
+    let dribbled = dribbler.join().unwrap();
+    for ended in [silent_ended, dribbled.ended] {
+        assert!(ended >= limit, "dropped after {ended:?}");
+        assert!(ended < HANG, "dropped after {ended:?}");
+    }
+    assert!(dribbled.sent > 0, "the dribbler sent nothing");
+    assert!(
+        dribbled.sent < dribbled.whole,
+        "the dribbler got its whole head in"
+    );
+    // A close racing the next byte may cut the answer off; what did arrive is a 408.
+    assert!(
+        dribbled.response.is_empty() || dribbled.response.starts_with("HTTP/1.1 408 "),
+        "{}",
+        dribbled.response
+    );
+    let log = emulator.log();
+    let dropped = log
+        .lines()
+        .filter(|l| l.contains("-> 408 no complete request head within 5s"))
+        .count();
+    assert_eq!(dropped, 2, "{log}");
+}
+
+#[test]
+fn beyond_the_connection_cap_git_waits_for_a_place_and_is_then_served() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start_with(&[("acme", &key.public_pem)], |command| {
+        command.args(["--head-timeout", "2", "--max-connections", "2"]);
+    });
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let started = Instant::now();
+    // Two silent clients take both places before git connects (the server accepts in
+    // connection order).
+    let silent = [
+        silent_client(&emulator, started),
+        silent_client(&emulator, started),
+    ];
+    let user = User::new(GIT).trust(&emulator);
+    let token = token_for(&key, "acme", repo, &["git:read"], "");
+    user.git_ok(
+        user.home.path(),
+        &["ls-remote", &url_with(&emulator, &token, repo)],
+    );
+    for client in silent {
+        assert!(client.join().unwrap() >= Duration::from_secs(2));
+    }
+    // git's first request was taken only once a silent client had been dropped.
+    let log = emulator.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let first_drop = lines.iter().position(|l| l.contains("-> 408 "));
+    let first_git = lines
+        .iter()
+        .position(|l| l.contains("GET /team/demo.git/info/refs"));
+    assert!(
+        matches!((first_drop, first_git), (Some(d), Some(g)) if d < g),
+        "{log}"
+    );
 }
 
 /// Starts the binary by hand with `args`; returns it and its first stdout line.

@@ -16,6 +16,7 @@ mod cgi;
 mod der;
 mod glob;
 mod http;
+mod limits;
 mod policy;
 mod server;
 mod tls;
@@ -25,6 +26,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -55,6 +57,13 @@ struct Args {
     /// Create an unknown repository on its first push with git:write.
     #[arg(long)]
     create_on_push: bool,
+    /// Serve at most N connections at once; further clients wait to be accepted.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_connections: u16,
+    /// Drop a client that has not sent a whole request head (TLS handshake included) this many
+    /// seconds after connecting.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    head_timeout: Duration,
 }
 
 fn parse_org(text: &str) -> Result<(String, PathBuf), String> {
@@ -64,6 +73,17 @@ fn parse_org(text: &str) -> Result<(String, PathBuf), String> {
         }
         _ => Err("expected NAME=PUBKEY.pem, e.g. acme=acme.pub.pem".into()),
     }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            "expected a number of seconds above 0 and at most 3600, e.g. 10 or 0.5".into()
+        })
 }
 
 /// Why the emulator could not start.
@@ -100,7 +120,7 @@ fn main() -> ExitCode {
         return policy::run_hook();
     }
     match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(never) => match never {},
         Err(e) => {
             eprintln!("codestorage-emulator: {e}");
             ExitCode::FAILURE
@@ -110,7 +130,7 @@ fn main() -> ExitCode {
 
 /// Starts the server and serves until the process is stopped. The first line on stdout is the
 /// base URL, so that scripts can read the port.
-fn run(args: Args) -> Result<(), EmulatorError> {
+fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
     if !args.listen.ip().is_loopback() {
         return Err(EmulatorError::Usage(format!(
             "--listen {}: the emulator serves loopback only (127.0.0.1, ::1)",
@@ -152,12 +172,46 @@ fn run(args: Args) -> Result<(), EmulatorError> {
         keyring,
         create_on_push: args.create_on_push,
         hooks,
+        head_timeout: args.head_timeout,
     });
-    for connection in listener.incoming() {
-        let Ok(connection) = connection else { continue };
+    let slots = limits::Slots::new(usize::from(args.max_connections));
+    loop {
+        // A place first, then accept: beyond the cap, clients wait in the listen backlog
+        // instead of each getting a thread.
+        let slot = slots.acquire();
+        let Ok((connection, _)) = listener.accept() else {
+            continue;
+        };
         let server = Arc::clone(&server);
         let tls = tls.clone();
-        std::thread::spawn(move || server.serve(connection, tls));
+        // If no thread can be made, the closure is dropped: the connection closes and its
+        // place is given back.
+        let _ = std::thread::Builder::new().spawn(move || {
+            let _slot = slot;
+            server.serve(connection, tls);
+        });
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_timeouts_are_positive_seconds_up_to_an_hour() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("3600"), Ok(Duration::from_secs(3600)));
+        for bad in ["0", "-1", "3601", "NaN", "inf", "ten", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_is_at_least_one() {
+        assert!(Args::try_parse_from(["e", "--root", "r", "--max-connections", "0"]).is_err());
+        let args = Args::try_parse_from(["e", "--root", "r"]).unwrap();
+        assert_eq!(args.max_connections, 64);
+        assert_eq!(args.head_timeout, Duration::from_secs(10));
+    }
 }

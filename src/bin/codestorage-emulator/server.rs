@@ -1,17 +1,21 @@
 //! One connection, one request: route it, check its token, and hand it to http-backend.
 
+use std::cell::Cell;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::auth::{self, Keyring};
+use crate::limits::{self, Deadline};
 use crate::policy::{HOOK_ARG, Policy};
 use crate::{EmulatorError, cgi, http, io_error};
 
-/// How long a connection may stay silent, reading or writing, before it is dropped.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a connection may stay silent, reading or writing, once its head is in.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The realm git sees in the challenge; any Basic challenge makes git ask its helpers.
 const CHALLENGE: &str = "Basic realm=\"Code Storage\"";
@@ -27,6 +31,8 @@ pub struct Server {
     pub create_on_push: bool,
     /// The hooks directory holding our proc-receive hook.
     pub hooks: PathBuf,
+    /// How long a client has, from its connection, to send a whole request head.
+    pub head_timeout: Duration,
 }
 
 /// Writes the `proc-receive` hook, which runs this same binary, under `root`.
@@ -205,37 +211,50 @@ struct Who {
 impl Server {
     /// Serves one connection (TLS when `tls` is set) and closes it.
     pub fn serve(&self, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
-        // A client that connects and goes quiet must not hold a thread (and its http-backend)
-        // forever; git never pauses this long mid-request.
-        let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+        // A client that stops reading must not hold a thread (and its http-backend) forever;
+        // git never pauses this long mid-request.
         let _ = tcp.set_write_timeout(Some(IDLE_TIMEOUT));
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown".to_owned(), |a| a.ip().to_string());
+        // The clock runs from the connection, TLS handshake included: a client sending a byte
+        // at a time cannot stretch it.
+        let until = Rc::new(Cell::new(Some(Instant::now() + self.head_timeout)));
+        let stream = Deadline::new(tcp, Rc::clone(&until), IDLE_TIMEOUT);
         match tls {
-            None => self.handle(tcp, &peer),
+            None => self.handle(stream, &peer, &until),
             Some(config) => {
                 let Ok(connection) = rustls::ServerConnection::new(config) else {
                     return;
                 };
-                let mut stream = rustls::StreamOwned::new(connection, tcp);
-                self.handle(&mut stream, &peer);
+                let mut stream = rustls::StreamOwned::new(connection, stream);
+                self.handle(&mut stream, &peer, &until);
                 stream.conn.send_close_notify();
                 let _ = stream.flush();
             }
         }
     }
 
-    fn handle(&self, stream: impl Read + Write, peer: &str) {
+    fn handle(&self, stream: impl Read + Write, peer: &str, until: &Cell<Option<Instant>>) {
         let mut reader = BufReader::new(stream);
         let head = match http::read_head(&mut reader) {
             Ok(Some(head)) => head,
             Ok(None) => return,
+            Err(e) if limits::timed_out(&e) => {
+                let reason = format!(
+                    "no complete request head within {:?} of connecting; dropped",
+                    self.head_timeout
+                );
+                eprintln!("codestorage-emulator: - - proto=- org=- sub=- scopes=- -> 408 {reason}");
+                let _ = http::write_text(reader.get_mut(), 408, &[], &format!("{reason}\n"));
+                return;
+            }
             Err(e) => {
                 let _ = http::write_text(reader.get_mut(), 400, &[], &format!("{e}\n"));
                 return;
             }
         };
+        until.set(None);
         let mut who = Who::default();
         let (status, reason) = self.respond(&head, &mut reader, peer, &mut who);
         // One line per request: never the token or the Authorization header.
