@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use support::emulator::{EMULATOR, Emulator};
+use support::emulator::{Decision, EMULATOR, Emulator, Record, Service};
 use support::git::{GIT, OLD_GIT, User};
 use support::jwt::{TestKey, now};
 
@@ -67,16 +67,17 @@ fn create_bare(emulator: &Emulator, repo: &str) {
     assert!(status.success());
 }
 
-/// Fails the test if the emulator ever logged `token`.
+/// Fails the test if the emulator ever logged `token`, on stderr or in its request log.
 fn assert_log_keeps_secret(emulator: &Emulator, token: &str) {
-    let log = emulator.log();
-    assert!(!log.is_empty());
-    let signature = token.rsplit('.').next().unwrap();
-    assert!(
-        !log.contains(token) && !log.contains(signature),
-        "the log holds a token: {log}"
-    );
-    assert!(!log.to_ascii_lowercase().contains("basic "), "{log}");
+    for log in [emulator.log(), emulator.records_text()] {
+        assert!(!log.is_empty());
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !log.contains(token) && !log.contains(signature),
+            "the log holds a token: {log}"
+        );
+        assert!(!log.to_ascii_lowercase().contains("basic "), "{log}");
+    }
 }
 
 /// Children of `pid` that have exited but were never waited for.
@@ -502,7 +503,157 @@ fn a_second_service_parameter_is_refused_and_never_reaches_receive_pack() {
             assert!(response.contains("service= parameters"), "{response}");
         }
     }
+    let records = emulator.records();
+    let refused: Vec<&Record> = records.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(refused.len(), 8, "{records:#?}");
+    for record in refused {
+        assert_eq!(
+            (record.service, record.decision, &record.claims),
+            (Service::None, Decision::Refused, &None)
+        );
+    }
+    // receive-pack ran once: for the control with the write token.
+    let receive_packs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.service == Service::ReceivePack && r.decision == Decision::Allowed)
+        .collect();
+    assert_eq!(receive_packs.len(), 1, "{records:#?}");
+    assert_eq!(
+        receive_packs[0].claims.as_ref().unwrap().scopes,
+        ["git:write"]
+    );
     assert_log_keeps_secret(&emulator, &reader);
+}
+
+#[test]
+fn the_request_log_holds_each_requests_service_decision_and_claims() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "agents/bot-42/sandbox";
+    let now = now();
+    let token = |scopes: &str, extra: &str| {
+        key.sign(&format!(
+            r#"{{"iss":"acme","sub":"sandbox:agent-42","repo":"{repo}","scopes":{scopes},"iat":{now},"exp":{}{extra}}}"#,
+            now + 900
+        ))
+    };
+    let writer = token(
+        r#"["git:write"]"#,
+        r#","refs":[["refs/heads/main",["no-force-push"]]]"#,
+    );
+    let reader = token(r#"["git:read"]"#, "");
+    let user = User::new(GIT).trust(&emulator);
+    let home = user.home.path();
+
+    // A push: receive-pack only, every token it showed had git:write and its ref policy.
+    let work = user.init("work");
+    user.commit(&work, "a.txt", b"1\n");
+    user.git_ok(
+        &work,
+        &["push", "-q", &url_with(&emulator, &writer, repo), "main"],
+    );
+    let pushed = emulator.records();
+    let with_token = |records: &[Record]| -> Vec<Record> {
+        records
+            .iter()
+            .filter(|r| r.claims.is_some())
+            .cloned()
+            .collect()
+    };
+    let signed = with_token(&pushed);
+    assert!(!signed.is_empty(), "{pushed:#?}");
+    assert!(
+        pushed.iter().all(|r| r.service == Service::ReceivePack),
+        "{pushed:#?}"
+    );
+    for record in &signed {
+        let claims = record.claims.as_ref().unwrap();
+        assert_eq!(claims.scopes, ["git:write"]);
+        assert_eq!(
+            (claims.iss.as_str(), claims.sub.as_str()),
+            ("acme", "sandbox:agent-42")
+        );
+        assert_eq!(claims.repo, repo);
+        assert_eq!(claims.exp - claims.iat, 900);
+        assert_eq!(
+            claims.refs,
+            Some(vec![(
+                "refs/heads/main".to_owned(),
+                vec!["no-force-push".to_owned()]
+            )])
+        );
+        assert!(record.verified);
+        assert_eq!((record.decision, record.status), (Decision::Allowed, 200));
+    }
+    assert!(
+        signed
+            .iter()
+            .any(|r| r.method == "POST" && r.path == format!("/{repo}.git/git-receive-pack")),
+        "{signed:#?}"
+    );
+
+    // A clone: upload-pack only, every token it showed had exactly git:read.
+    let clone = home.join("clone");
+    user.git_ok(
+        home,
+        &[
+            "clone",
+            "-q",
+            &url_with(&emulator, &reader, repo),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let all = emulator.records();
+    let cloned = &all[pushed.len()..];
+    assert!(
+        cloned.iter().all(|r| r.service == Service::UploadPack),
+        "{cloned:#?}"
+    );
+    let signed = with_token(cloned);
+    assert!(
+        signed
+            .iter()
+            .any(|r| r.method == "POST" && r.path == format!("/{repo}.git/git-upload-pack")),
+        "{cloned:#?}"
+    );
+    for record in &signed {
+        assert_eq!(record.claims.as_ref().unwrap().scopes, ["git:read"]);
+        assert_eq!(record.protocol, "v2");
+        assert_eq!((record.decision, record.status), (Decision::Allowed, 200));
+    }
+
+    // A push with the read token: receive-pack refused, with the token's claims.
+    user.commit(&clone, "b.txt", b"2\n");
+    assert_ne!(user.git(&clone, &["push", "origin", "main"]).code, Some(0));
+    let all_now = emulator.records();
+    let refused: Vec<&Record> = all_now[all.len()..]
+        .iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert_eq!(refused.len(), 1, "{all_now:#?}");
+    let refused = refused[0];
+    assert_eq!(
+        (refused.service, refused.decision, refused.reason.as_str()),
+        (
+            Service::ReceivePack,
+            Decision::Refused,
+            "git-receive-pack needs git:write"
+        )
+    );
+    assert!(refused.verified);
+    assert_eq!(refused.claims.as_ref().unwrap().scopes, ["git:read"]);
+
+    // A token for another repository: refused, logged as it claimed, not verified.
+    let stranger = token_for(&key, "acme", "team/other", &["git:read"], "");
+    let ls = user.git(home, &["ls-remote", &url_with(&emulator, &stranger, repo)]);
+    assert_ne!(ls.code, Some(0));
+    let last = emulator.records().pop().unwrap();
+    assert_eq!((last.status, last.decision), (401, Decision::Refused));
+    assert!(!last.verified);
+    assert_eq!(last.claims.unwrap().repo, "team/other");
+    for token in [&writer, &reader, &stranger] {
+        assert_log_keeps_secret(&emulator, token);
+    }
 }
 
 /// How long a test waits for the server to drop a slow client before calling it a hang.
@@ -629,12 +780,27 @@ fn slow_clients_are_dropped_at_the_head_timeout_while_git_is_served() {
         "{}",
         dribbled.response
     );
-    let log = emulator.log();
-    let dropped = log
-        .lines()
-        .filter(|l| l.contains("-> 408 no complete request head within 5s"))
-        .count();
-    assert_eq!(dropped, 2, "{log}");
+    let records = emulator.records();
+    let dropped: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.decision == Decision::Dropped)
+        .collect();
+    assert_eq!(dropped.len(), 2, "{records:#?}");
+    for record in dropped {
+        assert_eq!((record.status, record.method.as_str()), (408, ""));
+        assert!(
+            record.reason.contains("no complete request head within 5s"),
+            "{}",
+            record.reason
+        );
+    }
+    // git's requests were all served, none of them dropped.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.decision == Decision::Allowed && r.service == Service::UploadPack),
+        "{records:#?}"
+    );
 }
 
 #[test]

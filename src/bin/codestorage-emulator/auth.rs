@@ -7,7 +7,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{self, UnparsedPublicKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::EmulatorError;
 use crate::der::{self, Reader, oid};
@@ -172,8 +172,8 @@ impl Keyring {
     }
 }
 
-/// The claims the emulator reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The claims the emulator reads (and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Claims {
     /// Organisation.
     pub iss: String,
@@ -188,10 +188,10 @@ pub struct Claims {
     /// Expiry.
     pub exp: i64,
     /// Per-ref policies: `[pattern, [ops]]`, first match wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refs: Option<Vec<(String, Vec<String>)>>,
     /// Repository-wide policies.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ops: Option<Vec<String>>,
 }
 
@@ -253,6 +253,12 @@ pub enum Refusal {
         /// The repository ID from the request path.
         path: String,
     },
+}
+
+/// The claims a token carries, unchecked: only for telling in the log which token was refused.
+pub fn read_claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
 /// Checks a token's signature, issuer, lifetime and repository; returns its claims or the reason

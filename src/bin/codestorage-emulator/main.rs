@@ -17,6 +17,7 @@ mod der;
 mod glob;
 mod http;
 mod limits;
+mod log;
 mod policy;
 mod server;
 mod tls;
@@ -39,7 +40,7 @@ use clap::Parser;
     after_help = "Example:\n  codestorage-emulator --root /tmp/repos --ca-out /tmp/ca.pem --org acme=acme.pub.pem --create-on-push\n  (prints its base URL, e.g. https://127.0.0.1:43127, as the first line)"
 )]
 struct Args {
-    /// Directory of bare repositories, served as /<repo-id>.git.
+    /// Directory of bare repositories, served as /REPO-ID.git.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
     /// Loopback address to listen on; port 0 picks a free one.
@@ -64,6 +65,10 @@ struct Args {
     /// seconds after connecting.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
     head_timeout: Duration,
+    /// Append one JSON object per request to FILE: method, path, service, status, decision,
+    /// reason, and the token's claims (never the token).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 fn parse_org(text: &str) -> Result<(String, PathBuf), String> {
@@ -148,6 +153,7 @@ fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
         .canonicalize()
         .map_err(io_error(format!("cannot resolve {}", args.root.display())))?;
     let hooks = server::install_hooks(&root)?;
+    let log = args.log.as_deref().map(log::RequestLog::open).transpose()?;
     let tls = if args.plain_http {
         None
     } else {
@@ -173,6 +179,7 @@ fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
         create_on_push: args.create_on_push,
         hooks,
         head_timeout: args.head_timeout,
+        log,
     });
     let slots = limits::Slots::new(usize::from(args.max_connections));
     loop {

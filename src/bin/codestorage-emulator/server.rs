@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{self, Keyring};
 use crate::limits::{self, Deadline};
+use crate::log::{Decision, Record, RequestLog};
 use crate::policy::{HOOK_ARG, Policy};
 use crate::{EmulatorError, cgi, http, io_error};
 
@@ -33,6 +34,8 @@ pub struct Server {
     pub hooks: PathBuf,
     /// How long a client has, from its connection, to send a whole request head.
     pub head_timeout: Duration,
+    /// Where every request is recorded as a JSON line (`--log`).
+    pub log: Option<RequestLog>,
 }
 
 /// Writes the `proc-receive` hook, which runs this same binary, under `root`.
@@ -65,6 +68,14 @@ pub enum Service {
 }
 
 impl Service {
+    /// The short name the request log uses.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::UploadPack => "upload-pack",
+            Self::ReceivePack => "receive-pack",
+        }
+    }
+
     /// The program's name, as in `service=` and the POST paths.
     pub fn program(self) -> &'static str {
         match self {
@@ -200,12 +211,24 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Who is asking, for the log line.
-#[derive(Default)]
-struct Who {
-    org: String,
-    sub: String,
-    scopes: String,
+/// What the server learned about a request, for the logs.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The service the request asked for, once routed.
+    service: Option<Service>,
+    /// The token's claims: verified, or as a refused token claimed them.
+    claims: Option<auth::Claims>,
+    /// Whether the token passed every check (signature, lifetime, repository).
+    verified: bool,
+}
+
+/// How a request ended.
+#[derive(Debug)]
+enum Verdict {
+    /// http-backend ran and answered with this status.
+    Served(u16, String),
+    /// Refused before http-backend: the reply is still to be written.
+    Refused(u16, String),
 }
 
 impl Server {
@@ -240,36 +263,84 @@ impl Server {
         let head = match http::read_head(&mut reader) {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(e) if limits::timed_out(&e) => {
-                let reason = format!(
-                    "no complete request head within {:?} of connecting; dropped",
-                    self.head_timeout
-                );
-                eprintln!("codestorage-emulator: - - proto=- org=- sub=- scopes=- -> 408 {reason}");
-                let _ = http::write_text(reader.get_mut(), 408, &[], &format!("{reason}\n"));
-                return;
-            }
             Err(e) => {
-                let _ = http::write_text(reader.get_mut(), 400, &[], &format!("{e}\n"));
+                let (status, decision, reason) = if limits::timed_out(&e) {
+                    let reason = format!(
+                        "no complete request head within {:?} of connecting; dropped",
+                        self.head_timeout
+                    );
+                    (408, Decision::Dropped, reason)
+                } else {
+                    (400, Decision::Refused, e.to_string())
+                };
+                self.record(None, status, decision, &reason, &Seen::default());
+                let _ = http::write_text(reader.get_mut(), status, &[], &format!("{reason}\n"));
                 return;
             }
         };
         until.set(None);
-        let mut who = Who::default();
-        let (status, reason) = self.respond(&head, &mut reader, peer, &mut who);
-        // One line per request: never the token or the Authorization header.
-        let protocol = match head.header("git-protocol") {
-            Some(v) if v.contains("version=2") => "v2",
-            _ => "v0",
+        let mut seen = Seen::default();
+        match self.respond(&head, &mut reader, peer, &mut seen) {
+            Verdict::Served(status, reason) => {
+                self.record(Some(&head), status, Decision::Allowed, &reason, &seen);
+            }
+            Verdict::Refused(status, reason) => {
+                // Logged before the reply goes out: once a client has its answer, the log
+                // already holds the request (tests read it as soon as git returns).
+                self.record(Some(&head), status, Decision::Refused, &reason, &seen);
+                let challenge = [("WWW-Authenticate".to_owned(), CHALLENGE.to_owned())];
+                let extra: &[(String, String)] = if status == 401 { &challenge } else { &[] };
+                let _ = http::write_text(reader.get_mut(), status, extra, &format!("{reason}\n"));
+            }
+        }
+    }
+
+    /// Logs one request: a human line on stderr, and a JSON record in the request log. Never
+    /// the token or the Authorization header.
+    fn record(
+        &self,
+        head: Option<&http::Head>,
+        status: u16,
+        decision: Decision,
+        reason: &str,
+        seen: &Seen,
+    ) {
+        let protocol = match head.map(|h| h.header("git-protocol")) {
+            None => "",
+            Some(Some(v)) if v.contains("version=2") => "v2",
+            Some(_) => "v0",
+        };
+        let method = head.map_or("", |h| h.method.as_str());
+        let path = head.map_or("", |h| h.path());
+        // The human line names only a token that passed every check, as it always has.
+        let (org, sub, scopes) = match seen.claims.as_ref().filter(|_| seen.verified) {
+            Some(c) => (c.iss.as_str(), c.sub.as_str(), c.scopes.join("+")),
+            None => ("", "", String::new()),
         };
         eprintln!(
-            "codestorage-emulator: {} {} proto={protocol} org={} sub={} scopes={} -> {status} {reason}",
-            printable(&head.method),
-            printable(head.path()),
-            printable(or_dash(&who.org)),
-            printable(or_dash(&who.sub)),
-            printable(or_dash(&who.scopes)),
+            "codestorage-emulator: {} {} proto={} org={} sub={} scopes={} -> {status} {}",
+            printable(or_dash(method)),
+            printable(or_dash(path)),
+            or_dash(protocol),
+            printable(or_dash(org)),
+            printable(or_dash(sub)),
+            printable(or_dash(&scopes)),
+            printable(reason),
         );
+        if let Some(log) = &self.log {
+            log.write(&Record {
+                time: now(),
+                method,
+                path,
+                service: seen.service.map_or("none", Service::short),
+                protocol,
+                status,
+                decision,
+                reason,
+                verified: seen.verified,
+                claims: seen.claims.as_ref(),
+            });
+        }
     }
 
     fn respond<S: Read + Write>(
@@ -277,28 +348,27 @@ impl Server {
         head: &http::Head,
         reader: &mut BufReader<S>,
         peer: &str,
-        who: &mut Who,
-    ) -> (u16, String) {
-        let refuse = |reader: &mut BufReader<S>, status: u16, reason: String| {
-            let challenge = [("WWW-Authenticate".to_owned(), CHALLENGE.to_owned())];
-            let extra: &[(String, String)] = if status == 401 { &challenge } else { &[] };
-            let _ = http::write_text(reader.get_mut(), status, extra, &format!("{reason}\n"));
-            (status, reason)
-        };
+        seen: &mut Seen,
+    ) -> Verdict {
+        let refuse = |status: u16, reason: String| Verdict::Refused(status, reason);
         let target = match target(&head.method, head.path(), head.query()) {
             Ok(target) => target,
-            Err((status, reason)) => return refuse(reader, status, reason),
+            Err((status, reason)) => return refuse(status, reason),
         };
+        seen.service = Some(target.service);
         let Some(password) = head.header("authorization").and_then(auth::basic_password) else {
-            return refuse(reader, 401, "no credentials".into());
+            return refuse(401, "no credentials".into());
         };
         let claims = match auth::verify(&password, &self.keyring, &target.repo, now()) {
             Ok(claims) => claims,
-            Err(refusal) => return refuse(reader, 401, refusal.to_string()),
+            Err(refusal) => {
+                // What the refused token claimed, for the log: it says which token was sent.
+                seen.claims = auth::read_claims(&password);
+                return refuse(401, refusal.to_string());
+            }
         };
-        who.org.clone_from(&claims.iss);
-        who.sub.clone_from(&claims.sub);
-        who.scopes = claims.scopes.join("+");
+        seen.claims = Some(claims.clone());
+        seen.verified = true;
         if !auth::allows(&claims, target.service) {
             let needs = if target.service == Service::ReceivePack {
                 "git:write"
@@ -306,20 +376,20 @@ impl Server {
                 "git:read or git:write"
             };
             let program = target.service.program();
-            return refuse(reader, 403, format!("{program} needs {needs}"));
+            return refuse(403, format!("{program} needs {needs}"));
         }
         let directory = self.root.join(format!("{}.git", target.repo));
         if !directory.is_dir() {
             if !(self.create_on_push && target.service == Service::ReceivePack) {
-                return refuse(reader, 404, format!("no repository {:?}", target.repo));
+                return refuse(404, format!("no repository {:?}", target.repo));
             }
             if let Err(reason) = create_repository(&directory) {
-                return refuse(reader, 500, reason);
+                return refuse(500, reason);
             }
         }
         let body = match head.body() {
             Ok(body) => body,
-            Err(e) => return refuse(reader, 400, e.to_string()),
+            Err(e) => return refuse(400, e.to_string()),
         };
         if head
             .header("expect")
@@ -331,7 +401,7 @@ impl Server {
         // plain file with a known length.
         let (file, length) = match self.spool(body, reader) {
             Ok(spooled) => spooled,
-            Err(reason) => return refuse(reader, 400, reason),
+            Err(reason) => return refuse(400, reason),
         };
         let policy = Policy::from_claims(&claims);
         let request = cgi::Request {
@@ -354,11 +424,11 @@ impl Server {
             length,
             reader.get_mut(),
         ) {
-            Ok(status) => (
+            Ok(status) => Verdict::Served(
                 status,
                 format!("{} {}", target.service.program(), target.repo),
             ),
-            Err(e) => (500, format!("http-backend: {e}")),
+            Err(e) => Verdict::Served(500, format!("http-backend: {e}")),
         }
     }
 
