@@ -36,6 +36,3 @@ pub mod sshagent;
 pub mod token;
 pub mod ttl;
 pub mod url;
-
-#[cfg(feature = "emulator")]
-pub mod emulator;

@@ -5,12 +5,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use support::emulator::{EMULATOR, Emulator};
+use support::emulator::{Decision, EMULATOR, Emulator, Record, Service};
 use support::git::{GIT, OLD_GIT, User};
 use support::jwt::{TestKey, now};
 
@@ -65,16 +67,17 @@ fn create_bare(emulator: &Emulator, repo: &str) {
     assert!(status.success());
 }
 
-/// Fails the test if the emulator ever logged `token`.
+/// Fails the test if the emulator ever logged `token`, on stderr or in its request log.
 fn assert_log_keeps_secret(emulator: &Emulator, token: &str) {
-    let log = emulator.log();
-    assert!(!log.is_empty());
-    let signature = token.rsplit('.').next().unwrap();
-    assert!(
-        !log.contains(token) && !log.contains(signature),
-        "the log holds a token: {log}"
-    );
-    assert!(!log.to_ascii_lowercase().contains("basic "), "{log}");
+    for log in [emulator.log(), emulator.records_text()] {
+        assert!(!log.is_empty());
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !log.contains(token) && !log.contains(signature),
+            "the log holds a token: {log}"
+        );
+        assert!(!log.to_ascii_lowercase().contains("basic "), "{log}");
+    }
 }
 
 /// Children of `pid` that have exited but were never waited for.
@@ -452,6 +455,389 @@ fn unknown_repositories_are_404_and_created_on_push_only_when_asked() {
         &["push", "-q", &url_with(&creating, &token, repo), "main"],
     );
     assert_eq!(creating.rev(repo, "refs/heads/main"), Some(head));
+}
+
+/// A raw `GET .../info/refs?{query}` for `repo` with `token`, over HTTPS.
+fn info_refs(emulator: &Emulator, repo: &str, token: &str, query: &str) -> String {
+    let credentials = base64_encode(format!("t:{token}").as_bytes());
+    emulator.https_exchange(
+        format!(
+            "GET /{repo}.git/info/refs?{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\r\n",
+            emulator.host
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_second_service_parameter_is_refused_and_never_reaches_receive_pack() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let reader = token_for(&key, "acme", repo, &["git:read"], "");
+    let writer = token_for(&key, "acme", repo, &["git:write"], "");
+    let receive_pack = "# service=git-receive-pack";
+
+    // Controls: one service each, as git asks; the raw client sees what git would.
+    let read = info_refs(&emulator, repo, &reader, "service=git-upload-pack");
+    assert!(read.starts_with("HTTP/1.1 200 "), "{read}");
+    assert!(read.contains("# service=git-upload-pack"), "{read}");
+    let denied = info_refs(&emulator, repo, &reader, "service=git-receive-pack");
+    assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
+    let write = info_refs(&emulator, repo, &writer, "service=git-receive-pack");
+    assert!(write.starts_with("HTTP/1.1 200 "), "{write}");
+    assert!(write.contains(receive_pack), "{write}");
+
+    // http-backend serves the last service=; the emulator would have authorised the first.
+    for query in [
+        "service=git-upload-pack&service=git-receive-pack",
+        "service=git-receive-pack&service=git-upload-pack",
+        "service=git-upload-pack&%73ervice=git-receive-pack",
+        "service=git-upload-pack&x=1&service=git-receive-pack",
+    ] {
+        for token in [&reader, &writer] {
+            let response = info_refs(&emulator, repo, token, query);
+            assert!(response.starts_with("HTTP/1.1 400 "), "{query}: {response}");
+            assert!(!response.contains(receive_pack), "{query}: {response}");
+            assert!(response.contains("service= parameters"), "{response}");
+        }
+    }
+    let records = emulator.records();
+    let refused: Vec<&Record> = records.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(refused.len(), 8, "{records:#?}");
+    for record in refused {
+        assert_eq!(
+            (record.service, record.decision, &record.claims),
+            (Service::None, Decision::Refused, &None)
+        );
+    }
+    // receive-pack ran once: for the control with the write token.
+    let receive_packs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.service == Service::ReceivePack && r.decision == Decision::Allowed)
+        .collect();
+    assert_eq!(receive_packs.len(), 1, "{records:#?}");
+    assert_eq!(
+        receive_packs[0].claims.as_ref().unwrap().scopes,
+        ["git:write"]
+    );
+    assert_log_keeps_secret(&emulator, &reader);
+}
+
+#[test]
+fn the_request_log_holds_each_requests_service_decision_and_claims() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "agents/bot-42/sandbox";
+    let now = now();
+    let token = |scopes: &str, extra: &str| {
+        key.sign(&format!(
+            r#"{{"iss":"acme","sub":"sandbox:agent-42","repo":"{repo}","scopes":{scopes},"iat":{now},"exp":{}{extra}}}"#,
+            now + 900
+        ))
+    };
+    let writer = token(
+        r#"["git:write"]"#,
+        r#","refs":[["refs/heads/main",["no-force-push"]]]"#,
+    );
+    let reader = token(r#"["git:read"]"#, "");
+    let user = User::new(GIT).trust(&emulator);
+    let home = user.home.path();
+
+    // A push: receive-pack only, every token it showed had git:write and its ref policy.
+    let work = user.init("work");
+    user.commit(&work, "a.txt", b"1\n");
+    user.git_ok(
+        &work,
+        &["push", "-q", &url_with(&emulator, &writer, repo), "main"],
+    );
+    let pushed = emulator.records();
+    let with_token = |records: &[Record]| -> Vec<Record> {
+        records
+            .iter()
+            .filter(|r| r.claims.is_some())
+            .cloned()
+            .collect()
+    };
+    let signed = with_token(&pushed);
+    assert!(!signed.is_empty(), "{pushed:#?}");
+    assert!(
+        pushed.iter().all(|r| r.service == Service::ReceivePack),
+        "{pushed:#?}"
+    );
+    for record in &signed {
+        let claims = record.claims.as_ref().unwrap();
+        assert_eq!(claims.scopes, ["git:write"]);
+        assert_eq!(
+            (claims.iss.as_str(), claims.sub.as_str()),
+            ("acme", "sandbox:agent-42")
+        );
+        assert_eq!(claims.repo, repo);
+        assert_eq!(claims.exp - claims.iat, 900);
+        assert_eq!(
+            claims.refs,
+            Some(vec![(
+                "refs/heads/main".to_owned(),
+                vec!["no-force-push".to_owned()]
+            )])
+        );
+        assert!(record.verified);
+        assert_eq!((record.decision, record.status), (Decision::Allowed, 200));
+    }
+    assert!(
+        signed
+            .iter()
+            .any(|r| r.method == "POST" && r.path == format!("/{repo}.git/git-receive-pack")),
+        "{signed:#?}"
+    );
+
+    // A clone: upload-pack only, every token it showed had exactly git:read.
+    let clone = home.join("clone");
+    user.git_ok(
+        home,
+        &[
+            "clone",
+            "-q",
+            &url_with(&emulator, &reader, repo),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let all = emulator.records();
+    let cloned = &all[pushed.len()..];
+    assert!(
+        cloned.iter().all(|r| r.service == Service::UploadPack),
+        "{cloned:#?}"
+    );
+    let signed = with_token(cloned);
+    assert!(
+        signed
+            .iter()
+            .any(|r| r.method == "POST" && r.path == format!("/{repo}.git/git-upload-pack")),
+        "{cloned:#?}"
+    );
+    for record in &signed {
+        assert_eq!(record.claims.as_ref().unwrap().scopes, ["git:read"]);
+        assert_eq!(record.protocol, "v2");
+        assert_eq!((record.decision, record.status), (Decision::Allowed, 200));
+    }
+
+    // A push with the read token: receive-pack refused, with the token's claims.
+    user.commit(&clone, "b.txt", b"2\n");
+    assert_ne!(user.git(&clone, &["push", "origin", "main"]).code, Some(0));
+    let all_now = emulator.records();
+    let refused: Vec<&Record> = all_now[all.len()..]
+        .iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert_eq!(refused.len(), 1, "{all_now:#?}");
+    let refused = refused[0];
+    assert_eq!(
+        (refused.service, refused.decision, refused.reason.as_str()),
+        (
+            Service::ReceivePack,
+            Decision::Refused,
+            "git-receive-pack needs git:write"
+        )
+    );
+    assert!(refused.verified);
+    assert_eq!(refused.claims.as_ref().unwrap().scopes, ["git:read"]);
+
+    // A token for another repository: refused, logged as it claimed, not verified.
+    let stranger = token_for(&key, "acme", "team/other", &["git:read"], "");
+    let ls = user.git(home, &["ls-remote", &url_with(&emulator, &stranger, repo)]);
+    assert_ne!(ls.code, Some(0));
+    let last = emulator.records().pop().unwrap();
+    assert_eq!((last.status, last.decision), (401, Decision::Refused));
+    assert!(!last.verified);
+    assert_eq!(last.claims.unwrap().repo, "team/other");
+    for token in [&writer, &reader, &stranger] {
+        assert_log_keeps_secret(&emulator, token);
+    }
+}
+
+/// How long a test waits for the server to drop a slow client before calling it a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+/// A client that connects and sends nothing; the thread returns how long after `started` the
+/// server closed the connection.
+fn silent_client(emulator: &Emulator, started: Instant) -> JoinHandle<Duration> {
+    let mut stream = TcpStream::connect(&emulator.host).unwrap();
+    thread::spawn(move || {
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        // Waits for the server's close (EOF, or a reset): a timeout here means it never came.
+        let mut sink = Vec::new();
+        match stream.read_to_end(&mut sink) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server never dropped a silent client: {e}"),
+        }
+        started.elapsed()
+    })
+}
+
+/// What became of a client that sent its request head a byte at a time.
+struct Dribbled {
+    /// When the server ended the connection, after the client's start.
+    ended: Duration,
+    /// Head bytes the client got to send.
+    sent: usize,
+    /// The length of the whole head.
+    whole: usize,
+    /// What the server said before closing.
+    response: String,
+}
+
+/// A client that completes the TLS handshake, then sends a request head one byte per TLS
+/// record, each after the server has had `pace` to answer; it stops when the server answers or
+/// closes.
+fn dribbling_client(emulator: &Emulator, started: Instant, pace: Duration) -> JoinHandle<Dribbled> {
+    let mut stream = emulator.tls_connect();
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    let head = format!(
+        "GET /team/demo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
+        emulator.host,
+        "slow".repeat(64)
+    );
+    thread::spawn(move || {
+        let mut sent = 0;
+        let mut response = Vec::new();
+        for byte in head.bytes() {
+            if stream
+                .write_all(&[byte])
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+            // Listening for the server's answer is what paces the dribble.
+            stream.sock.set_read_timeout(Some(pace)).unwrap();
+            let mut buffer = [0u8; 4096];
+            match stream.read(&mut buffer) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    response.extend_from_slice(&buffer[..n]);
+                    stream.sock.set_read_timeout(Some(HANG)).unwrap();
+                    let _ = stream.read_to_end(&mut response);
+                    break;
+                }
+            }
+        }
+        Dribbled {
+            ended: started.elapsed(),
+            sent,
+            whole: head.len(),
+            response: String::from_utf8_lossy(&response).into_owned(),
+        }
+    })
+}
+
+#[test]
+fn slow_clients_are_dropped_at_the_head_timeout_while_git_is_served() {
+    let key = TestKey::p256();
+    let limit = Duration::from_secs(5);
+    let emulator = Emulator::start_with(&[("acme", &key.public_pem)], |command| {
+        command.args(["--head-timeout", "5", "--max-connections", "3"]);
+    });
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let started = Instant::now();
+    let silent = silent_client(&emulator, started);
+    let dribbler = dribbling_client(&emulator, started, Duration::from_millis(100));
+
+    // Both hold a connection (the dribbler's finished handshake shows the server took both:
+    // it accepts in connection order); git gets the third place and is served at once.
+    let user = User::new(GIT).trust(&emulator);
+    let token = token_for(&key, "acme", repo, &["git:read"], "");
+    user.git_ok(
+        user.home.path(),
+        &["ls-remote", &url_with(&emulator, &token, repo)],
+    );
+    let served = started.elapsed();
+    assert!(
+        served < limit,
+        "git took {served:?}, longer than the head timeout"
+    );
+
+    let silent_ended = silent.join().unwrap();
+    let dribbled = dribbler.join().unwrap();
+    for ended in [silent_ended, dribbled.ended] {
+        assert!(ended >= limit, "dropped after {ended:?}");
+        assert!(ended < HANG, "dropped after {ended:?}");
+    }
+    assert!(dribbled.sent > 0, "the dribbler sent nothing");
+    assert!(
+        dribbled.sent < dribbled.whole,
+        "the dribbler got its whole head in"
+    );
+    // A close racing the next byte may cut the answer off; what did arrive is a 408.
+    assert!(
+        dribbled.response.is_empty() || dribbled.response.starts_with("HTTP/1.1 408 "),
+        "{}",
+        dribbled.response
+    );
+    let records = emulator.records();
+    let dropped: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.decision == Decision::Dropped)
+        .collect();
+    assert_eq!(dropped.len(), 2, "{records:#?}");
+    for record in dropped {
+        assert_eq!((record.status, record.method.as_str()), (408, ""));
+        assert!(
+            record.reason.contains("no complete request head within 5s"),
+            "{}",
+            record.reason
+        );
+    }
+    // git's requests were all served, none of them dropped.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.decision == Decision::Allowed && r.service == Service::UploadPack),
+        "{records:#?}"
+    );
+}
+
+#[test]
+fn beyond_the_connection_cap_git_waits_for_a_place_and_is_then_served() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start_with(&[("acme", &key.public_pem)], |command| {
+        command.args(["--head-timeout", "2", "--max-connections", "2"]);
+    });
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let started = Instant::now();
+    // Two silent clients take both places before git connects (the server accepts in
+    // connection order).
+    let silent = [
+        silent_client(&emulator, started),
+        silent_client(&emulator, started),
+    ];
+    let user = User::new(GIT).trust(&emulator);
+    let token = token_for(&key, "acme", repo, &["git:read"], "");
+    user.git_ok(
+        user.home.path(),
+        &["ls-remote", &url_with(&emulator, &token, repo)],
+    );
+    for client in silent {
+        assert!(client.join().unwrap() >= Duration::from_secs(2));
+    }
+    // git's first request was taken only once a silent client had been dropped.
+    let log = emulator.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let first_drop = lines.iter().position(|l| l.contains("-> 408 "));
+    let first_git = lines
+        .iter()
+        .position(|l| l.contains("GET /team/demo.git/info/refs"));
+    assert!(
+        matches!((first_drop, first_git), (Some(d), Some(g)) if d < g),
+        "{log}"
+    );
 }
 
 /// Starts the binary by hand with `args`; returns it and its first stdout line.

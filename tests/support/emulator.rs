@@ -1,9 +1,16 @@
 //! A `codestorage-emulator` process on loopback for one test, stopped when dropped (even when
-//! the test fails), with its CA, its repositories and its log in a temporary directory.
+//! the test fails), with its CA, its repositories and its logs in a temporary directory: the
+//! human one (stderr) and the JSON request log, read back as [`Record`]s.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use serde::Deserialize;
 
 /// The emulator binary under test.
 pub const EMULATOR: &str = env!("CARGO_BIN_EXE_codestorage-emulator");
@@ -22,7 +29,80 @@ pub struct Emulator {
     /// Where its bare repositories live.
     pub root: PathBuf,
     log: PathBuf,
+    requests: PathBuf,
     dir: tempfile::TempDir,
+}
+
+/// One request as the emulator's `--log` recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Record {
+    /// When, in seconds since the Unix epoch.
+    pub time: i64,
+    /// The method; empty when the head never came whole.
+    pub method: String,
+    /// The path as sent, without the query; empty when the head never came whole.
+    pub path: String,
+    /// The service asked for.
+    pub service: Service,
+    /// `v0` or `v2`; empty when the head never came whole.
+    pub protocol: String,
+    /// The HTTP status sent.
+    pub status: u16,
+    /// What the emulator decided.
+    pub decision: Decision,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether the token passed every check (signature, lifetime, repository).
+    pub verified: bool,
+    /// The claims of the token presented, if any (as claimed when not `verified`).
+    pub claims: Option<Claims>,
+}
+
+/// A smart-HTTP service, as the request log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    /// Fetch and clone.
+    UploadPack,
+    /// Push.
+    ReceivePack,
+    /// Refused before it was routed to either.
+    None,
+}
+
+/// What the emulator did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Passed to http-backend.
+    Allowed,
+    /// Refused before http-backend.
+    Refused,
+    /// The client did not send its request head in time.
+    Dropped,
+}
+
+/// A token's claims, as the server saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// Organisation.
+    pub iss: String,
+    /// Agent identity.
+    pub sub: String,
+    /// Repository ID.
+    pub repo: String,
+    /// Scopes, in the token's order.
+    pub scopes: Vec<String>,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Per-ref policies, when the token had them.
+    #[serde(default)]
+    pub refs: Option<Vec<(String, Vec<String>)>>,
+    /// Repository-wide policies, when the token had them.
+    #[serde(default)]
+    pub ops: Option<Vec<String>>,
 }
 
 impl Emulator {
@@ -41,8 +121,15 @@ impl Emulator {
         let root = dir.path().join("repos");
         let ca = dir.path().join("ca.pem");
         let log = dir.path().join("emulator.log");
+        let requests = dir.path().join("requests.jsonl");
         let mut command = Command::new(EMULATOR);
-        command.arg("--root").arg(&root).arg("--ca-out").arg(&ca);
+        command
+            .arg("--root")
+            .arg(&root)
+            .arg("--ca-out")
+            .arg(&ca)
+            .arg("--log")
+            .arg(&requests);
         configure(&mut command);
         for (index, (org, public_pem)) in orgs.iter().enumerate() {
             let path = dir.path().join(format!("{org}-{index}.pub.pem"));
@@ -77,6 +164,7 @@ impl Emulator {
             ca,
             root,
             log,
+            requests,
             dir,
         }
     }
@@ -86,9 +174,29 @@ impl Emulator {
         format!("{}/{repo}.git", self.url)
     }
 
-    /// Everything the emulator logged so far, one line per request.
+    /// Everything the emulator logged so far on stderr, one line per request.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every request the emulator has recorded so far, in the order it decided them. A request
+    /// is recorded before its client sees the end of the answer, so once git returns, its
+    /// requests are here.
+    pub fn records(&self) -> Vec<Record> {
+        let text = std::fs::read_to_string(&self.requests).unwrap_or_default();
+        text.split_inclusive('\n')
+            // A line still being written has no newline yet.
+            .filter(|line| line.ends_with('\n'))
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("bad request log line {line:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The request log as written, for checking that no token is in it.
+    pub fn records_text(&self) -> String {
+        std::fs::read_to_string(&self.requests).unwrap_or_default()
     }
 
     /// The commit `refname` points at in the server's copy of `repo`, if any.
@@ -103,6 +211,35 @@ impl Emulator {
             .status
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// A TLS connection to the emulator (handshake still to come), trusting only its CA: for
+    /// requests git would never send.
+    pub fn tls_connect(&self) -> StreamOwned<ClientConnection, TcpStream> {
+        let mut roots = RootCertStore::empty();
+        let ca = pem::parse(std::fs::read(&self.ca).unwrap()).unwrap();
+        roots.add(CertificateDer::from(ca.into_contents())).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let address: SocketAddr = self.host.parse().unwrap();
+        let name = ServerName::IpAddress(address.ip().into());
+        let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+        StreamOwned::new(connection, TcpStream::connect(address).unwrap())
+    }
+
+    /// Sends `request` over HTTPS and returns the whole response (the emulator closes each
+    /// connection after one response).
+    pub fn https_exchange(&self, request: &[u8]) -> String {
+        let mut stream = self.tls_connect();
+        stream.write_all(request).unwrap();
+        stream.flush().unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        String::from_utf8_lossy(&response).into_owned()
     }
 
     /// The emulator's process ID.

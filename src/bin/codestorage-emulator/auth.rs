@@ -7,10 +7,11 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{self, UnparsedPublicKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::EmulatorError;
-use super::der::{self, Reader, oid};
+use crate::EmulatorError;
+use crate::der::{self, Reader, oid};
+use crate::server::Service;
 
 /// The clock skew allowed for `iat`.
 pub const SKEW_SECONDS: i64 = 60;
@@ -171,8 +172,8 @@ impl Keyring {
     }
 }
 
-/// The claims the emulator reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The claims the emulator reads (and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Claims {
     /// Organisation.
     pub iss: String,
@@ -187,10 +188,10 @@ pub struct Claims {
     /// Expiry.
     pub exp: i64,
     /// Per-ref policies: `[pattern, [ops]]`, first match wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refs: Option<Vec<(String, Vec<String>)>>,
     /// Repository-wide policies.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ops: Option<Vec<String>>,
 }
 
@@ -254,6 +255,12 @@ pub enum Refusal {
     },
 }
 
+/// The claims a token carries, unchecked: only for telling in the log which token was refused.
+pub fn read_claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 /// Checks a token's signature, issuer, lifetime and repository; returns its claims or the reason
 /// it is refused.
 pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Claims, Refusal> {
@@ -314,13 +321,12 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
     Ok(claims)
 }
 
-/// Whether `claims` allow `service` (`git-upload-pack` or `git-receive-pack`).
-pub fn allows(claims: &Claims, service: &str) -> bool {
+/// Whether `claims` allow `service`.
+pub fn allows(claims: &Claims, service: Service) -> bool {
     let has = |scope: &str| claims.scopes.iter().any(|s| s == scope);
     match service {
-        "git-upload-pack" => has("git:read") || has("git:write"),
-        "git-receive-pack" => has("git:write"),
-        _ => false,
+        Service::UploadPack => has("git:read") || has("git:write"),
+        Service::ReceivePack => has("git:write"),
     }
 }
 
@@ -635,13 +641,12 @@ mod tests {
     #[test]
     fn scopes_gate_services_and_basic_auth_yields_the_password() {
         let mut claims: Claims = serde_json::from_str(&claims_json("x", 0, 1)).unwrap();
-        assert!(allows(&claims, "git-upload-pack"));
-        assert!(!allows(&claims, "git-receive-pack"));
+        assert!(allows(&claims, Service::UploadPack));
+        assert!(!allows(&claims, Service::ReceivePack));
         claims.scopes = vec!["git:write".into()];
-        assert!(allows(&claims, "git-upload-pack") && allows(&claims, "git-receive-pack"));
+        assert!(allows(&claims, Service::UploadPack) && allows(&claims, Service::ReceivePack));
         claims.scopes = vec!["repo:write".into(), "org:read".into()];
-        assert!(!allows(&claims, "git-upload-pack") && !allows(&claims, "git-receive-pack"));
-        assert!(!allows(&claims, "git-upload-archive"));
+        assert!(!allows(&claims, Service::UploadPack) && !allows(&claims, Service::ReceivePack));
         assert_eq!(basic_password("Basic dDpzZWNyZXQ="), Some("secret".into()));
         assert_eq!(basic_password("basic dDpzZWNyZXQ="), Some("secret".into()));
         assert_eq!(basic_password("Bearer abc"), None);

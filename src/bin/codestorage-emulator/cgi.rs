@@ -5,8 +5,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::http;
-use super::policy::{POLICY_ENV, Policy};
+use crate::http;
+use crate::policy::{POLICY_ENV, Policy};
 
 /// One request for `git http-backend`.
 #[derive(Debug)]
@@ -15,7 +15,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `/<repo>.git/<service path>`.
     pub path_info: String,
-    /// The query string, without `?`.
+    /// The query string, without `?`: the one the request was authorised for.
     pub query: &'a str,
     /// `Content-Type` of the body.
     pub content_type: Option<&'a str>,

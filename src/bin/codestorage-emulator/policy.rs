@@ -8,8 +8,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::Claims;
-use crate::glob::Glob;
+use crate::auth::Claims;
+use crate::glob;
 
 /// The environment variable that carries a push's policy from the server to its hook.
 pub const POLICY_ENV: &str = "CODESTORAGE_EMULATOR_POLICY";
@@ -47,9 +47,10 @@ impl Policy {
 
     /// The ops that apply to `refname`: the first matching `refs` entry's, and the repo-wide ones.
     pub fn ops_for(&self, refname: &str) -> Vec<&str> {
-        let matching = self.refs.iter().find(|(pattern, _)| {
-            Glob::new(pattern).map_or(pattern == refname, |g| g.matches(refname))
-        });
+        let matching = self
+            .refs
+            .iter()
+            .find(|(pattern, _)| glob::matches(pattern, refname));
         matching
             .into_iter()
             .flat_map(|(_, ops)| ops)

@@ -8,7 +8,7 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::EmulatorError;
+use crate::EmulatorError;
 
 /// Names the server certificate covers: loopback, and Code Storage's own names so that a test
 /// can point `acme.code.storage` at loopback (git's `http.curloptResolve`) and use real URLs.
