@@ -286,7 +286,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw_org.subject,
             raw_org.least_privilege,
         )
-            .map_err(|(o, m)| invalid(o, m))?;
+        .map_err(|(o, m)| invalid(o, m))?;
         let mut rules = Vec::with_capacity(raw_org.repo.len());
         for rule in raw_org.repo {
             let at = rule.span().start;
@@ -344,7 +344,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         path: path.to_owned(),
-        level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege).map_err(|(o, m)| invalid(o, m))?,
+        level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege)
+            .map_err(|(o, m)| invalid(o, m))?,
         orgs,
     })
 }

@@ -168,7 +168,8 @@ pub fn helper_value(current_exe: &Path, path_var: Option<&OsStr>) -> String {
 
 /// The names PATH is searched for: with `.exe` on Windows, as git for Windows looks.
 fn binary_names() -> impl Iterator<Item = String> {
-    std::iter::once(BINARY_NAME.to_owned()).chain(cfg!(windows).then(|| format!("{BINARY_NAME}.exe")))
+    std::iter::once(BINARY_NAME.to_owned())
+        .chain(cfg!(windows).then(|| format!("{BINARY_NAME}.exe")))
 }
 
 /// git's `is_absolute_path`: `/x`, or on Windows also `C:/x` and `C:\x`.
@@ -771,7 +772,10 @@ mod tests {
         for value in [
             helper_value(&copy, None),
             helper_value(&plain, None),
-            helper_value(Path::new("/opt/caf\u{e9}/~x/git-credential-codestorage"), None),
+            helper_value(
+                Path::new("/opt/caf\u{e9}/~x/git-credential-codestorage"),
+                None,
+            ),
         ] {
             let program = match HelperCommand::parse(&value) {
                 HelperCommand::Absolute(p) | HelperCommand::Shell(p) => p,

@@ -889,7 +889,14 @@ ops = ["no-force-push"]
         let rule_off = config(&format!(
             "{RULES}[[org.acme.repo]]\nmatch = \"legacy/**\"\nleast_privilege = false\n"
         ));
-        let s = for_repo(Some(&rule_off), "acme", "legacy/x", &env, &Overrides::default()).unwrap();
+        let s = for_repo(
+            Some(&rule_off),
+            "acme",
+            "legacy/x",
+            &env,
+            &Overrides::default(),
+        )
+        .unwrap();
         assert!(!s.least_privilege);
     }
 

@@ -138,21 +138,41 @@ fn environment_only_mode_works_with_either_name_for_the_key() {
 }
 
 #[test]
-fn ephemeral_only_when_git_offers_the_authtype_capability() {
+fn reads_by_a_git_that_offers_authtype_get_an_ephemeral_basic_credential_pushes_a_password() {
     let key = TestKey::p256();
     let home = acme(&key, "");
-    let modern = home.get(
-        format!("capability[]=authtype\ncapability[]=state\n{REQUEST}"),
-        &[],
-    );
+    let modern = format!("capability[]=authtype\ncapability[]=state\n{REQUEST}");
+    // git sets GIT_TRACE2_PARENT_NAME when trace2 is on: the first signal the helper reads.
+    let fetch = [("GIT_TRACE2_PARENT_NAME", "fetch/_run_dashed_/remote-curl")];
+    let read = home.get(&modern, &fetch);
     assert!(
-        modern
-            .stdout
-            .starts_with("capability[]=authtype\nephemeral=1\n")
+        read.stdout
+            .starts_with("capability[]=authtype\nauthtype=Basic\ncredential="),
+        "{}",
+        read.stdout
     );
-    verify(&modern.password(), &key);
-    let old = home.get(REQUEST, &[]);
+    assert!(read.stdout.contains("\nephemeral=1\n"), "{}", read.stdout);
+    assert_eq!(
+        read.field("password"),
+        None,
+        "no password for a helper to keep"
+    );
+    let claims = verify(&read.password(), &key).claims;
+    assert_eq!(claims["scopes"], serde_json::json!(["git:read"]));
+
+    let push = [("GIT_TRACE2_PARENT_NAME", "push/_run_dashed_/remote-curl")];
+    let write = home.get(&modern, &push);
+    assert!(!write.stdout.contains("ephemeral"), "{}", write.stdout);
+    let claims = verify(&write.password(), &key).claims;
+    assert_eq!(
+        claims["scopes"],
+        serde_json::json!(["git:read", "git:write"])
+    );
+
+    let old = home.get(REQUEST, &fetch);
     assert!(!old.stdout.contains("ephemeral"));
+    let claims = verify(&old.password(), &key).claims;
+    assert_eq!(claims["scopes"], serde_json::json!(["git:read"]));
 }
 
 #[test]

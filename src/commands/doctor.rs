@@ -424,7 +424,9 @@ fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) 
                 .into_iter()
                 .map(Path::to_path_buf)
                 .chain(std::env::split_paths(&path_var))
-                .any(|dir| dir.join(&program).is_file() || dir.join(format!("{program}.exe")).is_file());
+                .any(|dir| {
+                    dir.join(&program).is_file() || dir.join(format!("{program}.exe")).is_file()
+                });
             (!found).then(|| {
                 format!(
                     "git runs `git credential-{}` for the helper value `{}`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or re-run setup, which then writes its absolute path",
@@ -533,7 +535,14 @@ mod tests {
     fn a_setup_as_setup_writes_it_is_ok() {
         let mut entries = vec![entry("/etc/gitconfig", "credential.helper", "store")];
         entries.extend(ours());
-        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
+        let findings = judge_routing(
+            &entries,
+            URL,
+            "https://acme.code.storage/",
+            &acme(),
+            "acme",
+            "codestorage",
+        );
         assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
     }
 
@@ -542,7 +551,14 @@ mod tests {
         let mut entries = ours();
         entries.remove(0);
         entries.insert(0, entry("/g", "credential.helper", "osxkeychain"));
-        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
+        let findings = judge_routing(
+            &entries,
+            URL,
+            "https://acme.code.storage/",
+            &acme(),
+            "acme",
+            "codestorage",
+        );
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0]
@@ -563,7 +579,14 @@ mod tests {
         let mut entries = ours();
         entries.push(entry("/repo/.git/config", "credential.helper", "store"));
         entries.push(entry("/repo/.git/config", "credential.helper", "manager"));
-        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
+        let findings = judge_routing(
+            &entries,
+            URL,
+            "https://acme.code.storage/",
+            &acme(),
+            "acme",
+            "codestorage",
+        );
         assert_eq!(
             statuses(&findings),
             [Status::Fail, Status::Warn],
@@ -589,7 +612,14 @@ mod tests {
         );
         let mut entries = ours();
         entries.pop();
-        let findings = judge_routing(&entries, URL, "https://acme.code.storage/", &acme(), "acme", "codestorage");
+        let findings = judge_routing(
+            &entries,
+            URL,
+            "https://acme.code.storage/",
+            &acme(),
+            "acme",
+            "codestorage",
+        );
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("useHttpPath' true"),
