@@ -130,6 +130,7 @@ pub struct KeygenArgs {
     #[arg(long)]
     pub ed25519: bool,
     /// Where to write the private key [default: <config dir>/codestorage/NAME.pem].
+    #[allow(rustdoc::invalid_html_tags)] // clap shows this text as is in --help
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
     /// Replace an existing key file (the old key stops working once you remove it from Code Storage).
@@ -144,11 +145,18 @@ pub struct SetupArgs {
     #[arg(long, value_name = "NAME", value_parser = org_name)]
     pub org: String,
     /// A PEM private key file (mode 600), checked now and named in the config.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["key_env", "key_command"])]
+    // Hyphen values reach setup: a pasted `-----BEGIN` key must be refused there, not echoed
+    // back whole by clap's "unexpected argument" error.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true, conflicts_with_all = ["key_env", "key_command"])]
     pub key_file: Option<String>,
     /// An environment variable holding the PEM text of the private key (set it before running
     /// setup, which checks that the key loads).
-    #[arg(long, value_name = "VAR", conflicts_with = "key_command")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        allow_hyphen_values = true,
+        conflicts_with = "key_command"
+    )]
     pub key_env: Option<String>,
     /// A program (and its arguments, run without a shell) that prints the PEM private key; takes
     /// every argument after it.
@@ -173,6 +181,7 @@ pub struct SetupArgs {
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// A remote URL (https://ORG.code.storage/REPO.git), or with --org a repository ID.
+    #[allow(rustdoc::bare_urls)] // clap shows this text as is in --help
     #[arg(value_name = "URL | REPO")]
     pub target: Option<String>,
     /// The organisation, by name, instead of a URL.
@@ -324,31 +333,22 @@ fn run_keygen(args: &KeygenArgs) -> Outcome {
     };
     let made = keygen::keygen(kind, &path, args.force)?;
     print(&made.public_pem)?;
-    let shown = gitconfig::shell_quote(&made.path.to_string_lossy());
-    let _ = writeln!(
-        io::stderr(),
-        "wrote the private key to {} ({}, mode 600)\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  git-credential-codestorage setup --org {org} --key-file {shown}",
-        made.path.display(),
-        made.algorithm,
-        org = args.org,
-    );
+    let program = setup::Program::current()?;
+    let next = keygen::next_steps(&args.org, &made, &program.command);
+    let _ = writeln!(io::stderr(), "{next}");
     Ok(())
 }
 
 fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
+    let context = setup::Context::current()?;
     let key = match (args.key_file, args.key_env, args.key_command) {
-        (Some(file), _, _) => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| Error::msg(format!("cannot read the current directory: {e}")))?;
-            Some(KeyChoice::File(setup::key_file_for_config(&file, &cwd)))
-        }
+        (Some(file), _, _) => Some(KeyChoice::File(file)),
         (_, Some(var), _) => Some(KeyChoice::Env(var)),
         (_, _, Some(argv)) => Some(KeyChoice::Command(argv)),
         (None, None, None) if args.remove => None,
         (None, None, None) => {
-            return Err(Failure::Usage("setup", 
-                "setup needs the key: --key-file PATH, --key-env VAR or --key-command PROGRAM [ARGS...]".into(),
-            ));
+            let message = setup::missing_key(&args.org, &context.program.command);
+            return Err(Failure::Usage("setup", message));
         }
     };
     let options = setup::Options {
@@ -363,11 +363,8 @@ fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
         dry_run: args.dry_run,
         remove: args.remove,
     };
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
-    let helper = gitconfig::helper_value(&exe, std::env::var_os("PATH").as_deref());
     let stdout = io::stdout();
-    setup::run(&options, env, &Git::default(), &helper, &mut stdout.lock())?;
+    setup::run(&options, &context, env, &Git::default(), &mut stdout.lock())?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 use crate::config::ConfigError;
 use crate::gitconfig::GitError;
 use crate::key::KeyError;
+use crate::keygen::KeygenError;
 use crate::resolve::{RepoIdError, ResolveError};
+use crate::setup::SetupError;
 use crate::token::TokenError;
 use crate::url::UrlError;
 
@@ -36,6 +38,12 @@ pub enum Error {
     /// Running `git` failed.
     #[error(transparent)]
     Git(#[from] GitError),
+    /// `setup` could not finish.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// `keygen` made no key.
+    #[error(transparent)]
+    Keygen(#[from] KeygenError),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Message(String),
