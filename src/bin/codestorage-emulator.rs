@@ -18,7 +18,7 @@ use git_credential_codestorage::emulator::{self, Options, policy};
     after_help = "Example:\n  codestorage-emulator --root /tmp/repos --ca-out /tmp/ca.pem --org acme=acme.pub.pem --create-on-push\n  (prints its base URL, e.g. https://127.0.0.1:43127, as the first line)"
 )]
 struct Args {
-    /// Directory of bare repositories, served as /<repo-id>.git.
+    /// Directory of bare repositories, served as `/<repo-id>.git`.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
     /// Loopback address to listen on; port 0 picks a free one.
