@@ -10,13 +10,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::commands::git::GitAction;
 use crate::commands::{self, CommandError};
 use crate::env::{Env, ProcessEnv};
-use crate::error::Error;
-use crate::gitconfig::{self, Git};
+use crate::gitconfig::Git;
 use crate::host::{Host, OrgName};
-use crate::key::NewKey;
-use crate::keygen;
 use crate::log::PREFIX;
-use crate::setup::{self, KeyChoice};
 use crate::ttl::Ttl;
 
 /// Signs short-lived Code Storage tokens for git, on demand.
@@ -144,11 +140,18 @@ pub struct SetupArgs {
     #[arg(long, value_name = "NAME", value_parser = org_name)]
     pub org: String,
     /// A PEM private key file (mode 600), checked now and named in the config.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["key_env", "key_command"])]
+    // Hyphen values reach setup: a pasted `-----BEGIN` key must be refused there, not echoed
+    // back whole by clap's "unexpected argument" error.
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true, conflicts_with_all = ["key_env", "key_command"])]
     pub key_file: Option<String>,
     /// An environment variable holding the PEM text of the private key (set it before running
     /// setup, which checks that the key loads).
-    #[arg(long, value_name = "VAR", conflicts_with = "key_command")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        allow_hyphen_values = true,
+        conflicts_with = "key_command"
+    )]
     pub key_env: Option<String>,
     /// A program (and its arguments, run without a shell) that prints the PEM private key; takes
     /// every argument after it.
@@ -255,8 +258,8 @@ pub fn run() -> ExitCode {
         Command::Get => return git(GitAction::Get, &env),
         Command::Store => return git(GitAction::Store, &env),
         Command::Erase => return git(GitAction::Erase, &env),
-        Command::Keygen(args) => ("keygen", run_keygen(&args)),
-        Command::Setup(args) => ("setup", run_setup(args, &env)),
+        Command::Keygen(args) => ("keygen", commands::keygen::run(&args).and_then(print)),
+        Command::Setup(args) => ("setup", commands::setup::run(args, &env)),
         Command::Token(args) => ("token", commands::token::run(&args, &env).and_then(print)),
         Command::Inspect(args) => (
             "inspect",
@@ -311,65 +314,6 @@ fn run_doctor(args: &DoctorArgs, env: &dyn Env) -> Result<(), CommandError> {
     if report.failed() {
         return Err(CommandError::Reported);
     }
-    Ok(())
-}
-
-type Outcome = Result<(), CommandError>;
-
-fn run_keygen(args: &KeygenArgs) -> Outcome {
-    let path = match &args.out {
-        Some(path) => path.clone(),
-        None => keygen::default_path(&args.org)?,
-    };
-    let kind = if args.ed25519 {
-        NewKey::Ed25519
-    } else {
-        NewKey::P256
-    };
-    let made = keygen::keygen(kind, &path, args.force)?;
-    print(made.public_pem.clone())?;
-    let shown = gitconfig::shell_quote(&made.path.to_string_lossy());
-    let _ = writeln!(
-        io::stderr(),
-        "wrote the private key to {} ({}, mode 600)\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  git-credential-codestorage setup --org {org} --key-file {shown}",
-        made.path.display(),
-        made.algorithm,
-        org = args.org,
-    );
-    Ok(())
-}
-
-fn run_setup(args: SetupArgs, env: &dyn Env) -> Outcome {
-    let key = match (args.key_file, args.key_env, args.key_command) {
-        (Some(file), _, _) => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| Error::msg(format!("cannot read the current directory: {e}")))?;
-            Some(KeyChoice::File(setup::key_file_for_config(&file, &cwd)))
-        }
-        (_, Some(var), _) => Some(KeyChoice::Env(var)),
-        (_, _, Some(argv)) => Some(KeyChoice::Command(argv)),
-        (None, None, None) if args.remove => None,
-        (None, None, None) => {
-            return Err(commands::Usage::SetupNeedsKey.into());
-        }
-    };
-    let options = setup::Options {
-        org: args.org,
-        key,
-        hosts: args.hosts,
-        scope: if args.local {
-            gitconfig::Scope::Local
-        } else {
-            gitconfig::Scope::Global
-        },
-        dry_run: args.dry_run,
-        remove: args.remove,
-    };
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
-    let helper = gitconfig::helper_value(&exe, std::env::var_os("PATH").as_deref());
-    let stdout = io::stdout();
-    setup::run(&options, env, &Git::default(), &helper, &mut stdout.lock())?;
     Ok(())
 }
 

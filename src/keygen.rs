@@ -1,10 +1,10 @@
 //! `keygen`: a new signing key for an organisation, written where only its owner can read it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
-use crate::key::{self, KeySource, NewKey};
+use crate::fs::{self, Overwrite};
+use crate::gitconfig::shell_quote;
+use crate::key::{self, KeyError, KeySource, NewKey};
 
 /// What `keygen` made.
 #[derive(Debug)]
@@ -17,45 +17,102 @@ pub struct Generated {
     pub algorithm: key::Algorithm,
 }
 
-/// Whether `name` can be an organisation name and a file name: letters, digits, `-`, `_`, `.`,
-/// not starting with a dot (Code Storage names are DNS labels, which is stricter still).
-pub fn valid_org_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+/// Why `keygen` made no key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    /// No home directory to put the default key file in.
+    #[error("cannot find the home directory to put the key in; pass --out PATH")]
+    NoHome,
+    /// Something is already at the path.
+    #[error(
+        "{} already exists; keygen never overwrites a key (its public half may be registered): pass --force to replace it, or print its public key with `openssl pkey -in {} -pubout`",
+        .path.display(),
+        shell_quote(&.path.to_string_lossy())
+    )]
+    Exists {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed; try again")]
+    Random,
+    /// The new key does not read back; a bug, not something the user did.
+    #[error("the new key for {} is unusable ({source}); nothing was written", .path.display())]
+    Unusable {
+        /// Where it was to be written.
+        path: PathBuf,
+        /// What reading it back said.
+        source: KeyError,
+    },
+    /// The key's directory cannot be made.
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The key file cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The key file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
 }
 
 /// The default key file for `org`: `<config dir>/codestorage/<org>.pem`.
-pub fn default_path(org: &str) -> Result<PathBuf, Error> {
+pub fn default_path(org: &str) -> Result<PathBuf, KeygenError> {
     crate::config::default_key_dir()
         .map(|dir| dir.join(format!("{org}.pem")))
-        .ok_or_else(|| Error::msg("cannot find the home directory; pass --out PATH"))
+        .ok_or(KeygenError::NoHome)
 }
 
 /// Makes a key of `kind` and writes it as PKCS#8 PEM to `path` with mode 0600. An existing file
-/// is replaced only with `force`: a key that is still registered must not vanish by accident.
-pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Error> {
-    let shown = path.display();
+/// is replaced only with `force`: a key that is still registered must not vanish by accident,
+/// and two keygens racing for one path leave exactly one key, the one the winner printed.
+pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, KeygenError> {
+    // Checked first only to fail before making a key; the write itself is what refuses.
     if !force && std::fs::symlink_metadata(path).is_ok() {
-        return Err(Error::msg(format!(
-            "{shown} already exists; keygen never overwrites a key (its public half may be registered): pass --force to replace it, or print its public key with `openssl pkey -in {shown} -pubout`"
-        )));
+        return Err(KeygenError::Exists {
+            path: path.to_owned(),
+        });
     }
-    let pem = key::generate(kind)
-        .map_err(|_| Error::msg("the system random number generator failed; try again"))?;
     // Derived from the text just made, exactly as `get` will read it back.
     let source = KeySource::File(path.to_owned());
-    let public = key::PublicKey::from_pem(pem.expose().as_bytes(), &source)
-        .map_err(|e| key_error(path, e))?;
+    let unusable = |source| KeygenError::Unusable {
+        path: path.to_owned(),
+        source,
+    };
+    // key::generate writes what OpenSSL writes (Ed25519 as PKCS#8 v1, which OpenSSL 3, Node and
+    // Python's cryptography read).
+    let pem = key::generate(kind).map_err(|_| KeygenError::Random)?;
+    let public = key::PublicKey::from_pem(pem.expose().as_bytes(), &source).map_err(unusable)?;
     let public_pem = public.to_pem();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir)
-            .map_err(|e| Error::msg(format!("cannot create {}: {e}", dir.display())))?;
+    if let Some(dir) = path.parent() {
+        fs::create_private_dir(dir).map_err(|source| KeygenError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
     }
-    write_private(path, pem.expose().as_bytes(), force)
-        .map_err(|e| Error::msg(format!("cannot write {shown}: {e}")))?;
+    let overwrite = if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
+    fs::write_atomic(path, pem.expose().as_bytes(), 0o600, overwrite).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            KeygenError::Exists {
+                path: path.to_owned(),
+            }
+        } else {
+            KeygenError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
     Ok(Generated {
         path: path.to_owned(),
         public_pem,
@@ -63,54 +120,15 @@ pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Error
     })
 }
 
-// A key ring just made cannot fail to parse; if it ever does, say so plainly.
-fn key_error(path: &Path, source: key::KeyError) -> Error {
-    Error::msg(format!(
-        "the new key for {} is unusable: {source}",
-        path.display()
-    ))
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Creates the file with mode 0600 from the start (never readable by others, even briefly); with
-/// `replace`, writes beside it and renames over, so a failure leaves the old key intact.
-fn write_private(path: &Path, contents: &[u8], replace: bool) -> std::io::Result<()> {
-    let target = if replace {
-        let mut name = path.file_name().unwrap_or_default().to_owned();
-        name.push(format!(".new-{}", std::process::id()));
-        path.with_file_name(name)
-    } else {
-        path.to_owned()
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options.open(&target).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    if replace {
-        if let Err(e) = written.and_then(|()| std::fs::rename(&target, path)) {
-            let _ = std::fs::remove_file(&target);
-            return Err(e);
-        }
-        return Ok(());
-    }
-    written
+/// What to do after `keygen`, with the real organisation, key path and `program` (this
+/// binary as the user can run it: its name if PATH finds it, else its absolute path).
+pub fn next_steps(org: &str, made: &Generated, program: &str) -> String {
+    format!(
+        "wrote the private key to {} ({}, mode 600)\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --key-file {}",
+        made.path.display(),
+        made.algorithm,
+        shell_quote(&made.path.to_string_lossy()),
+    )
 }
 
 #[cfg(test)]
@@ -163,10 +181,18 @@ mod tests {
     }
 
     #[test]
-    fn organisation_names_are_safe_file_names() {
-        assert!(valid_org_name("acme") && valid_org_name("acme-2") && valid_org_name("a.b_c"));
-        for bad in ["", ".hidden", "../x", "a/b", "a b", "é"] {
-            assert!(!valid_org_name(bad), "{bad}");
-        }
+    fn the_next_step_names_the_program_and_quotes_the_path() {
+        let made = Generated {
+            path: PathBuf::from("/home/u/my keys/acme.pem"),
+            public_pem: String::new(),
+            algorithm: key::Algorithm::Es256,
+        };
+        let text = next_steps("acme", &made, "/opt/bin/git-credential-codestorage");
+        assert!(
+            text.ends_with(
+                "\n  /opt/bin/git-credential-codestorage setup --org acme --key-file '/home/u/my keys/acme.pem'"
+            ),
+            "{text}"
+        );
     }
 }

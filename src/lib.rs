@@ -16,7 +16,7 @@ pub mod credential;
 pub mod crypto;
 pub mod der;
 pub mod env;
-pub mod error;
+pub mod fs;
 pub mod gitconfig;
 pub mod glob;
 pub mod host;

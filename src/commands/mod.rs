@@ -3,6 +3,8 @@
 pub mod doctor;
 pub mod git;
 pub mod inspect;
+pub mod keygen;
+pub mod setup;
 pub mod token;
 
 use crate::resolve::{ResolveError, ScopesError};
@@ -22,11 +24,9 @@ pub enum Usage {
     /// A bad `--scopes`.
     #[error("--scopes: {0}")]
     Scopes(#[from] ScopesError),
-    /// `setup` without a key.
-    #[error(
-        "setup needs the key: --key-file PATH, --key-env VAR or --key-command PROGRAM [ARGS...]"
-    )]
-    SetupNeedsKey,
+    /// `setup` without a key: the sentence names the key keygen made, or how to make one.
+    #[error("{0}")]
+    MissingKey(String),
     /// A bad `--subject`.
     #[error("--subject must be non-empty and hold no control characters")]
     Subject,
@@ -56,9 +56,12 @@ pub enum CommandError {
     /// stdout is closed or full.
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
-    /// `setup` or `keygen` failed.
+    /// `setup` failed.
     #[error(transparent)]
-    Setup(#[from] crate::error::Error),
+    Setup(#[from] crate::setup::SetupError),
+    /// `keygen` made no key.
+    #[error(transparent)]
+    Keygen(#[from] crate::keygen::KeygenError),
     /// The problems were printed already (doctor's FAIL lines).
     #[error("problems found")]
     Reported,

@@ -71,5 +71,14 @@ mod tests {
         info.expect(der::OCTET_STRING).unwrap();
         assert!(info.is_empty(), "no public key field");
         assert!(Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents()).is_ok());
+        // The layout of a key `openssl genpkey -algorithm ED25519` made, to the seed.
+        let fixture = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/ed25519.openssl.pem"),
+        )
+        .unwrap();
+        let fixture = pem::parse(fixture).unwrap();
+        assert_eq!(block.contents()[..16], fixture.contents()[..16]);
+        assert_eq!(block.contents().len(), fixture.contents().len());
     }
 }

@@ -1,0 +1,39 @@
+//! `setup`: plan the changes to the helper's config and git's, print them with `--dry-run`, or
+//! apply them.
+
+use crate::cli::SetupArgs;
+use crate::commands::{CommandError, Usage};
+use crate::env::Env;
+use crate::gitconfig::{self, Git};
+use crate::setup::{self, Context, KeyChoice};
+
+/// Runs `setup`; what it did (or would do) goes to stdout as it goes.
+pub fn run(args: SetupArgs, env: &dyn Env) -> Result<(), CommandError> {
+    let context = Context::current()?;
+    let key = match (args.key_file, args.key_env, args.key_command) {
+        (Some(file), _, _) => Some(KeyChoice::File(file)),
+        (_, Some(var), _) => Some(KeyChoice::Env(var)),
+        (_, _, Some(argv)) => Some(KeyChoice::Command(argv)),
+        (None, None, None) if args.remove => None,
+        (None, None, None) => {
+            return Err(
+                Usage::MissingKey(setup::missing_key(&args.org, &context.program.command)).into(),
+            );
+        }
+    };
+    let options = setup::Options {
+        org: args.org,
+        key,
+        hosts: args.hosts,
+        scope: if args.local {
+            gitconfig::Scope::Local
+        } else {
+            gitconfig::Scope::Global
+        },
+        dry_run: args.dry_run,
+        remove: args.remove,
+    };
+    let stdout = std::io::stdout();
+    setup::run(&options, &context, env, &Git::default(), &mut stdout.lock())?;
+    Ok(())
+}
