@@ -4,6 +4,7 @@
 pub mod cli;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod fuzz_checks;
 #[cfg(feature = "emulator")]
 pub mod git;
 pub mod home;
