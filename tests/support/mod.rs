@@ -7,5 +7,6 @@ pub mod emulator;
 pub mod fuzz_checks;
 #[cfg(feature = "emulator")]
 pub mod git;
+pub mod gits;
 pub mod home;
 pub mod jwt;
