@@ -331,14 +331,31 @@ fn inspect_shows_header_claims_and_expiry_and_checks_the_signature() {
 #[test]
 fn inspect_reads_sdk_remote_urls_and_reports_expired_tokens() {
     let (user, key) = acme("");
-    let token = user.ok(&["token", URL, "--ttl", "1s"]).stdout;
-    let remote = format!("https://t:{}@acme.code.storage/team/x.git\n", token.trim());
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Signed by hand as the SDK signs remote URLs, a minute past its expiry: no waiting.
+    let exp = support::jwt::now() - 60;
+    let token = key.sign(&format!(
+        r#"{{"iss":"acme","sub":"@pierre/storage","repo":"team/x","scopes":["git:write","git:read"],"iat":{},"exp":{exp}}}"#,
+        exp - 3600
+    ));
+    let remote = format!("https://t:{token}@acme.code.storage/team/x.git\n");
     let run = user.run(&["inspect"], &remote);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("expired "), "{}", run.stdout);
-    assert!(!run.stdout.contains(token.trim()));
-    assert!(try_verify(token.trim(), &key).is_ok());
+    assert!(
+        run.stdout
+            .contains(&git_credential_codestorage::clock::format_time(exp)),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(&token));
+    assert!(try_verify(&token, &key).is_ok());
+
+    // The same URL with a token the helper signed just now is not expired.
+    let fresh = user.ok(&["token", URL]).stdout;
+    let remote = format!("https://t:{}@acme.code.storage/team/x.git\n", fresh.trim());
+    let run = user.run(&["inspect"], &remote);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!run.stdout.contains("expired "), "{}", run.stdout);
 }
 
 #[test]

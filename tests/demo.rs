@@ -1,6 +1,6 @@
 //! The newcomer's first run (`./install.sh --demo`, i.e. scripts/demo.sh) works from start to
 //! finish and leaves nothing behind. It uses the binaries this test run built instead of a
-//! release build, through CODESTORAGE_DEMO_BIN_DIR.
+//! release build, through CODESTORAGE_DEMO_BIN_DIR, and the newest git found here.
 #![cfg(feature = "emulator")]
 
 mod support;
@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use support::emulator::EMULATOR;
+use support::git::{new_git, path_with};
 
 #[test]
 fn the_demo_pushes_and_clones_through_the_helper_and_cleans_up() {
@@ -19,13 +20,7 @@ fn the_demo_pushes_and_clones_through_the_helper_and_cleans_up() {
         .arg("--demo")
         .env("CODESTORAGE_DEMO_BIN_DIR", bin_dir)
         .env("TMPDIR", tmp.path())
-        .env(
-            "PATH",
-            format!(
-                "/usr/local/bin:{}",
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", path_with(new_git()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

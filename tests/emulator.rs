@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use support::emulator::{Decision, EMULATOR, Emulator, Record, Service};
-use support::git::{GIT, OLD_GIT, User};
+use support::git::{User, describe, each_git, new_git, path_with};
 use support::jwt::{TestKey, now};
 
 /// A token for `repo` signed by `key` for organisation `org`; `extra` is appended to the claims
@@ -36,30 +36,17 @@ fn url_with(emulator: &Emulator, token: &str, repo: &str) -> String {
     format!("https://t:{token}@{}/{repo}.git", emulator.host)
 }
 
-/// The git versions to run as clients: 2.47, and Debian's 2.39 when it is installed.
-fn gits() -> Vec<&'static str> {
-    [GIT, OLD_GIT]
-        .into_iter()
-        .filter(|git| Path::new(git).exists())
-        .collect()
-}
-
-/// A `PATH` that makes the emulator's `git http-backend` the same git as `git`'s directory.
-fn path_for(git: &str) -> String {
-    let dir = Path::new(git).parent().unwrap().display().to_string();
-    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
-}
-
-/// An emulator for `acme` whose server-side git is `git`, creating repositories on push.
-fn emulator_with_git(key: &TestKey, git: &str) -> Emulator {
+/// An emulator for `acme` whose server-side git (`git http-backend`) is `git`, creating
+/// repositories on push.
+fn emulator_with_git(key: &TestKey, git: &Path) -> Emulator {
     Emulator::start_with(&[("acme", &key.public_pem)], |command| {
-        command.arg("--create-on-push").env("PATH", path_for(git));
+        command.arg("--create-on-push").env("PATH", path_with(git));
     })
 }
 
 /// Makes an empty bare repository on the server, as an admin would.
 fn create_bare(emulator: &Emulator, repo: &str) {
-    let status = Command::new(GIT)
+    let status = Command::new(new_git())
         .args(["init", "-q", "--bare", "-b", "main"])
         .arg(emulator.root.join(format!("{repo}.git")))
         .status()
@@ -102,8 +89,8 @@ fn zombies_of(pid: u32) -> Vec<String> {
 #[test]
 fn clone_empty_push_and_fresh_clone_with_each_git_on_each_side() {
     let key = TestKey::p256();
-    for server_git in gits() {
-        for client_git in gits() {
+    for server_git in each_git() {
+        for client_git in each_git() {
             let emulator = emulator_with_git(&key, server_git);
             let user = User::new(client_git).trust(&emulator);
             let home = user.home.path();
@@ -111,7 +98,11 @@ fn clone_empty_push_and_fresh_clone_with_each_git_on_each_side() {
             create_bare(&emulator, repo);
             let token = token_for(&key, "acme", repo, &["git:write", "git:read"], "");
             let url = url_with(&emulator, &token, repo);
-            let versions = format!("server {server_git}, client {client_git}");
+            let versions = format!(
+                "server {}, client {}",
+                describe(server_git),
+                describe(client_git)
+            );
 
             // Clone of an empty repository, then a first push from it.
             let work = home.join("work");
@@ -168,7 +159,8 @@ fn a_chunked_push_of_incompressible_data_comes_back_byte_for_byte() {
     let key = TestKey::p256();
     let emulator = Emulator::start(&[("acme", &key.public_pem)]);
     let data = support::git::incompressible(3 * 1024 * 1024, 0x2545_f491_4f6c_dd1d);
-    for (index, git) in gits().into_iter().enumerate() {
+    for (index, git) in each_git().into_iter().enumerate() {
+        let label = describe(git);
         let repo = format!("team/big-{index}");
         let url = url_with(
             &emulator,
@@ -186,10 +178,10 @@ fn a_chunked_push_of_incompressible_data_comes_back_byte_for_byte() {
             &work,
             &["-c", "http.postBuffer=65536", "push", &url, "main"],
         );
-        assert_eq!(push.code, Some(0), "{git}: {}", push.stderr);
+        assert_eq!(push.code, Some(0), "{label}: {}", push.stderr);
         assert!(
             push.stderr.contains("Transfer-Encoding: chunked"),
-            "{git} did not send the push chunked"
+            "{label} did not send the push chunked"
         );
         assert_eq!(emulator.rev(&repo, "refs/heads/main"), Some(head.clone()));
         let clone = user.home.path().join("clone");
@@ -206,7 +198,8 @@ fn a_chunked_push_of_incompressible_data_comes_back_byte_for_byte() {
 fn a_push_with_git_read_only_is_forbidden_and_changes_nothing() {
     let key = TestKey::ed25519();
     let emulator = Emulator::start(&[("acme", &key.public_pem)]);
-    for (index, git) in gits().into_iter().enumerate() {
+    for (index, git) in each_git().into_iter().enumerate() {
+        let label = describe(git);
         let repo = &format!("team/read-only-{index}");
         let writer = token_for(&key, "acme", repo, &["git:write"], "");
         let reader = token_for(&key, "acme", repo, &["git:read"], "");
@@ -230,8 +223,8 @@ fn a_push_with_git_read_only_is_forbidden_and_changes_nothing() {
         assert_eq!(user.head(&clone), seeded);
         user.commit(&clone, "b.txt", b"change\n");
         let push = user.git(&clone, &["push", "origin", "main"]);
-        assert_ne!(push.code, Some(0), "{git}");
-        assert!(push.stderr.contains("403"), "{git}: {}", push.stderr);
+        assert_ne!(push.code, Some(0), "{label}");
+        assert!(push.stderr.contains("403"), "{label}: {}", push.stderr);
         assert_eq!(emulator.rev(repo, "refs/heads/main"), Some(seeded));
         assert_log_keeps_secret(&emulator, &reader);
     }
@@ -248,9 +241,13 @@ fn a_push_with_git_read_only_is_forbidden_and_changes_nothing() {
 fn ref_policies_refuse_force_pushes_and_protected_refs_with_each_git() {
     let key = TestKey::p256();
     let policy = r#","refs":[["refs/heads/release/*",["no-push"]],["refs/heads/main",["no-force-push"]],["refs/heads/**",[]]],"ops":["verify-sig"]"#;
-    for server_git in gits() {
-        for client_git in gits() {
-            let versions = format!("server {server_git}, client {client_git}");
+    for server_git in each_git() {
+        for client_git in each_git() {
+            let versions = format!(
+                "server {}, client {}",
+                describe(server_git),
+                describe(client_git)
+            );
             let emulator = emulator_with_git(&key, server_git);
             let user = User::new(client_git).trust(&emulator);
             let repo = "agents/bot-7/sandbox";
@@ -329,7 +326,7 @@ fn tokens_for_another_repository_organisation_or_key_are_refused() {
     let emulator = Emulator::start(&[("acme", &key.public_pem)]);
     let repo = "team/demo";
     create_bare(&emulator, repo);
-    let user = User::new(GIT).trust(&emulator);
+    let user = User::new(new_git()).trust(&emulator);
     let home = user.home.path();
     let now = now();
     let expired = key.sign(&format!(
@@ -381,7 +378,8 @@ fn without_credentials_git_gets_a_401_and_no_prompt() {
     let key = TestKey::p256();
     let emulator = Emulator::start(&[("acme", &key.public_pem)]);
     create_bare(&emulator, "team/demo");
-    for git in gits() {
+    for git in each_git() {
+        let label = describe(git);
         let user = User::new(git).trust(&emulator);
         let run = user
             .env("GIT_TRACE_CURL", "1")
@@ -391,17 +389,17 @@ fn without_credentials_git_gets_a_401_and_no_prompt() {
             &["ls-remote", &emulator.repo_url("team/demo")],
         );
         assert_ne!(ls.code, Some(0));
-        assert!(ls.stderr.contains("401"), "{git}: {}", ls.stderr);
+        assert!(ls.stderr.contains("401"), "{label}: {}", ls.stderr);
         assert!(
             ls.stderr
                 .contains("WWW-Authenticate: Basic realm=\"Code Storage\""),
-            "{git}: {}",
+            "{label}: {}",
             ls.stderr
         );
         // GIT_TERMINAL_PROMPT=0: git gives up at once instead of asking for a username.
         assert!(
             ls.stderr.contains("could not read Username"),
-            "{git}: {}",
+            "{label}: {}",
             ls.stderr
         );
     }
@@ -423,7 +421,7 @@ fn unknown_repositories_are_404_and_created_on_push_only_when_asked() {
     let reader = token_for(&key, "acme", repo, &["git:read"], "");
 
     let strict = Emulator::start_with(&[("acme", &key.public_pem)], |_| {});
-    let user = User::new(GIT).trust(&strict);
+    let user = User::new(new_git()).trust(&strict);
     let work = user.init("work");
     user.commit(&work, "a.txt", b"1\n");
     let push = user.git(&work, &["push", &url_with(&strict, &token, repo), "main"]);
@@ -433,7 +431,7 @@ fn unknown_repositories_are_404_and_created_on_push_only_when_asked() {
     assert!(strict.log().contains("-> 404 no repository \"team/new\""));
 
     let creating = Emulator::start(&[("acme", &key.public_pem)]);
-    let user = User::new(GIT).trust(&creating);
+    let user = User::new(new_git()).trust(&creating);
     // Reading never creates.
     let ls = user.git(
         user.home.path(),
@@ -542,7 +540,7 @@ fn the_request_log_holds_each_requests_service_decision_and_claims() {
         r#","refs":[["refs/heads/main",["no-force-push"]]]"#,
     );
     let reader = token(r#"["git:read"]"#, "");
-    let user = User::new(GIT).trust(&emulator);
+    let user = User::new(new_git()).trust(&emulator);
     let home = user.home.path();
 
     // A push: receive-pack only, every token it showed had git:write and its ref policy.
@@ -751,7 +749,7 @@ fn slow_clients_are_dropped_at_the_head_timeout_while_git_is_served() {
 
     // Both hold a connection (the dribbler's finished handshake shows the server took both:
     // it accepts in connection order); git gets the third place and is served at once.
-    let user = User::new(GIT).trust(&emulator);
+    let user = User::new(new_git()).trust(&emulator);
     let token = token_for(&key, "acme", repo, &["git:read"], "");
     user.git_ok(
         user.home.path(),
@@ -818,7 +816,7 @@ fn beyond_the_connection_cap_git_waits_for_a_place_and_is_then_served() {
         silent_client(&emulator, started),
         silent_client(&emulator, started),
     ];
-    let user = User::new(GIT).trust(&emulator);
+    let user = User::new(new_git()).trust(&emulator);
     let token = token_for(&key, "acme", repo, &["git:read"], "");
     user.git_ok(
         user.home.path(),
@@ -880,7 +878,7 @@ fn plain_http_speaks_raw_requests_including_chunked_bodies() {
         &format!("acme={}", public.display()),
     ]);
     let address = url.strip_prefix("http://").expect(&url).to_owned();
-    Command::new(GIT)
+    Command::new(new_git())
         .args(["init", "-q", "--bare", "-b", "main"])
         .arg(root.join("team/demo.git"))
         .status()

@@ -1,26 +1,20 @@
 //! Inputs the fuzzers (fuzz/) or the property tests found, or that sit at the edge of what the
-//! parsers accept, replayed on every `cargo test` through the same checks as the fuzz targets.
-//! When a fuzzer finds a crash, copy `fuzz/artifacts/TARGET/crash-*` to
-//! `tests/fuzz-regressions/TARGET/` under a name that says what it is (see docs/fuzzing.md).
+//! parsers accept, replayed on every `cargo test` through the fuzz targets' own checks
+//! (tests/support/fuzz_checks.rs, which the targets include). When a fuzzer finds a crash, copy
+//! `fuzz/artifacts/TARGET/crash-*` to `tests/fuzz-regressions/TARGET/` under a name that says
+//! what it is (see docs/fuzzing.md).
 
+mod support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 
-use git_credential_codestorage::commands::inspect;
-use git_credential_codestorage::config::{self, Config, ConfigError};
-use git_credential_codestorage::credential;
-use git_credential_codestorage::env::MapEnv;
-use git_credential_codestorage::host::Host;
-use git_credential_codestorage::key::{self, KeySource, NewKey};
-use git_credential_codestorage::log::Log;
 use git_credential_codestorage::protocol::{self, Response};
-use git_credential_codestorage::resolve;
-use git_credential_codestorage::signer::local::LocalSigner;
-use git_credential_codestorage::token::{self, Claims, Scope};
+use git_credential_codestorage::token;
+use support::fuzz_checks as checks;
 
-const NOW: i64 = 1_800_000_000;
-
-/// The files kept for `target`, in name order.
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// Feeds every file kept for `target`, in name order, to `check`; a failure names the file.
+fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fuzz-regressions")
         .join(target);
@@ -30,122 +24,88 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     paths.sort();
     assert!(!paths.is_empty(), "no inputs in {}", dir.display());
-    paths
-        .into_iter()
-        .map(|path| {
-            let data = std::fs::read(&path).unwrap();
-            (path, data)
-        })
-        .collect()
+    for path in paths {
+        let data = std::fs::read(&path).unwrap();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            eprintln!("the failing input: {}", path.display());
+            resume_unwind(panic);
+        }
+    }
 }
 
 #[test]
 fn request_parser() {
-    for (path, data) in inputs("request_parser") {
-        if let Ok(request) = protocol::parse(&data) {
-            let mut written = Vec::new();
-            request.write_to(&mut written).unwrap();
-            assert_eq!(protocol::parse(&written).unwrap(), request, "{path:?}");
-        }
-    }
+    replay("request_parser", checks::request_parser);
 }
 
 #[test]
 fn request_handler() {
-    const CONFIG: &str = "[org.acme]\nkey_env = \"ACME_KEY\"\nhosts = [\"acme.code.storage\", \"git.acme.dev:8443\", \"localhost:8080\"]\nallow_http = true\n\n[[org.acme.repo]]\nmatch = \"mirrors/*\"\nscopes = [\"git:read\"]\n";
-    let pem = key::generate(NewKey::P256).unwrap();
-    let mut env = MapEnv::from([("USER", "fuzz")]);
-    env.set("ACME_KEY", pem.expose());
-    env.set("CODESTORAGE_PRIVATE_KEY", pem.expose());
-    let config: Result<Option<Config>, ConfigError> =
-        config::parse(CONFIG, Path::new("/fuzz/config.toml")).map(Some);
-    for (path, data) in inputs("request_handler") {
-        let Ok(request) = protocol::parse(&data) else {
-            continue;
-        };
-        let mut stderr = Vec::new();
-        let response = credential::get(
-            &request,
-            &config,
-            &env,
-            NOW,
-            &mut Log::new(&mut stderr, true),
-        );
-        if let Response::Credential { password, .. } = &response {
-            let claims = token::decode_unverified(password.expose())
-                .unwrap()
-                .claims
-                .unwrap();
-            let host = Host::parse(request.host.as_deref().unwrap()).unwrap();
-            let owner = resolve::owner(config.as_ref().unwrap().as_ref(), &host).unwrap();
-            assert_eq!(owner.name().as_str(), claims.iss, "{path:?}");
-            assert_eq!(
-                resolve::repo_id(request.path.as_deref().unwrap()).unwrap(),
-                claims.repo,
-                "{path:?}"
-            );
-        }
-        credential::erase(&request, &config, NOW, &mut Log::new(&mut stderr, true));
-    }
+    replay("request_handler", checks::request_handler);
 }
 
 #[test]
 fn config_parser() {
-    for (path, data) in inputs("config_parser") {
-        if let Ok(text) = std::str::from_utf8(&data) {
-            let parsed = config::parse(text, Path::new("/fuzz/config.toml"));
-            // What cannot be read is an error that points at a line, never a crash.
-            if let Err(ConfigError::Invalid { line, .. }) = parsed {
-                assert!(line >= 1, "{path:?}");
-            }
-        }
-    }
+    replay("config_parser", checks::config_parser);
 }
 
 #[test]
 fn key_loader() {
-    const TAGS: [&str; 6] = [
-        "PRIVATE KEY",
-        "EC PRIVATE KEY",
-        "RSA PRIVATE KEY",
-        "EC PARAMETERS",
-        "PUBLIC KEY",
-        "RSA PUBLIC KEY",
-    ];
-    let source = KeySource::Env("FUZZ_KEY".into());
-    for (_, data) in inputs("key_loader") {
-        let text = match data.split_first() {
-            Some((&selector, der)) if usize::from(selector) < TAGS.len() => {
-                pem::encode(&pem::Pem::new(TAGS[usize::from(selector)], der.to_vec())).into_bytes()
-            }
-            _ => data.clone(),
-        };
-        let _ = key::PublicKey::from_pem(&text, &source);
-        if let Ok(key) = key::parse_pem(&text, &source)
-            && let Ok(key) = LocalSigner::new(key, &source)
-        {
-            let claims = Claims {
-                iss: "acme".into(),
-                sub: "fuzz".into(),
-                repo: "x".into(),
-                scopes: vec![Scope::GitRead],
-                iat: NOW,
-                exp: NOW + 60,
-                refs: None,
-                ops: None,
-            };
-            let _ = token::sign(&claims, &key);
-        }
-    }
+    replay("key_loader", checks::key_loader);
 }
 
 #[test]
 fn token_decoder() {
-    for (_, data) in inputs("token_decoder") {
-        if let Ok(text) = std::str::from_utf8(&data)
-            && let Ok(token) = inspect::extract_token(text)
-        {
-            let _ = inspect::inspect(&token, None, NOW);
-        }
+    replay("token_decoder", checks::token_decoder);
+}
+
+/// The handler's checks on a token run only when `get` signs: make sure the fixture does sign
+/// for each kind of host it serves, so those checks are not silently skipped.
+#[test]
+fn the_handler_check_signs_for_every_kind_of_host_it_serves() {
+    for (text, iss, repo) in [
+        (
+            "capability[]=authtype\nprotocol=https\nhost=acme.code.storage\npath=team/x.git\n",
+            "acme",
+            "team/x",
+        ),
+        (
+            "protocol=https\nhost=git.acme.dev:8443\npath=mirrors/a+ephemeral.git\n",
+            "acme",
+            "mirrors/a",
+        ),
+        (
+            "protocol=http\nhost=localhost:8080\npath=x.git\n",
+            "acme",
+            "x",
+        ),
+        (
+            "protocol=https\nhost=beta.code.storage\npath=a/b/c.git\n",
+            "beta",
+            "a/b/c",
+        ),
+    ] {
+        let request = protocol::parse(text.as_bytes()).unwrap();
+        let response = checks::get(&request, false);
+        let Response::Credential { password, .. } = response else {
+            panic!("no token for {text:?}: {response:?}");
+        };
+        let claims = token::decode_unverified(password.expose())
+            .unwrap()
+            .claims
+            .unwrap();
+        assert_eq!((claims.iss.as_str(), claims.repo.as_str()), (iss, repo));
+    }
+}
+
+#[test]
+fn clean_repository_ids_are_what_the_handler_check_says() {
+    for clean in ["x", "team/x", "a/b/c", "mirrors/a+b", "A-z_0.9~"] {
+        assert!(checks::is_clean_repo_id(clean), "{clean:?}");
+    }
+    for dirty in [
+        "", "/x", "x/", "a//b", ".", "a/./b", "../x", "a/..", "a b", "a\\b", "a%2e", "a?b", "a#b",
+        "é", "a\u{7f}",
+    ] {
+        assert!(!checks::is_clean_repo_id(dirty), "{dirty:?}");
     }
 }

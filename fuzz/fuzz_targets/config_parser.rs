@@ -1,13 +1,8 @@
-//! The config file parser and validator: never panics on any text.
+//! The config file parser and validator: never panics on any text, and what it refuses points
+//! at a line.
 #![no_main]
 
-use std::path::Path;
+#[path = "../../tests/support/fuzz_checks.rs"]
+mod checks;
 
-use git_credential_codestorage::config;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = config::parse(text, Path::new("/fuzz/config.toml"));
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::config_parser(data));

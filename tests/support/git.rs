@@ -1,28 +1,30 @@
 //! Real git, run as a user would run it: its own HOME and global config, no system config, no
-//! prompts, trusting the emulator's CA, with the helper configured by absolute path.
+//! prompts, trusting the emulator's CA, with the helper configured by absolute path. Which git
+//! binaries exist here is found by [`super::gits`].
 
 use std::path::{Path, PathBuf};
 
 use super::emulator::Emulator;
 use super::home::{HELPER, Home, Run, run};
 
-/// git 2.47 (supports `password_expiry_utc` and `capability[]=authtype`).
-pub const GIT: &str = "/usr/local/bin/git";
-/// git 2.39, Debian's, when present.
-pub const OLD_GIT: &str = "/usr/bin/git";
+// Re-exported so callers find git and its users in one place; each test crate uses a part.
+#[allow(unused_imports)]
+pub use super::gits::{
+    AUTHTYPE, describe, each_git, new_git, new_git_at_least, old_git, path_with,
+};
 
 /// A user of git with a home of its own.
 pub struct User {
     /// The home directory, helper config and keys.
     pub home: Home,
-    git: String,
+    git: PathBuf,
     ca: Option<PathBuf>,
     env: Vec<(String, String)>,
 }
 
 impl User {
-    /// A user with git at `git` (see [`GIT`], [`OLD_GIT`]).
-    pub fn new(git: &str) -> Self {
+    /// A user with git at `git` (see [`new_git`], [`old_git`]).
+    pub fn new(git: &Path) -> Self {
         let user = Self {
             home: Home::new(),
             git: git.to_owned(),

@@ -4,7 +4,9 @@
 pub mod cli;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod fuzz_checks;
 #[cfg(feature = "emulator")]
 pub mod git;
+pub mod gits;
 pub mod home;
 pub mod jwt;
