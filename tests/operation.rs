@@ -1,7 +1,9 @@
 //! `operation` on live processes: real git runs a credential helper that first runs this very
 //! test binary as a probe (whose `detect` reads its own ancestry, as `get` will), then stops
 //! until this test has read the helper's ancestry through `detect_for_pid`, as a broker would.
-//! With the emulator, git asks for real fetches and pushes over HTTPS.
+//! With the emulator, git asks for real fetches and pushes over HTTPS. Linux only: elsewhere the
+//! ancestry is unavailable by design.
+#![cfg(target_os = "linux")]
 
 mod support;
 
