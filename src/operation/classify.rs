@@ -204,7 +204,12 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
         let word = &script["git-".len()..];
         (script.to_owned(), word, &argv[2..])
     } else {
-        let mut label = name.split_whitespace().next().unwrap_or("?").to_owned();
+        // A process that set its title (`sshd: runner@pts/0`) has it all in argv[0].
+        let first = program.split_whitespace().next().unwrap_or("");
+        let mut label = Some(basename(first))
+            .filter(|b| !b.is_empty())
+            .unwrap_or("?")
+            .to_owned();
         if argv.get(1).map(AsRef::as_ref) == Some("-c") {
             label.push_str(" -c");
         }
@@ -543,6 +548,11 @@ mod tests {
         // ... but `sh -c 'git-foo'` is a shell, not a script.
         let shell = chain(&["sh -c git-fetch", "bash"]);
         assert_eq!(shell.evidence, Evidence::NotGit);
+        let titled = classify_chain(&[vec!["sshd: runner@pts/0"], vec!["git", "p"]]);
+        assert_eq!(
+            titled.evidence,
+            Evidence::Ancestry(vec!["sshd:".into(), "git p".into()])
+        );
     }
 
     #[test]
