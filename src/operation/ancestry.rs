@@ -6,6 +6,7 @@
 use super::{Detection, Evidence, Operation};
 
 /// The most bytes of one `cmdline` read: git's command line is short, a huge one is cut here.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) const CMDLINE_CAP: usize = 64 * 1024;
 
 /// Why there is no ancestry on this system.
@@ -32,6 +33,7 @@ fn unavailable(why: &'static str) -> Detection {
 
 /// The parent pid in the text of `/proc/<pid>/stat`: `pid (comm) state ppid ...`. The command
 /// name may hold spaces and `)`, but nothing after it does, so the last `)` ends it.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn parent_in_stat(stat: &[u8]) -> Option<u32> {
     let end = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(stat.get(end + 1..)?).ok()?;
@@ -43,6 +45,7 @@ pub(super) fn parent_in_stat(stat: &[u8]) -> Option<u32> {
 /// The arguments in the bytes of `/proc/<pid>/cmdline` (NUL-terminated strings). When the read
 /// stopped at [`CMDLINE_CAP`], an unterminated last argument may be cut short and is dropped, so
 /// that `fetch-pack` cut to `fetch` can never be seen.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn split_cmdline(bytes: &[u8], capped: bool) -> Vec<String> {
     let mut parts: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
     // After a final NUL, `split` yields one empty tail; without one, the tail is unterminated.

@@ -204,7 +204,12 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
         let word = &script["git-".len()..];
         (script.to_owned(), word, &argv[2..])
     } else {
-        let mut label = name.split_whitespace().next().unwrap_or("?").to_owned();
+        // A process that set its title (`sshd: runner@pts/0`) has it all in argv[0].
+        let first = program.split_whitespace().next().unwrap_or("");
+        let mut label = Some(basename(first))
+            .filter(|b| !b.is_empty())
+            .unwrap_or("?")
+            .to_owned();
         if argv.get(1).map(AsRef::as_ref) == Some("-c") {
             label.push_str(" -c");
         }
@@ -543,6 +548,11 @@ mod tests {
         // ... but `sh -c 'git-foo'` is a shell, not a script.
         let shell = chain(&["sh -c git-fetch", "bash"]);
         assert_eq!(shell.evidence, Evidence::NotGit);
+        let titled = classify_chain(&[vec!["sshd: runner@pts/0"], vec!["git", "p"]]);
+        assert_eq!(
+            titled.evidence,
+            Evidence::Ancestry(vec!["sshd:".into(), "git p".into()])
+        );
     }
 
     #[test]
@@ -803,5 +813,73 @@ mod tests {
             classify_chain(&deep[..MAX_ANCESTORS + 1]).operation,
             Operation::Read
         );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Words that matter to the rules, and anything else.
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    "git", "/usr/lib/git-core/git", "git-remote-https", "/bin/sh", "sh", "bash",
+                    "-c", "-C", "--git-dir", "--git-dir=x", "--exec-path", "--bare", "push",
+                    "fetch", "clone", "pull", "remote", "update", "remote-https", "http-fetch",
+                    "http-push", "credential", "credential-codestorage", "submodule",
+                    "submodule--helper", "foreach", "/usr/lib/git-core/git-submodule",
+                    "git-push", "git-fetch", "",
+                ])
+                .prop_map(str::to_owned),
+                1 => ".{0,12}",
+            ]
+        }
+
+        fn chain() -> impl Strategy<Value = Vec<Vec<String>>> {
+            prop::collection::vec(prop::collection::vec(word(), 0..6), 0..8)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Never a panic, one printable line, and a read only when a read command decided
+            /// after a transport.
+            #[test]
+            fn reads_need_a_transport_and_every_description_is_one_clean_line(chain in chain()) {
+                let detection = classify_chain(&chain);
+                let line = detection.describe();
+                prop_assert!(!line.chars().any(char::is_control), "{line:?}");
+                if let Evidence::Ancestry(labels) = &detection.evidence {
+                    prop_assert!(labels.len() <= chain.len());
+                }
+                if detection.operation == Operation::Read {
+                    let Evidence::Ancestry(labels) = &detection.evidence else {
+                        panic!("{detection:?}");
+                    };
+                    let (_, below) = labels.split_last().unwrap();
+                    prop_assert!(is_read_command(detection.command.as_deref().unwrap()));
+                    prop_assert!(
+                        below.iter().any(|l| l.contains("remote-") || l.contains("http-fetch")),
+                        "{labels:?}"
+                    );
+                }
+            }
+
+            /// A shell or script between any two processes changes nothing but the evidence.
+            #[test]
+            fn a_process_that_is_not_git_is_transparent(
+                chain in chain(),
+                at in any::<prop::sample::Index>(),
+                shell in prop::sample::select(vec!["sh -c x", "/bin/bash ./hook", "env", "nice -n 5"]),
+            ) {
+                let mut longer = chain.clone();
+                let at = at.index(chain.len() + 1);
+                longer.insert(at, shell.split(' ').map(str::to_owned).collect());
+                let (before, after) = (classify_chain(&chain), classify_chain(&longer));
+                prop_assert_eq!(before.operation, after.operation);
+                prop_assert_eq!(before.command, after.command);
+            }
+        }
     }
 }

@@ -79,6 +79,9 @@ pub struct Detection {
 /// The most characters of a trace2 value shown by [`Detection::describe`].
 const SHOWN_TRACE2_CHARS: usize = 200;
 
+/// The most characters of a command word (an alias may be anything) shown by `describe`.
+const SHOWN_COMMAND_CHARS: usize = 48;
+
 impl Detection {
     /// One line for debug output: the operation, the command and the evidence, control
     /// characters escaped, e.g. `read (git fetch) from the process ancestry: sh -c < ...`.
@@ -86,7 +89,10 @@ impl Detection {
         let command = self
             .command
             .as_deref()
-            .map(|word| format!(" (git {})", word.escape_debug()))
+            .map(|word| {
+                let shown: String = word.escape_debug().take(SHOWN_COMMAND_CHARS).collect();
+                format!(" (git {shown})")
+            })
             .unwrap_or_default();
         let why = match (self.operation, self.command.as_deref()) {
             (Operation::Unknown, Some(word)) if classify::is_read_command(word) => {
@@ -199,12 +205,12 @@ mod tests {
         let detection = Detection {
             operation: Operation::Unknown,
             evidence: Evidence::Trace2(value),
-            command: Some("x\r".into()),
+            command: Some(format!("x\r{}", "y".repeat(1000))),
         };
         let line = detection.describe();
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("push\\n\\u{1b}[2J"), "{line}");
-        assert!(line.contains("(git x\\r)"), "{line}");
+        assert!(line.contains("(git x\\ryyy"), "{line}");
         assert!(line.len() < 400, "{}", line.len());
     }
 
