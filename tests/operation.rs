@@ -14,9 +14,6 @@ use std::process::{Command, Stdio};
 
 use git_credential_codestorage::operation::{self, Detection, Evidence, Operation};
 
-/// The gits to run: 2.47, and Debian's 2.39 when present.
-const GITS: [&str; 2] = ["/usr/local/bin/git", "/usr/bin/git"];
-
 /// Where the probe writes what it detected; set only when git runs this binary as a helper.
 const PROBE_OUT: &str = "OPERATION_PROBE_OUT";
 
@@ -207,9 +204,11 @@ impl Scene {
     }
 }
 
-/// The gits of [`GITS`] present on this machine.
+/// Every git version found on this machine (see tests/support/gits.rs).
 fn installed() -> impl Iterator<Item = &'static str> {
-    GITS.into_iter().filter(|git| Path::new(git).exists())
+    support::git::each_git()
+        .into_iter()
+        .map(|git| git.to_str().expect("a git path that is text"))
 }
 
 #[test]
