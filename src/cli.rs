@@ -60,7 +60,29 @@ pub enum Command {
     /// Check the config, keys, git and its config, and the clock; exits non-zero on any FAIL.
     #[command(after_help = DOCTOR_HELP)]
     Doctor(DoctorArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), generated from these very definitions.
+    #[command(after_help = MAN_HELP)]
+    Man,
 }
+
+const COMPLETIONS_HELP: &str = "\
+install.sh installs them; by hand:
+  git-credential-codestorage completions bash > ~/.local/share/bash-completion/completions/git-credential-codestorage
+  git-credential-codestorage completions zsh > ~/.zfunc/_git-credential-codestorage
+  git-credential-codestorage completions fish > ~/.config/fish/completions/git-credential-codestorage.fish
+
+Example:
+  git-credential-codestorage completions bash";
+
+const MAN_HELP: &str = "\
+install.sh installs it as PREFIX/share/man/man1/git-credential-codestorage.1, which
+`man git-credential-codestorage` and `git credential-codestorage --help` open.
+
+Example:
+  git-credential-codestorage man > git-credential-codestorage.1 && man ./git-credential-codestorage.1";
 
 const KEYGEN_HELP: &str = "\
 The private key is written as PKCS#8 PEM with mode 0600 and never overwritten without --force.
@@ -226,6 +248,28 @@ pub struct DoctorArgs {
     /// A remote URL to show the settings and sample claims for.
     #[arg(value_name = "URL")]
     pub url: Option<String>,
+    /// Print the findings as JSON ({ok, problems, findings: [{status, text}]}) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `completions`' options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The shells completions are made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 fn org_name(text: &str) -> Result<String, crate::host::OrgNameError> {
@@ -268,6 +312,8 @@ pub fn run() -> ExitCode {
                 .and_then(print),
         ),
         Command::Doctor(args) => ("doctor", run_doctor(&args, &env)),
+        Command::Completions(args) => ("completions", print(completions(args.shell))),
+        Command::Man => ("man", man().and_then(print)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -290,6 +336,55 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// The completion script for `shell`, from the clap definitions.
+pub fn completions(shell: Shell) -> String {
+    use clap_complete::{generate, shells};
+    let mut command = Cli::command();
+    let name = command.get_name().to_owned();
+    let mut out = Vec::new();
+    match shell {
+        Shell::Bash => generate(shells::Bash, &mut command, &name, &mut out),
+        Shell::Zsh => generate(shells::Zsh, &mut command, &name, &mut out),
+        Shell::Fish => generate(shells::Fish, &mut command, &name, &mut out),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The manual page, in roff, from the clap definitions: the top page and one section per
+/// subcommand, so that it never drifts from `--help`.
+pub fn man() -> Result<String, CommandError> {
+    let command = Cli::command();
+    let mut out = Vec::new();
+    let page = clap_mangen::Man::new(command.clone());
+    page.render_title(&mut out).map_err(CommandError::Stdout)?;
+    page.render_name_section(&mut out)
+        .map_err(CommandError::Stdout)?;
+    page.render_synopsis_section(&mut out)
+        .map_err(CommandError::Stdout)?;
+    page.render_description_section(&mut out)
+        .map_err(CommandError::Stdout)?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let title = format!("{} {}", command.get_name(), sub.get_name());
+        let section = clap_mangen::Man::new(sub.clone().bin_name(title));
+        out.extend_from_slice(format!(".SH \"{}\"\n", sub.get_name().to_uppercase()).as_bytes());
+        section
+            .render_synopsis_section(&mut out)
+            .map_err(CommandError::Stdout)?;
+        section
+            .render_description_section(&mut out)
+            .map_err(CommandError::Stdout)?;
+        section
+            .render_options_section(&mut out)
+            .map_err(CommandError::Stdout)?;
+        section
+            .render_extra_section(&mut out)
+            .map_err(CommandError::Stdout)?;
+    }
+    page.render_version_section(&mut out)
+        .map_err(CommandError::Stdout)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn git(action: GitAction, env: &dyn Env) -> ExitCode {
     commands::git::run(action, env);
     ExitCode::SUCCESS
@@ -310,7 +405,11 @@ fn run_doctor(args: &DoctorArgs, env: &dyn Env) -> Result<(), CommandError> {
         args.url.as_deref(),
         crate::clock::now(),
     );
-    print(report.to_string())?;
+    print(if args.json {
+        report.to_json()
+    } else {
+        report.to_string()
+    })?;
     if report.failed() {
         return Err(CommandError::Reported);
     }

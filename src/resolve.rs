@@ -597,7 +597,7 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, ScopesError> {
     Ok(scopes)
 }
 
-/// `<user>@<hostname>`, read without spawning a process.
+/// `<user>@<hostname>`, read without spawning a process or reading a file.
 pub fn default_subject(env: &dyn Env) -> String {
     let user = env
         .var("USER")
@@ -605,9 +605,11 @@ pub fn default_subject(env: &dyn Env) -> String {
         .or_else(|| env.var("USERNAME"))
         .filter(|u| crate::config::valid_subject(u))
         .unwrap_or_else(|| "unknown".into());
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
+    // One system call on every platform (uname, GetComputerNameExW); no process, no file.
+    let host = gethostname::gethostname()
+        .into_string()
+        .ok()
+        .filter(|h| !h.is_empty())
         .or_else(|| env.var("HOSTNAME"))
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))

@@ -542,3 +542,57 @@ fn a_mistyped_subcommand_says_did_you_mean_but_unknown_git_actions_stay_silent()
         );
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_definitions() {
+    let user = User::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef git-credential-codestorage"),
+        ("fish", "complete -c git-credential-codestorage"),
+    ] {
+        let run = user.ok(&["completions", shell]);
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        for subcommand in ["keygen", "setup", "token", "inspect", "doctor"] {
+            assert!(
+                run.stdout.contains(subcommand),
+                "{shell} lacks {subcommand}"
+            );
+        }
+    }
+    let run = user.run(&["completions", "tcsh"], "");
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let page = user.ok(&["man"]).stdout;
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+    assert!(page.contains(".TH git-credential-codestorage 1"), "{page}");
+    for section in [
+        "KEYGEN",
+        "SETUP",
+        "TOKEN",
+        "INSPECT",
+        "DOCTOR",
+        "COMPLETIONS",
+    ] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    // Every long option of every subcommand is documented.
+    assert!(page.contains("\\-\\-key\\-file") && page.contains("\\-\\-org\\-wide"));
+}
+
+#[test]
+fn doctor_json_is_one_object_scripts_can_read() {
+    let (user, _) = acme("");
+    let run = user.run(&["doctor", "--json"], "");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stdout);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(!findings.is_empty());
+    let fails = findings.iter().filter(|f| f["status"] == "fail").count();
+    assert_eq!(report["problems"], fails);
+    assert_eq!(report["ok"], fails == 0);
+    assert_eq!(run.code, Some(if fails == 0 { 0 } else { 1 }));
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["text"].as_str().is_some_and(|t| !t.is_empty()))
+    );
+}

@@ -69,6 +69,34 @@ impl Report {
     pub fn failed(&self) -> bool {
         self.findings.iter().any(|f| f.status == Status::Fail)
     }
+
+    /// The report as one JSON object: `{"ok": bool, "problems": n, "findings": [{"status",
+    /// "text"}]}`, for scripts and fleet checks.
+    pub fn to_json(&self) -> String {
+        let findings: Vec<serde_json::Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                let status = match f.status {
+                    Status::Ok => "ok",
+                    Status::Warn => "warn",
+                    Status::Fail => "fail",
+                };
+                serde_json::json!({ "status": status, "text": f.text })
+            })
+            .collect();
+        let problems = self
+            .findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .count();
+        let report = serde_json::json!({
+            "ok": problems == 0,
+            "problems": problems,
+            "findings": findings,
+        });
+        format!("{report}\n")
+    }
 }
 
 impl fmt::Display for Report {
