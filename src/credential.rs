@@ -3,7 +3,7 @@
 //! Everything here is deterministic given the request, the config, the environment and the
 //! clock; the caller owns stdin, stdout and stderr.
 
-use crate::clock::describe_expiry;
+use crate::clock::{describe_expiry, span};
 use crate::config::{Config, ConfigError};
 use crate::env::Env;
 use crate::host::Host;
@@ -119,15 +119,31 @@ pub fn erase(
     if !owner.name().matches(&claims.iss) {
         return;
     }
-    log.error(format_args!(
-        "{} refused the token for org {:?}, repo {:?} (scopes {}, {}); usual causes: the public key is not registered for {:?} in the Code Storage admin panel, the repository does not exist, or the scopes are too narrow (push needs git:write)",
+    let what = format!(
+        "{} refused the token for org {:?}, repo {:?} (scopes {})",
         Escaped(host),
         claims.iss,
         claims.repo,
         join(&claims.scopes),
-        describe_expiry(claims.exp, now),
-        claims.iss,
-    ));
+    );
+    // The helper's own clock says first whether the token was still valid when git used it.
+    if claims.exp <= now {
+        log.error(format_args!(
+            "{what}: it had expired {} ago by this machine's clock; git should not have used it: upgrade git to 2.41 or later (older git ignores the expiry), and check this machine's clock (`date -u`; turn on NTP)",
+            span(now - claims.exp)
+        ));
+    } else if claims.iat > now + 60 {
+        log.error(format_args!(
+            "{what}: it is not valid yet by this machine's clock (issued {} from now): this machine's clock is wrong; set it (`date -u`; turn on NTP)",
+            span(claims.iat - now)
+        ));
+    } else {
+        log.error(format_args!(
+            "{what}, {}; usual causes: the public key is not registered for {:?} in the Code Storage admin panel, the repository does not exist, the scopes are too narrow (push needs git:write), or this machine's clock is off by minutes (check `date -u` against the real time; turn on NTP)",
+            describe_expiry(claims.exp, now),
+            claims.iss,
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -361,10 +377,32 @@ mod tests {
         let err = String::from_utf8(err).unwrap();
         assert!(
             err.contains("repo \"team/x\"")
-                && err.contains("expired 6m ago")
-                && err.contains("not registered"),
+                && err.contains("expired 6m ago by this machine's clock")
+                && err.contains("upgrade git"),
             "{err}"
         );
+        assert!(!err.contains("not registered"), "{err}");
+        let mut err = Vec::new();
+        erase(
+            &request,
+            &c.config,
+            NOW + 60,
+            &mut Log::new(&mut err, false),
+        );
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("not registered") && err.contains("clock is off"),
+            "{err}"
+        );
+        let mut err = Vec::new();
+        erase(
+            &request,
+            &c.config,
+            NOW - 600,
+            &mut Log::new(&mut err, false),
+        );
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("not valid yet"), "{err}");
         assert!(!err.contains(password));
         let mut err = Vec::new();
         let request = protocol::parse(

@@ -11,8 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::secret::Secret;
 
-/// The most input the helper reads; git's own limit is one 64 KiB line, so this is generous.
-pub const MAX_INPUT: usize = 64 * 1024;
+/// The most input the helper reads: git's lines are at most 64 KiB each, and a server may send
+/// many `WWW-Authenticate` headers, so a bound well above one line.
+pub const MAX_INPUT: usize = 1024 * 1024;
 
 /// The attributes of a credential request that this helper uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,17 +101,37 @@ pub fn parse(input: &[u8]) -> Result<Request, ParseError> {
         if raw.is_empty() {
             break;
         }
-        if raw.contains(&0) {
-            return Err(ParseError::Nul { line });
+        let Some(equals) = raw.iter().position(|&b| b == b'=') else {
+            // git's own reader dies on such a line: nothing sent this is git.
+            return Err(ParseError::NoEquals { line });
+        };
+        let (key, value) = (&raw[..equals], &raw[equals + 1..]);
+        // Only what the helper needs must be well formed: a server's odd `wwwauth[]` header or a
+        // future attribute must not cost the user a token (git would fall back to a prompt).
+        let needed = matches!(key, b"protocol" | b"host" | b"path");
+        let checked = check_value(value, line);
+        match (needed, checked) {
+            (true, Err(e)) => return Err(e),
+            (false, Err(_)) => continue,
+            (_, Ok(value)) => {
+                if let Ok(key) = std::str::from_utf8(key) {
+                    request.set(key, value);
+                }
+            }
         }
-        if raw.contains(&b'\r') {
-            return Err(ParseError::CarriageReturn { line });
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| ParseError::NotUtf8 { line })?;
-        let (key, value) = text.split_once('=').ok_or(ParseError::NoEquals { line })?;
-        request.set(key, value);
     }
     Ok(request)
+}
+
+/// A value as text: UTF-8, with no NUL and no carriage return (CVE-2024-52006).
+fn check_value(value: &[u8], line: usize) -> Result<&str, ParseError> {
+    if value.contains(&0) {
+        return Err(ParseError::Nul { line });
+    }
+    if value.contains(&b'\r') {
+        return Err(ParseError::CarriageReturn { line });
+    }
+    std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8 { line })
 }
 
 impl Request {

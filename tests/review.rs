@@ -251,3 +251,28 @@ fn hosts_that_are_not_host_names_are_declined_silently() {
         );
     }
 }
+
+#[test]
+fn odd_server_headers_and_large_requests_still_get_a_token() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let env = [("CODESTORAGE_PRIVATE_KEY", key.pem.as_str())];
+    let mut request = b"protocol=https\nhost=acme.code.storage\npath=team/x.git\n".to_vec();
+    request.extend_from_slice(b"wwwauth[]=Basic realm=\"caf\xe9\"\n");
+    request.extend_from_slice(b"wwwauth[]=Bearer realm=\"a\rb\"\n");
+    request.extend_from_slice(b"future_key=\x00\n");
+    // Just over the old 64 KiB bound, as many large WWW-Authenticate headers make it.
+    for _ in 0..70 {
+        request.extend_from_slice(format!("wwwauth[]=Negotiate {}\n", "x".repeat(1000)).as_bytes());
+    }
+    request.extend_from_slice(b"\n");
+    let run = home.get(&request, &env);
+    jwt::verify(&run.password(), &key);
+    // What the helper needs must still be clean.
+    let run = home.get(
+        b"protocol=https\nhost=acme.code.storage\rx\npath=team/x.git\n\n",
+        &env,
+    );
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("carriage return"), "{}", run.stderr);
+}
