@@ -312,8 +312,11 @@ pub fn run() -> ExitCode {
                 .and_then(print),
         ),
         Command::Doctor(args) => ("doctor", run_doctor(&args, &env)),
-        Command::Completions(args) => ("completions", print(completions(args.shell))),
-        Command::Man => ("man", man().and_then(print)),
+        Command::Completions(args) => (
+            "completions",
+            print(commands::completions::script(args.shell)),
+        ),
+        Command::Man => ("man", commands::man::page().and_then(print)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -334,55 +337,6 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The completion script for `shell`, from the clap definitions.
-pub fn completions(shell: Shell) -> String {
-    use clap_complete::{generate, shells};
-    let mut command = Cli::command();
-    let name = command.get_name().to_owned();
-    let mut out = Vec::new();
-    match shell {
-        Shell::Bash => generate(shells::Bash, &mut command, &name, &mut out),
-        Shell::Zsh => generate(shells::Zsh, &mut command, &name, &mut out),
-        Shell::Fish => generate(shells::Fish, &mut command, &name, &mut out),
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The manual page, in roff, from the clap definitions: the top page and one section per
-/// subcommand, so that it never drifts from `--help`.
-pub fn man() -> Result<String, CommandError> {
-    let command = Cli::command();
-    let mut out = Vec::new();
-    let page = clap_mangen::Man::new(command.clone());
-    page.render_title(&mut out).map_err(CommandError::Stdout)?;
-    page.render_name_section(&mut out)
-        .map_err(CommandError::Stdout)?;
-    page.render_synopsis_section(&mut out)
-        .map_err(CommandError::Stdout)?;
-    page.render_description_section(&mut out)
-        .map_err(CommandError::Stdout)?;
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let title = format!("{} {}", command.get_name(), sub.get_name());
-        let section = clap_mangen::Man::new(sub.clone().bin_name(title));
-        out.extend_from_slice(format!(".SH \"{}\"\n", sub.get_name().to_uppercase()).as_bytes());
-        section
-            .render_synopsis_section(&mut out)
-            .map_err(CommandError::Stdout)?;
-        section
-            .render_description_section(&mut out)
-            .map_err(CommandError::Stdout)?;
-        section
-            .render_options_section(&mut out)
-            .map_err(CommandError::Stdout)?;
-        section
-            .render_extra_section(&mut out)
-            .map_err(CommandError::Stdout)?;
-    }
-    page.render_version_section(&mut out)
-        .map_err(CommandError::Stdout)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn git(action: GitAction, env: &dyn Env) -> ExitCode {

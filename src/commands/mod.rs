@@ -1,9 +1,11 @@
 //! The bodies of the user's subcommands, one module each; [`crate::cli`] parses and dispatches.
 
+pub mod completions;
 pub mod doctor;
 pub mod git;
 pub mod inspect;
 pub mod keygen;
+pub mod man;
 pub mod setup;
 pub mod token;
 
