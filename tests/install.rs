@@ -1,6 +1,10 @@
-//! `./install.sh` into a temporary prefix and HOME. The binary under test is copied in through
-//! CODESTORAGE_INSTALL_BINARY, so the test does not spend minutes on a release build.
+//! `./install.sh` into a temporary prefix and HOME. Most tests copy the binary under test in
+//! through CODESTORAGE_INSTALL_BINARY; the build tests run the real release builds (install.sh's
+//! and README's `cargo install`) once into a target directory they share, and check that the
+//! result is a static executable that signs tokens.
 
+#[path = "support/dist.rs"]
+mod dist;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -8,6 +12,7 @@ use std::process::Command;
 
 use support::cli::User;
 use support::home::{HELPER, Run, run};
+use support::jwt::{TestKey, verify};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
 
@@ -222,5 +227,229 @@ fn demo_without_its_script_names_the_missing_file() {
         result.stderr.contains("scripts/demo.sh is missing"),
         "{}",
         result.stderr
+    );
+}
+
+/// Makes a key with the installed binary's own `keygen` and checks that its `get` signs a token
+/// that ring verifies with the printed public key.
+fn assert_signs(user: &User, binary: &Path) {
+    let key = user.path().join("acme.pem");
+    let mut keygen = user.command(binary);
+    keygen.args(["keygen", "--org", "acme", "--out"]).arg(&key);
+    let made = run(keygen, "");
+    assert_eq!(made.code, Some(0), "{made:?}");
+    let public = TestKey::from_pems(String::new(), made.stdout.clone(), "ES256");
+    let mut get = user.command(binary);
+    get.arg("get")
+        .env("CODESTORAGE_PRIVATE_KEY_FILE", &key)
+        .env("CODESTORAGE_SUBJECT", "install-test");
+    let got = run(
+        get,
+        "protocol=https\nhost=acme.code.storage\npath=team/static.git\n\n",
+    );
+    assert_eq!(got.code, Some(0), "{got:?}");
+    let claims = verify(got.password(), &public).claims;
+    assert_eq!(claims["iss"], "acme");
+    assert_eq!(claims["repo"], "team/static");
+    assert_eq!(claims["sub"], "install-test");
+}
+
+/// The triple install.sh should pick: musl when rustup has it, else the glibc host.
+fn expected_static_triple() -> String {
+    let host = dist::host_triple();
+    let musl = host.replace("-linux-gnu", "-linux-musl");
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if installed.lines().any(|line| line == musl) {
+        musl
+    } else {
+        host
+    }
+}
+
+#[test]
+fn install_sh_builds_a_static_binary_that_signs() {
+    let install = Install::new();
+    let mut command = install.command(
+        Path::new(SCRIPT),
+        &["--prefix", install.prefix.to_str().unwrap()],
+    );
+    command.env_remove("CODESTORAGE_INSTALL_BINARY");
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+    let triple = expected_static_triple();
+    let announced = format!("building a static binary for {triple}");
+    assert!(result.stdout.contains(&announced), "{}", result.stdout);
+    if triple.contains("-linux-gnu") {
+        assert!(
+            result.stdout.contains(&format!(
+                "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --bin git-credential-codestorage --target {triple}"
+            )),
+            "{}",
+            result.stdout
+        );
+    }
+    let target = install.target();
+    dist::assert_static(&target);
+    assert_signs(&install.user, &target);
+}
+
+/// The static `cargo install` command README.md gives, run as written (plus `--root`).
+#[test]
+fn readme_cargo_install_command_builds_a_static_binary_that_signs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("$ "))
+        .find(|line| line.contains("crt-static") && line.contains("cargo install"))
+        .expect("README.md gives a static cargo install command");
+    assert!(line.contains("--path ."), "{line}");
+    let user = User::new();
+    let root = user.path().join("cargo-root");
+    let mut command = user.command("bash");
+    command
+        .arg("-c")
+        .arg(format!("{line} --root \"$1\""))
+        .arg("bash")
+        .arg(&root)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", system_path());
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+    let binary = root.join("bin/git-credential-codestorage");
+    dist::assert_static(&binary);
+    assert_signs(&user, &binary);
+}
+
+#[test]
+fn the_elf_reader_sees_the_test_build_as_dynamic() {
+    // The test build is linked the default way, so this proves the static checks can fail.
+    let linking = dist::linking(Path::new(HELPER));
+    assert!(!linking.is_static(), "{linking:?}");
+    assert!(
+        linking.interpreter.is_some() && linking.needed > 0,
+        "{linking:?}"
+    );
+}
+
+/// Fake `cargo`, `rustup` and `cc` for the choices this machine cannot make for real (it has no
+/// musl target, and its static C library cannot be taken away): the fake cargo records its
+/// arguments and RUSTFLAGS, then fails the build.
+struct FakeTools {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl FakeTools {
+    fn new(user: &User, rustup_targets: &str, libc_a: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = user.path().join("fake-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = user.path().join("cargo.log");
+        let scripts = [
+            (
+                "cargo",
+                format!(
+                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{}'\nexit 101\n",
+                    log.display()
+                ),
+            ),
+            ("rustup", format!("#!/bin/sh\nprintf '{rustup_targets}'\n")),
+            ("cc", format!("#!/bin/sh\necho '{libc_a}'\n")),
+        ];
+        for (name, text) in scripts {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { dir, log }
+    }
+
+    fn run(&self, install: &Install, extra: &[&str]) -> (Run, String) {
+        let mut args = vec!["--prefix", install.prefix.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut command = install.command(Path::new(SCRIPT), &args);
+        command
+            .env_remove("CODESTORAGE_INSTALL_BINARY")
+            .env_remove("RUSTFLAGS")
+            .env("PATH", format!("{}:{}", self.dir.display(), system_path()));
+        dist::toolchain_env(&mut command);
+        let result = run(command, "");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (result, log)
+    }
+}
+
+#[test]
+fn with_the_musl_target_installed_install_sh_builds_for_musl() {
+    let install = Install::new();
+    let host = dist::host_triple();
+    if !host.contains("-linux-gnu") {
+        return; // the choice exists on glibc Linux hosts only
+    }
+    let musl = host.replace("-linux-gnu", "-linux-musl");
+    let tools = FakeTools::new(
+        &install.user,
+        &format!("{host}\\n{musl}\\n"),
+        "/usr/lib/libc.a",
+    );
+    let (result, log) = tools.run(&install, &[]);
+    assert_eq!(
+        log,
+        format!(
+            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n"
+        )
+    );
+    assert_eq!(result.code, Some(1), "{result:?}");
+    assert!(
+        result.stdout.contains(&format!("building a static binary for {musl}"))
+            && result.stderr.contains(
+                "install.sh: the build failed; see cargo's messages above; to link dynamically instead, run ./install.sh --dynamic"
+            ),
+        "{result:?}"
+    );
+    assert!(!install.target().exists());
+}
+
+#[test]
+fn without_a_static_libc_install_sh_says_how_to_get_one_and_links_dynamically() {
+    let install = Install::new();
+    let host = dist::host_triple();
+    if !host.contains("-linux-gnu") {
+        return;
+    }
+    // cc -print-file-name echoes the bare name back when it finds no such file.
+    let tools = FakeTools::new(&install.user, &format!("{host}\\n"), "libc.a");
+    let (result, log) = tools.run(&install, &[]);
+    assert_eq!(
+        log,
+        "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage\n"
+    );
+    assert!(
+        result
+            .stdout
+            .contains("the static C library (libc.a) is not installed")
+            && result.stdout.contains("libc6-dev")
+            && result
+                .stdout
+                .contains("building a dynamically linked binary"),
+        "{result:?}"
+    );
+
+    let (dynamic, log) = FakeTools::new(&install.user, &format!("{host}\\n"), "/usr/lib/libc.a")
+        .run(&install, &["--dynamic"]);
+    assert_eq!(
+        log,
+        "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage\n"
+    );
+    assert!(
+        !dynamic.stdout.contains("libc.a") && dynamic.stderr.contains("the build failed"),
+        "{dynamic:?}"
     );
 }
