@@ -453,3 +453,148 @@ fn without_a_static_libc_install_sh_says_how_to_get_one_and_links_dynamically() 
         "{dynamic:?}"
     );
 }
+
+/// The archive scripts/release-archive.sh makes is where Cargo.toml's binstall template says.
+#[test]
+fn the_release_archive_has_the_layout_the_binstall_template_names() {
+    let user = User::new();
+    let out = user.path().join("archives");
+    let triple = dist::host_triple();
+    let mut command = user.command("bash");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/release-archive.sh"
+        ))
+        .arg(&triple)
+        .arg(&out)
+        .env("PATH", system_path());
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+
+    let manifest: toml::Table = toml::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Cargo.toml"
+    )))
+    .unwrap();
+    let binstall = &manifest["package"]["metadata"]["binstall"];
+    assert_eq!(binstall["pkg-fmt"].as_str(), Some("tgz"));
+    let expand = |template: &str| {
+        template
+            .replace("{ name }", "git-credential-codestorage")
+            .replace("{ bin }", "git-credential-codestorage")
+            .replace("{ target }", &triple)
+            .replace("{ version }", env!("CARGO_PKG_VERSION"))
+            .replace("{ archive-suffix }", ".tar.gz")
+            .replace("{ binary-ext }", "")
+    };
+    let url = expand(binstall["pkg-url"].as_str().unwrap());
+    let file_name = url.rsplit('/').next().unwrap();
+    let archive = out.join(file_name);
+    assert_eq!(result.stdout.lines().last(), archive.to_str(), "{result:?}");
+    assert!(archive.exists(), "{} is missing", archive.display());
+    let sums = std::fs::read_to_string(out.join(format!("{file_name}.sha256"))).unwrap();
+    assert!(sums.ends_with(&format!("  {file_name}\n")), "{sums}");
+
+    let unpacked = user.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let mut tar = Command::new("tar");
+    tar.arg("-xzf").arg(&archive).arg("-C").arg(&unpacked);
+    assert_eq!(run(tar, "").code, Some(0));
+    let binary = unpacked.join(expand(binstall["bin-dir"].as_str().unwrap()));
+    dist::assert_static(&binary);
+    let stem = binary.parent().unwrap();
+    let mut shipped: Vec<_> = std::fs::read_dir(stem)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        shipped,
+        [
+            "CHANGELOG.md",
+            "LICENSE-APACHE",
+            "LICENSE-MIT",
+            "README.md",
+            "git-credential-codestorage"
+        ]
+    );
+    let mut version = user.command(&binary);
+    version.arg("--version");
+    assert_eq!(
+        run(version, "").stdout,
+        format!("git-credential-codestorage {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `cargo package` ships the sources, the user docs and the licenses, and nothing of the
+/// repository's own machinery.
+#[test]
+fn the_crate_package_holds_what_users_need_and_no_more() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    command
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root);
+    let listed = run(command, "");
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let files: Vec<&str> = listed.stdout.lines().collect();
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "src/main.rs",
+        "src/lib.rs",
+        "docs/configuration.md",
+        "tests/fixtures/rsa2048.pkcs8.pem",
+    ] {
+        assert!(
+            files.contains(&needed),
+            "{needed} is not shipped: {files:?}"
+        );
+    }
+    // Every source file, however the tree is arranged: the crate must build from the package.
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    for source in &sources {
+        assert!(files.contains(&source.as_str()), "{source} is not shipped");
+    }
+    for file in &files {
+        let allowed = file.starts_with("src/")
+            || file.starts_with("tests/fixtures/")
+            || (file.starts_with("docs/")
+                && !["docs/performance.md", "docs/fuzzing.md"].contains(file))
+            || [
+                "Cargo.toml",
+                "Cargo.toml.orig",
+                "Cargo.lock",
+                ".cargo_vcs_info.json",
+                "README.md",
+                "CHANGELOG.md",
+                "LICENSE-MIT",
+                "LICENSE-APACHE",
+            ]
+            .contains(file);
+        assert!(allowed, "{file} should not be shipped");
+    }
+}
