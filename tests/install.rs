@@ -377,7 +377,6 @@ impl FakeTools {
         let mut command = install.command(Path::new(SCRIPT), &args);
         command
             .env_remove("CODESTORAGE_INSTALL_BINARY")
-            .env_remove("RUSTFLAGS")
             .env("PATH", format!("{}:{}", self.dir.display(), system_path()));
         dist::toolchain_env(&mut command);
         let result = run(command, "");

@@ -11,8 +11,9 @@ pub fn shared_target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist")
 }
 
-/// Lets `command` run cargo and rustup under a throwaway HOME: both find their homes through HOME
-/// unless told, and a fresh one would have no toolchain and an empty registry cache.
+/// Lets `command` run cargo and rustup under a throwaway HOME (both find their homes through HOME
+/// unless told, and a fresh one would have no toolchain and an empty registry cache), building
+/// into the shared target directory.
 pub fn toolchain_env(command: &mut Command) {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for (var, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
@@ -23,7 +24,12 @@ pub fn toolchain_env(command: &mut Command) {
             command.env(var, dir);
         }
     }
-    command.env("CARGO_TARGET_DIR", shared_target_dir());
+    // The developer's own flags would change what is built and what install.sh reports.
+    command
+        .env("CARGO_TARGET_DIR", shared_target_dir())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
 }
 
 /// The host's target triple, as rustc reports it.
