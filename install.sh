@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Builds git-credential-codestorage and installs it where git can find it.
 #
-#   ./install.sh                  cargo build --release --locked, install to ~/.local/bin
+#   ./install.sh                  build a static binary (cargo build --release --locked), install
+#                                 it to ~/.local/bin
 #   ./install.sh --prefix DIR     install to DIR/bin instead (also: PREFIX=DIR ./install.sh)
+#   ./install.sh --dynamic        build against the shared C library instead
 #   ./install.sh --uninstall      remove the installed binary (config and keys are kept)
 #   ./install.sh --demo           run scripts/demo.sh: the helper end to end against a local
 #                                 Code Storage emulator, in a throwaway HOME
+#
+# On Linux the binary is linked statically: the musl target when rustup has it installed, else
+# glibc with crt-static. A static `get` skips the dynamic loader and shared-library start-up,
+# which are most of a dynamically linked helper's run time (docs/performance.md).
 #
 # Running it again is safe: an identical binary is left alone, a different one replaced.
 # CODESTORAGE_INSTALL_BINARY=PATH installs that already-built binary instead of building
@@ -22,9 +28,11 @@ fail() {
 
 usage() {
   cat <<'EOF'
-Usage: ./install.sh [--prefix DIR] [--uninstall | --demo]
+Usage: ./install.sh [--prefix DIR] [--dynamic] [--uninstall | --demo]
 
   --prefix DIR   install into DIR/bin (default: $PREFIX, else ~/.local)
+  --dynamic      link against the shared C library (default on Linux: a static binary, which
+                 starts faster; needs the static C library, e.g. Debian's libc6-dev)
   --uninstall    remove DIR/bin/git-credential-codestorage; your config and keys are kept
   --demo         run scripts/demo.sh (clone, push and clone again through the helper against a
                  local emulator, with no account and no network)
@@ -36,6 +44,7 @@ EOF
 
 action=install
 prefix=${PREFIX:-}
+link=static
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix)
@@ -48,6 +57,7 @@ while [ $# -gt 0 ]; do
       [ -n "$prefix" ] || fail "--prefix needs a directory, e.g. --prefix ~/.local"
       shift
       ;;
+    --dynamic) link=dynamic; shift ;;
     --uninstall) action=uninstall; shift ;;
     --demo) action=demo; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -110,21 +120,79 @@ if [ "$action" = uninstall ]; then
   exit 0
 fi
 
+# Chooses how to build: sets cargo_args, rustflags, triple (empty: the host, no --target), kind
+# and static_hint. An explicit --target keeps build scripts and proc-macros, which run on the
+# build machine, out of the static link; RUSTFLAGS then applies to the target only.
+plan_build() {
+  local host musl libc
+  cargo_args=(build --release --locked --bin "$name")
+  rustflags=${RUSTFLAGS:-}
+  triple=
+  kind="a dynamically linked binary"
+  static_hint=
+  host=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+  if [ "$link" = dynamic ]; then
+    return
+  fi
+  case $host in
+    *-linux-musl*)
+      triple=$host
+      ;;
+    *-linux-gnu*)
+      musl=${host/-linux-gnu/-linux-musl}
+      if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+        triple=$musl
+      else
+        libc=$(cc -print-file-name=libc.a 2>/dev/null || true)
+        case $libc in
+          /*)
+            triple=$host
+            rustflags="${rustflags:+$rustflags }-C target-feature=+crt-static"
+            ;;
+          *)
+            echo "note: the static C library (libc.a) is not installed, so the binary will be linked dynamically and start more slowly; for a static one install it (Debian/Ubuntu: libc6-dev; Fedora: glibc-static) or add the musl target (rustup target add $musl), then run ./install.sh again"
+            ;;
+        esac
+      fi
+      ;;
+    *)
+      # macOS and the BSDs support no static libc; their dynamic start-up is what it is.
+      ;;
+  esac
+  if [ -n "$triple" ]; then
+    cargo_args+=(--target "$triple")
+    kind="a static binary for $triple"
+    static_hint="; to link dynamically instead, run ./install.sh --dynamic"
+  fi
+}
+
+# The build command as a user would type it.
+describe_build() {
+  printf '%s' "${rustflags:+RUSTFLAGS=\"$rustflags\" }cargo ${cargo_args[*]}"
+}
+
 if [ -n "${CODESTORAGE_INSTALL_BINARY:-}" ]; then
   built=$CODESTORAGE_INSTALL_BINARY
   [ -f "$built" ] && [ -x "$built" ] || fail "CODESTORAGE_INSTALL_BINARY=$built is not an executable file"
 else
   command -v cargo >/dev/null 2>&1 \
     || fail "cargo is not installed; install the Rust toolchain (https://rustup.rs), then run ./install.sh again"
-  echo "building: cargo build --release --locked (a few minutes the first time)"
-  (cd "$repo_root" && cargo build --release --locked --bin "$name") \
-    || fail "the build failed; see cargo's messages above"
+  command -v cc >/dev/null 2>&1 \
+    || fail "no C compiler (cc) found; ring, the cryptography library, needs one: install gcc or clang (Debian/Ubuntu: apt install build-essential), then run ./install.sh again"
+  plan_build
+  echo "building $kind (a few minutes the first time): $(describe_build)"
+  (
+    cd "$repo_root"
+    if [ -n "$rustflags" ]; then export RUSTFLAGS=$rustflags; fi
+    cargo "${cargo_args[@]}"
+  ) \
+    || fail "the build failed; see cargo's messages above${static_hint}"
   target_dir=${CARGO_TARGET_DIR:-target}
   case $target_dir in
     /*) ;;
     *) target_dir=$repo_root/$target_dir ;;
   esac
-  built=$target_dir/release/$name
+  built=$target_dir/${triple:+$triple/}release/$name
   [ -x "$built" ] || fail "the build reported success but $built is missing"
 fi
 

@@ -1,33 +1,33 @@
 //! Whole-process `get`, as git runs it (spawn, read stdin, read config and key, sign, print),
-//! side by side with `git credential-store get` on a one-line store file: the floor a credential
-//! helper can reach, since it only reads a file. Runs are interleaved so that both see the same
-//! machine. `cargo bench --bench whole_process` (BENCH_ROUNDS=N to change the count).
+//! side by side with git's own `credential-store get` on a one-line store file: the floor a
+//! credential helper can reach, since it only reads a file.
+//!
+//! Three programs are timed: the helper as `cargo bench` builds it (linked dynamically), the
+//! static binary `./install.sh` builds, and `git-credential-store` from `git --exec-path`. Every
+//! one is copied fresh into a temporary directory first, because an executable that has sat in the
+//! page cache for a while takes 6-8 more page faults per start than a fresh copy, which would
+//! tilt the comparison towards whichever file is newer. Runs are interleaved (each round runs
+//! every case once, from a rotating start) so that all cases share whatever else the machine is
+//! doing, and medians are reported.
+//!
+//! `cargo bench --bench whole_process`; BENCH_ROUNDS=N changes the number of rounds (default
+//! 300), BENCH_STATIC_HELPER=PATH times that binary instead of building one with install.sh.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use git_credential_codestorage::key::{self, NewKey};
-
 const HELPER: &str = env!("CARGO_BIN_EXE_git-credential-codestorage");
-const REQUEST: &[u8] = b"capability[]=authtype\nprotocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
-const STORE_REQUEST: &[u8] = b"protocol=https\nhost=acme.code.storage\n\n";
+const REQUEST: &[u8] = b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
+const STORE_REQUEST: &[u8] =
+    b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\n\n";
 
 struct Case {
-    name: &'static str,
+    name: String,
     command: Command,
     stdin: &'static [u8],
     times: Vec<Duration>,
-}
-
-fn case(name: &'static str, command: Command, stdin: &'static [u8]) -> Case {
-    Case {
-        name,
-        command,
-        stdin,
-        times: Vec::new(),
-    }
 }
 
 fn run_once(command: &mut Command, stdin: &[u8]) -> Duration {
@@ -43,7 +43,8 @@ fn run_once(command: &mut Command, stdin: &[u8]) -> Duration {
     let elapsed = started.elapsed();
     assert!(
         output.stdout.windows(9).any(|w| w == b"password="),
-        "no credential: {}",
+        "no credential from {:?}: {}",
+        command.get_program(),
         String::from_utf8_lossy(&output.stderr)
     );
     elapsed
@@ -59,12 +60,12 @@ fn peak_rss_kib(command: &Command, stdin: &[u8]) -> Option<u64> {
         .arg("-f")
         .arg("%M")
         .arg(command.get_program())
-        .args(command.get_args());
+        .args(command.get_args())
+        .env_clear();
     for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => timed.env(name, value),
-            None => timed.env_remove(name),
-        };
+        if let Some(value) = value {
+            timed.env(name, value);
+        }
     }
     let mut child = timed
         .stdin(Stdio::piped())
@@ -87,6 +88,57 @@ fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
+/// Copies `from` to `dir/name` (executable), a fresh file the kernel has not yet aged.
+fn fresh_copy(from: &Path, dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let to = dir.join(name);
+    std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    to
+}
+
+/// The static binary, built exactly as a user's `./install.sh` builds it, into a target directory
+/// the install tests share (so that neither pays for the other's build).
+fn static_helper(scratch: &Path) -> PathBuf {
+    if let Some(path) = std::env::var_os("BENCH_STATIC_HELPER") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prefix = scratch.join("install");
+    eprintln!("building the static helper with ./install.sh (minutes the first time)...");
+    let output = Command::new("bash")
+        .arg(root.join("install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist"),
+        )
+        .env_remove("CODESTORAGE_INSTALL_BINARY")
+        .output()
+        .expect("run install.sh");
+    assert!(
+        output.status.success(),
+        "install.sh failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    if let Some(line) = report.lines().find(|l| l.starts_with("building")) {
+        eprintln!("{line}");
+    }
+    prefix.join("bin/git-credential-codestorage")
+}
+
+fn git_exec_path() -> PathBuf {
+    let output = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("git");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to run quickly.
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -97,92 +149,129 @@ fn main() {
         } else {
             3
         });
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let keys = [
-        (
-            "es256.pem",
-            key::generate(NewKey::P256)
-                .unwrap()
-                .expose()
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "eddsa.pem",
-            key::generate(NewKey::Ed25519)
-                .unwrap()
-                .expose()
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "rs256.pem",
-            std::fs::read(fixtures.join("rsa2048.pkcs8.pem")).unwrap(),
-        ),
-    ];
-    for (file, pem) in &keys {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let static_built = static_helper(scratch.path());
+
+    // Fresh copies of all three programs, made together just before measuring. git's
+    // credential-store is the git executable itself, which dispatches on its name.
+    let bin = scratch.path().join("bin");
+    let store = fresh_copy(
+        &git_exec_path().join("git-credential-store"),
+        &bin.join("store"),
+        "git-credential-store",
+    );
+    let dynamic = fresh_copy(
+        Path::new(HELPER),
+        &bin.join("dynamic"),
+        "git-credential-codestorage",
+    );
+    let fixed = fresh_copy(
+        &static_built,
+        &bin.join("static"),
+        "git-credential-codestorage",
+    );
+
+    // Keys as users make them (keygen), and an RSA key from the fixtures (keygen makes none).
+    let keygen = |file: &str, extra: &[&str]| {
         let path = home.join(file);
-        std::fs::write(&path, pem).unwrap();
+        let status = Command::new(&dynamic)
+            .args(["keygen", "--org", "acme", "--out"])
+            .arg(&path)
+            .args(extra)
+            .env("HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "keygen {file}");
+        path
+    };
+    let rsa = home.join("rs256.pem");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa2048.pkcs8.pem"),
+        &rsa,
+    )
+    .unwrap();
+    {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let config = format!(
-            "subject = \"bench\"\n[org.acme]\nkey_file = \"{}\"\n",
-            path.display()
-        );
-        std::fs::write(home.join(file.replace(".pem", ".toml")), config).unwrap();
+        std::fs::set_permissions(&rsa, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    let keys = [
+        ("ES256 (P-256)", keygen("es256.pem", &[])),
+        ("EdDSA (Ed25519)", keygen("eddsa.pem", &["--ed25519"])),
+        ("RS256 (RSA-2048)", rsa),
+    ];
+
     // A token-sized password, as the store would hold one of ours.
-    let store = home.join("store");
+    let store_file = home.join("store");
     std::fs::write(
-        &store,
+        &store_file,
         format!("https://t:{}@acme.code.storage\n", "x".repeat(420)),
     )
     .unwrap();
 
-    let base = |program: &str| {
+    let base = |program: &Path| {
         let mut command = Command::new(program);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home)
+            .env("HOME", &home)
             .env("GIT_CONFIG_NOSYSTEM", "1");
         command
     };
-    let helper = |config: &str| {
-        let mut command = base(HELPER);
-        command
-            .arg("get")
-            .env("CODESTORAGE_CONFIG", home.join(config));
-        command
-    };
-    let mut store_command = base("git");
-    store_command
-        .args(["credential-store", "--file"])
-        .arg(&store)
-        .arg("get");
-    let mut cases = [
-        case("git credential-store get", store_command, STORE_REQUEST),
-        case("get, ES256 (P-256)", helper("es256.toml"), REQUEST),
-        case("get, EdDSA (Ed25519)", helper("eddsa.toml"), REQUEST),
-        case("get, RS256 (RSA-2048)", helper("rs256.toml"), REQUEST),
-    ];
-    for case in &mut cases {
-        run_once(&mut case.command, case.stdin); // warm the page cache
+    let mut cases = Vec::new();
+    let mut store_command = base(&store);
+    store_command.arg("--file").arg(&store_file).arg("get");
+    cases.push(Case {
+        name: "git credential-store get".to_owned(),
+        command: store_command,
+        stdin: STORE_REQUEST,
+        times: Vec::new(),
+    });
+    for (alg, key) in &keys {
+        let config = home.join(key.file_name().unwrap()).with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "subject = \"bench\"\n[org.acme]\nkey_file = \"{}\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        for (linking, program) in [("static", &fixed), ("dynamic", &dynamic)] {
+            let mut command = base(program);
+            command.arg("get").env("CODESTORAGE_CONFIG", &config);
+            cases.push(Case {
+                name: format!("get, {alg}, {linking}"),
+                command,
+                stdin: REQUEST,
+                times: Vec::new(),
+            });
+        }
     }
-    for _ in 0..rounds {
-        for case in &mut cases {
+
+    for case in &mut cases {
+        run_once(&mut case.command, case.stdin); // one start each before timing
+    }
+    let count = cases.len();
+    for round in 0..rounds {
+        for i in 0..count {
+            let case = &mut cases[(round + i) % count];
             let elapsed = run_once(&mut case.command, case.stdin);
             case.times.push(elapsed);
         }
     }
+
     let floor = median(&mut cases[0].times.clone());
-    println!("{rounds} interleaved runs each, medians:\n");
+    println!("{rounds} interleaved rounds, fresh copies of every binary, medians:\n");
     println!("| command | median | ratio to credential-store | peak RSS |");
     println!("| --- | --- | --- | --- |");
+    let mut medians = Vec::new();
     for case in &mut cases {
         let m = median(&mut case.times);
+        medians.push(m);
         let rss = peak_rss_kib(&case.command, case.stdin).map_or("n/a".to_owned(), |kib| {
             format!("{:.1} MiB", kib as f64 / 1024.0)
         });
@@ -191,6 +280,14 @@ fn main() {
             case.name,
             m.as_secs_f64() * 1000.0,
             m.as_secs_f64() / floor.as_secs_f64(),
+        );
+    }
+    println!("\nstatic / dynamic:");
+    for (i, (alg, _)) in keys.iter().enumerate() {
+        let (fixed, dynamic) = (medians[1 + 2 * i], medians[2 + 2 * i]);
+        println!(
+            "  {alg}: {:.2}",
+            fixed.as_secs_f64() / dynamic.as_secs_f64()
         );
     }
 }

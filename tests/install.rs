@@ -1,6 +1,10 @@
-//! `./install.sh` into a temporary prefix and HOME. The binary under test is copied in through
-//! CODESTORAGE_INSTALL_BINARY, so the test does not spend minutes on a release build.
+//! `./install.sh` into a temporary prefix and HOME. Most tests copy the binary under test in
+//! through CODESTORAGE_INSTALL_BINARY; the build tests run the real release builds (install.sh's
+//! and README's `cargo install`) once into a target directory they share, and check that the
+//! result is a static executable that signs tokens.
 
+#[path = "support/dist.rs"]
+mod dist;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -8,6 +12,7 @@ use std::process::Command;
 
 use support::cli::User;
 use support::home::{HELPER, Run, run};
+use support::jwt::{TestKey, verify};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
 
@@ -223,4 +228,372 @@ fn demo_without_its_script_names_the_missing_file() {
         "{}",
         result.stderr
     );
+}
+
+/// Makes a key with the installed binary's own `keygen` and checks that its `get` signs a token
+/// that ring verifies with the printed public key.
+fn assert_signs(user: &User, binary: &Path) {
+    let key = user.path().join("acme.pem");
+    let mut keygen = user.command(binary);
+    keygen.args(["keygen", "--org", "acme", "--out"]).arg(&key);
+    let made = run(keygen, "");
+    assert_eq!(made.code, Some(0), "{made:?}");
+    let public = TestKey::from_pems(String::new(), made.stdout.clone(), "ES256");
+    let mut get = user.command(binary);
+    get.arg("get")
+        .env("CODESTORAGE_PRIVATE_KEY_FILE", &key)
+        .env("CODESTORAGE_SUBJECT", "install-test");
+    let got = run(
+        get,
+        "protocol=https\nhost=acme.code.storage\npath=team/static.git\n\n",
+    );
+    assert_eq!(got.code, Some(0), "{got:?}");
+    let claims = verify(&got.password(), &public).claims;
+    assert_eq!(claims["iss"], "acme");
+    assert_eq!(claims["repo"], "team/static");
+    assert_eq!(claims["sub"], "install-test");
+}
+
+/// The triple install.sh should pick: musl when rustup has it, else the glibc host.
+fn expected_static_triple() -> String {
+    let host = dist::host_triple();
+    let musl = host.replace("-linux-gnu", "-linux-musl");
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if installed.lines().any(|line| line == musl) {
+        musl
+    } else {
+        host
+    }
+}
+
+#[test]
+fn install_sh_builds_a_static_binary_that_signs() {
+    let install = Install::new();
+    let mut command = install.command(
+        Path::new(SCRIPT),
+        &["--prefix", install.prefix.to_str().unwrap()],
+    );
+    command.env_remove("CODESTORAGE_INSTALL_BINARY");
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+    let triple = expected_static_triple();
+    let announced = format!("building a static binary for {triple}");
+    assert!(result.stdout.contains(&announced), "{}", result.stdout);
+    if triple.contains("-linux-gnu") {
+        assert!(
+            result.stdout.contains(&format!(
+                "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --bin git-credential-codestorage --target {triple}"
+            )),
+            "{}",
+            result.stdout
+        );
+    }
+    let target = install.target();
+    dist::assert_static(&target);
+    assert_signs(&install.user, &target);
+}
+
+/// The static `cargo install` command README.md gives, run as written (plus `--root`).
+#[test]
+fn readme_cargo_install_command_builds_a_static_binary_that_signs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("$ "))
+        .find(|line| line.contains("crt-static") && line.contains("cargo install"))
+        .expect("README.md gives a static cargo install command");
+    assert!(line.contains("--path ."), "{line}");
+    let user = User::new();
+    let root = user.path().join("cargo-root");
+    let mut command = user.command("bash");
+    command
+        .arg("-c")
+        .arg(format!("{line} --root \"$1\""))
+        .arg("bash")
+        .arg(&root)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", system_path());
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+    let binary = root.join("bin/git-credential-codestorage");
+    dist::assert_static(&binary);
+    assert_signs(&user, &binary);
+}
+
+#[test]
+fn the_elf_reader_sees_the_test_build_as_dynamic() {
+    // The test build is linked the default way, so this proves the static checks can fail.
+    let linking = dist::linking(Path::new(HELPER));
+    assert!(!linking.is_static(), "{linking:?}");
+    assert!(
+        linking.interpreter.is_some() && linking.needed > 0,
+        "{linking:?}"
+    );
+}
+
+/// Fake `cargo`, `rustup` and `cc` for the choices this machine cannot make for real (it has no
+/// musl target, and its static C library cannot be taken away): the fake cargo records its
+/// arguments and RUSTFLAGS, then fails the build.
+struct FakeTools {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl FakeTools {
+    fn new(user: &User, rustup_targets: &str, libc_a: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = user.path().join("fake-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = user.path().join("cargo.log");
+        let scripts = [
+            (
+                "cargo",
+                format!(
+                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{}'\nexit 101\n",
+                    log.display()
+                ),
+            ),
+            ("rustup", format!("#!/bin/sh\nprintf '{rustup_targets}'\n")),
+            ("cc", format!("#!/bin/sh\necho '{libc_a}'\n")),
+        ];
+        for (name, text) in scripts {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { dir, log }
+    }
+
+    fn run(&self, install: &Install, extra: &[&str]) -> (Run, String) {
+        let mut args = vec!["--prefix", install.prefix.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut command = install.command(Path::new(SCRIPT), &args);
+        command
+            .env_remove("CODESTORAGE_INSTALL_BINARY")
+            .env("PATH", format!("{}:{}", self.dir.display(), system_path()));
+        dist::toolchain_env(&mut command);
+        let result = run(command, "");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (result, log)
+    }
+}
+
+#[test]
+fn with_the_musl_target_installed_install_sh_builds_for_musl() {
+    let install = Install::new();
+    let host = dist::host_triple();
+    if !host.contains("-linux-gnu") {
+        return; // the choice exists on glibc Linux hosts only
+    }
+    let musl = host.replace("-linux-gnu", "-linux-musl");
+    let tools = FakeTools::new(
+        &install.user,
+        &format!("{host}\\n{musl}\\n"),
+        "/usr/lib/libc.a",
+    );
+    let (result, log) = tools.run(&install, &[]);
+    assert_eq!(
+        log,
+        format!(
+            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n"
+        )
+    );
+    assert_eq!(result.code, Some(1), "{result:?}");
+    assert!(
+        result.stdout.contains(&format!("building a static binary for {musl}"))
+            && result.stderr.contains(
+                "install.sh: the build failed; see cargo's messages above; to link dynamically instead, run ./install.sh --dynamic"
+            ),
+        "{result:?}"
+    );
+    assert!(!install.target().exists());
+}
+
+#[test]
+fn without_a_static_libc_install_sh_says_how_to_get_one_and_links_dynamically() {
+    let install = Install::new();
+    let host = dist::host_triple();
+    if !host.contains("-linux-gnu") {
+        return;
+    }
+    // cc -print-file-name echoes the bare name back when it finds no such file.
+    let tools = FakeTools::new(&install.user, &format!("{host}\\n"), "libc.a");
+    let (result, log) = tools.run(&install, &[]);
+    assert_eq!(
+        log,
+        "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage\n"
+    );
+    assert!(
+        result
+            .stdout
+            .contains("the static C library (libc.a) is not installed")
+            && result.stdout.contains("libc6-dev")
+            && result
+                .stdout
+                .contains("building a dynamically linked binary"),
+        "{result:?}"
+    );
+
+    let (dynamic, log) = FakeTools::new(&install.user, &format!("{host}\\n"), "/usr/lib/libc.a")
+        .run(&install, &["--dynamic"]);
+    assert_eq!(
+        log,
+        "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage\n"
+    );
+    assert!(
+        !dynamic.stdout.contains("libc.a") && dynamic.stderr.contains("the build failed"),
+        "{dynamic:?}"
+    );
+}
+
+/// The archive scripts/release-archive.sh makes is where Cargo.toml's binstall template says.
+#[test]
+fn the_release_archive_has_the_layout_the_binstall_template_names() {
+    let user = User::new();
+    let out = user.path().join("archives");
+    let triple = dist::host_triple();
+    let mut command = user.command("bash");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/release-archive.sh"
+        ))
+        .arg(&triple)
+        .arg(&out)
+        .env("PATH", system_path());
+    dist::toolchain_env(&mut command);
+    let result = run(command, "");
+    assert_eq!(result.code, Some(0), "{result:?}");
+
+    let manifest: toml::Table = toml::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Cargo.toml"
+    )))
+    .unwrap();
+    let binstall = &manifest["package"]["metadata"]["binstall"];
+    assert_eq!(binstall["pkg-fmt"].as_str(), Some("tgz"));
+    let expand = |template: &str| {
+        template
+            .replace("{ name }", "git-credential-codestorage")
+            .replace("{ bin }", "git-credential-codestorage")
+            .replace("{ target }", &triple)
+            .replace("{ version }", env!("CARGO_PKG_VERSION"))
+            .replace("{ archive-suffix }", ".tar.gz")
+            .replace("{ binary-ext }", "")
+    };
+    let url = expand(binstall["pkg-url"].as_str().unwrap());
+    let file_name = url.rsplit('/').next().unwrap();
+    let archive = out.join(file_name);
+    assert_eq!(result.stdout.lines().last(), archive.to_str(), "{result:?}");
+    assert!(archive.exists(), "{} is missing", archive.display());
+    let sums = std::fs::read_to_string(out.join(format!("{file_name}.sha256"))).unwrap();
+    assert!(sums.ends_with(&format!("  {file_name}\n")), "{sums}");
+
+    let unpacked = user.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let mut tar = Command::new("tar");
+    tar.arg("-xzf").arg(&archive).arg("-C").arg(&unpacked);
+    assert_eq!(run(tar, "").code, Some(0));
+    let binary = unpacked.join(expand(binstall["bin-dir"].as_str().unwrap()));
+    dist::assert_static(&binary);
+    let stem = binary.parent().unwrap();
+    let mut shipped: Vec<_> = std::fs::read_dir(stem)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        shipped,
+        [
+            "CHANGELOG.md",
+            "LICENSE-APACHE",
+            "LICENSE-MIT",
+            "README.md",
+            "git-credential-codestorage"
+        ]
+    );
+    let mut version = user.command(&binary);
+    version.arg("--version");
+    assert_eq!(
+        run(version, "").stdout,
+        format!("git-credential-codestorage {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `cargo package` ships the sources, the user docs and the licenses, and nothing of the
+/// repository's own machinery.
+#[test]
+fn the_crate_package_holds_what_users_need_and_no_more() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    command
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root);
+    let listed = run(command, "");
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let files: Vec<&str> = listed.stdout.lines().collect();
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "src/main.rs",
+        "src/lib.rs",
+        "docs/configuration.md",
+        "tests/fixtures/rsa2048.pkcs8.pem",
+    ] {
+        assert!(
+            files.contains(&needed),
+            "{needed} is not shipped: {files:?}"
+        );
+    }
+    // Every source file, however the tree is arranged: the crate must build from the package.
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    for source in &sources {
+        assert!(files.contains(&source.as_str()), "{source} is not shipped");
+    }
+    for file in &files {
+        let allowed = file.starts_with("src/")
+            || file.starts_with("tests/fixtures/")
+            || (file.starts_with("docs/")
+                && !["docs/performance.md", "docs/fuzzing.md"].contains(file))
+            || [
+                "Cargo.toml",
+                "Cargo.toml.orig",
+                "Cargo.lock",
+                ".cargo_vcs_info.json",
+                "README.md",
+                "CHANGELOG.md",
+                "LICENSE-MIT",
+                "LICENSE-APACHE",
+            ]
+            .contains(file);
+        assert!(allowed, "{file} should not be shipped");
+    }
 }
