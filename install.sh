@@ -85,13 +85,21 @@ case $prefix in
 esac
 bindir=${prefix%/}/bin
 target=$bindir/$name
+# The man page (`man git-credential-codestorage`, `git credential-codestorage --help`) and the
+# completions, where bash-completion, zsh and fish look under a prefix.
+share=${prefix%/}/share
+manpage=$share/man/man1/$name.1
+bash_completion=$share/bash-completion/completions/$name
+zsh_completion=$share/zsh/site-functions/_$name
+fish_completion=$share/fish/vendor_completions.d/$name.fish
 
 # Where the helper reads its config (config::default_path): $CODESTORAGE_CONFIG, else the
 # platform's config directory.
 config_path() {
   if [ -n "${CODESTORAGE_CONFIG:-}" ]; then
     printf '%s\n' "$CODESTORAGE_CONFIG"
-  elif [ "$(uname -s)" = Darwin ]; then
+  elif [ "$(uname -s)" = Darwin ] && [ -f "$HOME/Library/Application Support/codestorage/config.toml" ] &&
+    [ ! -f "${XDG_CONFIG_HOME:-$HOME/.config}/codestorage/config.toml" ]; then
     printf '%s\n' "$HOME/Library/Application Support/codestorage/config.toml"
   else
     case ${XDG_CONFIG_HOME:-} in
@@ -102,6 +110,9 @@ config_path() {
 }
 
 if [ "$action" = uninstall ]; then
+  for extra in "$manpage" "$bash_completion" "$zsh_completion" "$fish_completion"; do
+    [ -e "$extra" ] && rm -f "$extra" && echo "removed $extra"
+  done
   if [ -e "$target" ]; then
     rm -f "$target" || fail "cannot remove $target; check its directory's permissions"
     echo "removed $target"
@@ -212,6 +223,20 @@ else
   echo "installed $target"
 fi
 "$target" --version >/dev/null 2>&1 || fail "$target does not run on this machine; rebuild it here without CODESTORAGE_INSTALL_BINARY"
+
+# Written by the installed binary itself, from its own command definitions: they never drift.
+install_generated() { # FILE COMMAND...
+  file=$1
+  shift
+  mkdir -p "$(dirname "$file")" || fail "cannot create $(dirname "$file"); choose another directory with --prefix DIR"
+  "$target" "$@" >"$file.tmp" && mv -f "$file.tmp" "$file" || fail "cannot write $file"
+  chmod 644 "$file"
+}
+install_generated "$manpage" man
+install_generated "$bash_completion" completions bash
+install_generated "$zsh_completion" completions zsh
+install_generated "$fish_completion" completions fish
+echo "installed the man page ($manpage) and bash, zsh and fish completions under $share"
 
 command=$name
 case ":${PATH:-}:" in

@@ -597,3 +597,41 @@ fn the_crate_package_holds_what_users_need_and_no_more() {
         assert!(allowed, "{file} should not be shipped");
     }
 }
+
+#[test]
+fn the_man_page_and_completions_are_installed_and_git_help_opens_the_page() {
+    let install = Install::new();
+    let done = install.run(&[]);
+    assert_eq!(done.code, Some(0), "{done:?}");
+    let share = install.prefix.join("share");
+    let page = share.join("man/man1/git-credential-codestorage.1");
+    for file in [
+        page.clone(),
+        share.join("bash-completion/completions/git-credential-codestorage"),
+        share.join("zsh/site-functions/_git-credential-codestorage"),
+        share.join("fish/vendor_completions.d/git-credential-codestorage.fish"),
+    ] {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        assert!(text.contains("setup"), "{file:?}");
+    }
+    // `git credential-codestorage --help` is git's `help`, which opens the man page.
+    let bindir = install.prefix.join("bin");
+    let mut help = install.user.command(support::git::new_git());
+    help.args(["credential-codestorage", "--help"])
+        .env("PATH", format!("{}:{}", bindir.display(), system_path()))
+        .env("MANPATH", share.join("man"))
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100");
+    let shown = run(help, "");
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    assert!(
+        shown.stdout.contains("git-credential-codestorage")
+            && shown.stdout.contains("SETUP")
+            && shown.stdout.contains("--key-file"),
+        "{}",
+        shown.stdout
+    );
+    let removed = install.run(&["--uninstall"]);
+    assert!(!page.exists(), "{}", removed.stdout);
+}
