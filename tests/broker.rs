@@ -661,6 +661,16 @@ fn sighup_revokes_a_removed_sandbox_at_once_adds_new_ones_and_survives_a_broken_
             .stdout
             .contains("password_expiry_utc=")
     );
+
+    // SIGTERM: a clean exit that takes every socket with it.
+    let mut broker = broker;
+    broker.signal(rustix::process::Signal::TERM);
+    let status = broker.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    broker.wait_for("its stop", |l| {
+        l.contains("broker: stopped; sockets removed")
+    });
+    assert!(!world.socket("agent-42").exists() && !world.socket("agent-9").exists());
 }
 
 #[test]

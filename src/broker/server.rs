@@ -763,14 +763,13 @@ fn handle(mut stream: UnixStream, job: Job) {
         );
         return;
     }
-    if let Err(e) = job.audit.write(&record) {
-        if record.decision == Decision::Granted {
-            // A token the audit log does not show is not handed out.
-            let reason =
-                format!("the broker cannot write its audit log ({e}); no token is handed out");
-            send(&mut stream, &error_answer(&reason), deadline);
-            return;
-        }
+    if let Err(e) = job.audit.write(&record)
+        && record.decision == Decision::Granted
+    {
+        // A token the audit log does not show is not handed out.
+        let reason = format!("the broker cannot write its audit log ({e}); no token is handed out");
+        send(&mut stream, &error_answer(&reason), deadline);
+        return;
     }
     send(&mut stream, &answer, deadline);
 }
@@ -1067,6 +1066,44 @@ mod tests {
                 "{record}"
             );
         }
+    }
+
+    /// An audit log that cannot be written.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_token_is_handed_out_that_the_audit_log_does_not_show() {
+        let mut f = fixture("");
+        f.audit = Arc::new(Audit::to_writer(Box::new(Broken)));
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let global = Arc::new(AtomicUsize::new(0));
+        let job = Job {
+            loaded: f.loaded.clone(),
+            sandbox: Arc::new(f.loaded.config.sandboxes[0].clone()),
+            revoked: Arc::default(),
+            audit: f.audit.clone(),
+            env: Arc::new(MapEnv::default()),
+            _slot: Slot::take(&global, &Arc::default()).unwrap(),
+        };
+        client
+            .write_all(b"get\nprotocol=https\nhost=acme.code.storage\npath=agents/a/x.git\n\n")
+            .unwrap();
+        handle(server, job);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(
+            answer,
+            "error=the broker cannot write its audit log (disk full); no token is handed out\nquit=1\n"
+        );
     }
 
     #[test]
