@@ -66,6 +66,9 @@ pub enum Command {
     /// Print the manual page (roff), generated from these very definitions.
     #[command(after_help = MAN_HELP)]
     Man,
+    /// Serve tokens to agent sandboxes over one Unix socket each, so no sandbox holds a key.
+    #[command(after_help = BROKER_HELP)]
+    Broker(BrokerArgs),
 }
 
 const COMPLETIONS_HELP: &str = "\
@@ -137,6 +140,30 @@ token (never the token itself).
 Examples:
   git-credential-codestorage doctor
   git-credential-codestorage doctor https://acme.code.storage/team/x.git";
+
+const BROKER_HELP: &str = "\
+Runs in the foreground (systemd, a container's sidecar) and serves every [sandbox.NAME] table
+of the config on its socket; SIGHUP re-reads the config, SIGTERM stops and removes the sockets.
+Inside a sandbox, set CODESTORAGE_BROKER to the mounted socket: `get` then asks the broker.
+See docs/sandboxes.md.
+
+Examples:
+  git-credential-codestorage broker --config /etc/codestorage/broker.toml --check
+  git-credential-codestorage broker --config /etc/codestorage/broker.toml --audit-log /var/log/codestorage-audit.jsonl";
+
+/// `broker`'s options.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The config file with [org.NAME] and [sandbox.NAME] tables (default: as `get` finds it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Append one JSON line per request to FILE (created with mode 0600) instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Check the config, its keys and its sockets' directories, print the sandboxes, and exit.
+    #[arg(long)]
+    pub check: bool,
+}
 
 /// `keygen`'s options.
 #[derive(Debug, Args)]
@@ -317,6 +344,7 @@ pub fn run() -> ExitCode {
             print(commands::completions::script(args.shell)),
         ),
         Command::Man => ("man", commands::man::page().and_then(print)),
+        Command::Broker(args) => ("broker", commands::broker::run(&args, &env)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -77,6 +77,10 @@ pub struct Config {
     pub level: Level,
     /// The organisations by name.
     pub orgs: BTreeMap<String, Org>,
+    /// `broker = "PATH"`: inside a sandbox, `get` asks the token broker at this socket.
+    pub broker: Option<PathBuf>,
+    /// `[sandbox.NAME]` tables, served by `broker` (see [`crate::broker`]).
+    pub sandboxes: Vec<crate::broker::Sandbox>,
 }
 
 /// Why the configuration file could not be used.
@@ -123,6 +127,9 @@ struct RawConfig {
     least_privilege: Option<bool>,
     #[serde(default)]
     org: BTreeMap<String, Spanned<RawOrg>>,
+    broker: Option<Spanned<String>>,
+    #[serde(default)]
+    sandbox: BTreeMap<String, Spanned<crate::broker::policy::RawSandbox>>,
 }
 
 #[derive(Deserialize)]
@@ -367,11 +374,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             },
         );
     }
+    let sandboxes = crate::broker::policy::parse_sandboxes(
+        raw.sandbox,
+        &orgs,
+        base,
+        &|offset| line_of(text, offset),
+        &invalid,
+    )?;
+    let broker = match raw.broker {
+        Some(socket) if socket.get_ref().is_empty() => {
+            return Err(invalid(
+                socket.span().start,
+                "broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\"".into(),
+            ));
+        }
+        Some(socket) => Some(expand_path(socket.get_ref(), base)),
+        None => None,
+    };
     Ok(Config {
         path: path.to_owned(),
         level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege)
             .map_err(|(o, m)| invalid(o, m))?,
         orgs,
+        broker,
+        sandboxes,
     })
 }
 

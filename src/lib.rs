@@ -8,6 +8,7 @@
 //! [`commands`] the bodies of the user's subcommands.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -1,7 +1,9 @@
 //! The edge of git's actions: read the request from stdin, answer on stdout, explain on stderr.
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
+use crate::broker::BROKER_ENV;
 use crate::config;
 use crate::credential;
 use crate::env::{self, Env, vars};
@@ -29,6 +31,15 @@ impl GitAction {
             _ => None,
         }
     }
+
+    /// The word git runs the helper with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Store => "store",
+            Self::Erase => "erase",
+        }
+    }
 }
 
 /// Runs `action` with the process's standard streams. Never fails: git ignores a helper's exit
@@ -51,17 +62,62 @@ pub fn run(action: GitAction, env: &dyn Env) {
             return;
         }
     };
+    // Inside a sandbox the broker answers: no key, no organisation config here. The variable
+    // is looked at first so that a sandbox reads no config file at all.
+    let from_env = env.var(BROKER_ENV).filter(|path| !path.is_empty());
+    let config = from_env.is_none().then(|| config::load_default(env));
+    let broker = match (&from_env, &config) {
+        (Some(path), _) => Some((PathBuf::from(path), BROKER_ENV.to_owned())),
+        (None, Some(Ok(Some(config)))) => config.broker.clone().map(|path| {
+            let origin = format!("broker in {}", config.path.display());
+            (path, origin)
+        }),
+        _ => None,
+    };
+    if let Some((socket, origin)) = broker {
+        forward(&socket, &origin, action, &request, &mut log);
+        return;
+    }
+    let config = config.unwrap_or_else(|| config::load_default(env));
     match action {
         GitAction::Get => {
-            let config = config::load_default(env);
             let response = credential::get(&request, &config, env, crate::clock::now(), &mut log);
             write_response(&response, &mut log);
         }
         GitAction::Erase => {
-            let config = config::load_default(env);
             credential::erase(&request, &config, crate::clock::now(), &mut log);
         }
         GitAction::Store => {}
+    }
+}
+
+#[cfg(unix)]
+fn forward(
+    socket: &Path,
+    origin: &str,
+    action: GitAction,
+    request: &protocol::Request,
+    log: &mut Log<'_>,
+) {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    crate::broker::client::forward(socket, origin, action, request, &mut out, log);
+}
+
+#[cfg(not(unix))]
+fn forward(
+    socket: &Path,
+    origin: &str,
+    action: GitAction,
+    _request: &protocol::Request,
+    log: &mut Log<'_>,
+) {
+    log.error(format_args!(
+        "{origin} names the token broker at {}, but brokers work over Unix sockets, which this system lacks",
+        socket.display()
+    ));
+    if action == GitAction::Get {
+        write_response(&Response::Quit, log);
     }
 }
 

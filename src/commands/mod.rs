@@ -1,5 +1,6 @@
 //! The bodies of the user's subcommands, one module each; [`crate::cli`] parses and dispatches.
 
+pub mod broker;
 pub mod completions;
 pub mod doctor;
 pub mod git;

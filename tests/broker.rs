@@ -1,0 +1,840 @@
+//! The token broker, whole: the real binary as `broker` on the host beside the emulator, and
+//! "sandboxes" made with `unshare` (mount and PID namespaces, `/proc` of their own, a fresh
+//! tmpfs HOME holding no key and no config, the broker's socket bind-mounted in and
+//! `CODESTORAGE_BROKER` pointing at it) in which real git clones, commits and pushes. Every
+//! token is checked by the emulator (signature, lifetime, repository, scopes) and its claims
+//! read back from the emulator's request log. Nothing here sleeps for a fixed time: the tests
+//! wait for the broker's own log lines.
+#![cfg(all(feature = "emulator", target_os = "linux"))]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use support::emulator::{Emulator, Record, Service};
+use support::git::new_git;
+use support::home::{HELPER, Home, Run, run, set_mode};
+use support::jwt::{TestKey, verify};
+
+/// How long any awaited event may take before the test fails (never a wait in itself).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `git-credential-codestorage broker`, its stderr collected line by line.
+struct Broker {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Broker {
+    /// Starts the broker on `config`, appending audit lines to `audit`; returns once it says it
+    /// is ready (or fails the test with what it said).
+    fn start(config: &Path, audit: &Path) -> Self {
+        let mut child = Command::new(HELPER)
+            .arg("broker")
+            .arg("--config")
+            .arg(config)
+            .arg("--audit-log")
+            .arg(audit)
+            .env_remove("CODESTORAGE_CONFIG")
+            .env_remove("CODESTORAGE_BROKER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let stderr = child.stderr.take().unwrap();
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (list, ready) = &*collected;
+                list.lock().unwrap().push(line);
+                ready.notify_all();
+            }
+            // The end of the stream is an event too: waiters must stop waiting.
+            collected.0.lock().unwrap().push("<stderr closed>".into());
+            collected.1.notify_all();
+        });
+        let broker = Self { child, lines };
+        broker.wait_for("ready", |line| line.contains("broker: ready:"));
+        broker
+    }
+
+    /// Waits until a stderr line satisfies `found` (counting lines already there), failing the
+    /// test after [`PATIENCE`] or when the broker's stderr ends first.
+    fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let (list, ready) = &*self.lines;
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = list.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| found(l)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && !lines.iter().any(|l| l == "<stderr closed>"),
+                "the broker never said {what}; it said:\n{}",
+                lines.join("\n")
+            );
+            lines = ready.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// How many stderr lines satisfy `found` so far.
+    fn count(&self, found: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| found(l))
+            .count()
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Sends SIGHUP and waits for the broker to say how the reload went (the `n`th such line).
+    fn reload(&self, n: usize) -> String {
+        self.signal(rustix::process::Signal::HUP);
+        let outcome = |l: &str| l.contains("broker: reloaded ") || l.contains("reload failed");
+        let (list, ready) = &*self.lines;
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = list.lock().unwrap();
+        loop {
+            let seen: Vec<&String> = lines.iter().filter(|l| outcome(l)).collect();
+            if seen.len() >= n {
+                return seen[n - 1].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no reload outcome:\n{}", lines.join("\n"));
+            lines = ready.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Whether the broker process is still running.
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host side of the tests: a key, the emulator knowing its public half, a config with
+/// sandbox tables, a socket directory, an audit log, and an empty directory to mount each
+/// sandbox's HOME on.
+struct World {
+    key: TestKey,
+    emulator: Emulator,
+    dir: tempfile::TempDir,
+}
+
+const AGENT_42: &str = r#"
+[sandbox.agent-42]
+socket = "run/agent-42.sock"
+orgs = ["acme"]
+repos = ["agents/42/**", "shared/*"]
+scopes = ["git:read", "git:write"]
+ttl = "15m"
+refs = [{ pattern = "refs/heads/release", ops = ["no-push"] }]
+"#;
+
+const AGENT_7: &str = r#"
+[sandbox.agent-7]
+socket = "run/agent-7.sock"
+orgs = ["acme"]
+repos = ["agents/7/**", "shared/*"]
+scopes = ["git:read"]
+ttl = "5m"
+subject = "bot-7"
+"#;
+
+impl World {
+    fn new() -> Self {
+        let key = TestKey::p256();
+        let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["etc", "run", "box"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        set_mode(&dir.path().join("run"), 0o755);
+        let key_file = dir.path().join("etc/acme.pem");
+        std::fs::write(&key_file, &key.pem).unwrap();
+        set_mode(&key_file, 0o600);
+        Self { key, emulator, dir }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path("etc/config.toml")
+    }
+
+    /// The config's organisation (the emulator's host) followed by `sandboxes`.
+    fn config_text(&self, sandboxes: &str) -> String {
+        format!(
+            "ttl = \"1h\"\n[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"{}\"]\n{sandboxes}",
+            self.emulator.host
+        )
+        .replace("\"run/", &format!("\"{}/", self.path("run").display()))
+    }
+
+    /// Replaces the config as an operator would: a whole new file, renamed into place.
+    fn write_config(&self, text: &str) {
+        let temporary = self.path("etc/config.toml.new");
+        std::fs::write(&temporary, text).unwrap();
+        set_mode(&temporary, 0o600);
+        std::fs::rename(&temporary, self.config_path()).unwrap();
+    }
+
+    fn start(&self, sandboxes: &str) -> Broker {
+        self.write_config(&self.config_text(sandboxes));
+        Broker::start(&self.config_path(), &self.path("audit.jsonl"))
+    }
+
+    fn socket(&self, sandbox: &str) -> PathBuf {
+        self.path(&format!("run/{sandbox}.sock"))
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    fn request(&self, repo: &str) -> String {
+        format!(
+            "capability[]=authtype\nprotocol=https\nhost={}\npath={repo}.git\n\n",
+            self.emulator.host
+        )
+    }
+
+    /// `get` on the host through `sandbox`'s socket, in a HOME with no config and no key.
+    fn get_via(&self, sandbox: &str, repo: &str) -> Run {
+        let home = Home::new();
+        home.get(
+            self.request(repo),
+            &[("CODESTORAGE_BROKER", self.socket(sandbox).to_str().unwrap())],
+        )
+    }
+
+    /// Runs `script` with `sh` in a new sandbox served by `sandbox`'s socket. Inside: a tmpfs
+    /// HOME with only git's config and the socket in it, the host's config and key directory
+    /// and the other sockets hidden under empty tmpfs, an environment of a few variables.
+    fn in_sandbox(&self, sandbox: &str, script: &str) -> Run {
+        let git = new_git();
+        let prelude = format!(
+            r#"set -e
+mount -t tmpfs -o mode=0700 tmpfs "$BOX"
+touch "$BOX/broker.sock"
+mount --bind "$SOCK" "$BOX/broker.sock"
+mount -t tmpfs -o mode=0700 tmpfs "$HIDE_ETC"
+mount -t tmpfs -o mode=0700 tmpfs "$HIDE_RUN"
+export HOME="$BOX" CODESTORAGE_BROKER="$BOX/broker.sock"
+unset SOCK HIDE_ETC HIDE_RUN BOX
+cd "$HOME"
+git config --global user.name Agent
+git config --global user.email agent@example.invalid
+git config --global init.defaultBranch main
+git config --global credential.{url}.helper ""
+git config --global --add credential.{url}.helper "{helper}"
+git config --global credential.{url}.useHttpPath true
+set +e
+"#,
+            url = self.emulator.url,
+            helper = HELPER,
+        );
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("{prelude}{script}"))
+            .env_clear()
+            .env("PATH", support::git::path_with(git))
+            .env("BOX", self.path("box"))
+            .env("SOCK", self.socket(sandbox))
+            .env("HIDE_ETC", self.path("etc"))
+            .env("HIDE_RUN", self.path("run"))
+            .env("KEY_FILE", self.path("etc/acme.pem"))
+            .env("GIT_SSL_CAINFO", &self.emulator.ca)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("REMOTE", format!("{}/", self.emulator.url));
+        run(command, "")
+    }
+
+    /// The requests the emulator saw for `repo` with `service`, with the claims they carried.
+    fn claims_for(&self, repo: &str, service: Service) -> Vec<support::emulator::Claims> {
+        self.emulator
+            .records()
+            .into_iter()
+            .filter(|r: &Record| r.service == service && r.path.contains(&format!("/{repo}.git")))
+            .filter_map(|r| r.claims.filter(|_| r.verified))
+            .collect()
+    }
+}
+
+fn require_namespaces() {
+    let status = Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .expect("unshare (util-linux) must be installed");
+    assert!(
+        status.success(),
+        "unshare --mount --pid needs root (or CAP_SYS_ADMIN); run these tests as root"
+    );
+}
+
+/// Makes the server hold `repo` with one commit, without going through any helper.
+fn seed(emulator: &Emulator, repo: &str) {
+    let bare = emulator.root.join(format!("{repo}.git"));
+    let source = emulator
+        .scratch()
+        .join(format!("seed-{}", repo.replace('/', "-")));
+    let git = |dir: &Path, args: &[&str]| {
+        let output = Command::new(new_git())
+            .current_dir(dir)
+            .args([
+                "-c",
+                "user.name=Seed",
+                "-c",
+                "user.email=seed@example.invalid",
+            ])
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+    };
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    std::fs::create_dir_all(&source).unwrap();
+    git(&source, &["init", "-q", "-b", "main"]);
+    git(&source, &["commit", "-q", "--allow-empty", "-m", "seed"]);
+    git(&source, &["push", "-q", bare.to_str().unwrap(), "main"]);
+}
+
+#[test]
+fn a_sandbox_without_a_key_clones_commits_and_pushes_and_is_refused_outside_its_repos() {
+    require_namespaces();
+    let world = World::new();
+    let broker = world.start(AGENT_42);
+    let socket = world.socket("agent-42");
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the socket is the broker's user's"
+    );
+
+    let run = world.in_sandbox(
+        "agent-42",
+        r#"
+git init -q work && cd work
+echo one > a.txt && git add a.txt && git commit -q -m one
+git push -q "${REMOTE}agents/42/demo.git" main || exit 11
+cd "$HOME"
+git clone -q "${REMOTE}agents/42/demo.git" copy || exit 12
+test "$(git -C copy rev-parse HEAD)" = "$(git -C work rev-parse HEAD)" || exit 13
+echo two > copy/b.txt && git -C copy add b.txt && git -C copy commit -q -m two
+git -C copy push -q || exit 14
+git -C work pull -q --ff-only "${REMOTE}agents/42/demo.git" main || exit 15
+if git clone -q "${REMOTE}secret/plans.git" nope 2> refused.txt; then exit 16; fi
+echo "== refused"; cat refused.txt
+echo "== key file"; if cat "$KEY_FILE" 2>/dev/null; then exit 17; fi
+echo "== env"; env
+echo "== files"; grep -rl "PRIVATE KEY" "$HOME" /proc/self/environ || true
+echo "== contents"; find "$HOME" -type f -not -path "*/objects/*" -not -name index -exec cat {} +
+echo "== sandbox pid of this shell: $$"
+"#,
+    );
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let section = |name: &str| {
+        let header = format!("== {name}");
+        run.stdout
+            .lines()
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| !line.starts_with("== "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let refused = section("refused");
+    assert!(
+        refused.contains(
+            "sandbox agent-42 may not get a token for repository \"secret/plans\" of acme"
+        ) && refused.contains("agents/42/**, shared/*"),
+        "{refused}"
+    );
+    assert!(!refused.contains("Username for"), "no prompt: {refused}");
+    // Nothing in the sandbox holds key material: no key file, variable or file under HOME.
+    let env = section("env");
+    assert!(env.contains("CODESTORAGE_BROKER="), "{env}");
+    let key_body: String = world.key.pem.lines().nth(1).unwrap().to_owned();
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains(&key_body),
+            "{text}"
+        );
+    }
+    assert!(
+        !env.contains("CODESTORAGE_CONFIG") && !env.contains("PRIVATE_KEY"),
+        "{env}"
+    );
+    assert_eq!(section("files").trim(), "", "files holding key material");
+
+    // What the server saw: pushes with write, clones and pulls with read only (least
+    // privilege from the sandboxed git's own processes), all as the sandbox, 15 minutes.
+    let pushes = world.claims_for("agents/42/demo", Service::ReceivePack);
+    let reads = world.claims_for("agents/42/demo", Service::UploadPack);
+    assert!(
+        pushes.len() >= 2 && reads.len() >= 2,
+        "{pushes:?} {reads:?}"
+    );
+    for claims in pushes.iter().chain(&reads) {
+        assert_eq!(
+            (claims.iss.as_str(), claims.sub.as_str()),
+            ("acme", "sandbox:agent-42")
+        );
+        assert_eq!(claims.repo, "agents/42/demo");
+        assert_eq!(claims.exp - claims.iat, 900);
+        assert_eq!(
+            claims.refs,
+            Some(vec![("refs/heads/release".into(), vec!["no-push".into()])])
+        );
+    }
+    assert!(
+        pushes.iter().all(|c| c.scopes == ["git:read", "git:write"]),
+        "{pushes:?}"
+    );
+    assert!(reads.iter().all(|c| c.scopes == ["git:read"]), "{reads:?}");
+    assert!(
+        world
+            .claims_for("secret/plans", Service::UploadPack)
+            .is_empty()
+    );
+
+    // The audit log: every get, with the peer's host pid, the operation and the decision.
+    let audit = world.audit();
+    let gets: Vec<&serde_json::Value> = audit.iter().filter(|r| r["action"] == "get").collect();
+    assert!(gets.len() >= 5, "{audit:#?}");
+    for record in &gets {
+        assert_eq!(record["sandbox"], "agent-42");
+        assert_eq!(record["peer_uid"], 0);
+        assert!(record["peer_pid"].as_u64().unwrap() > 1, "{record}");
+        assert_eq!(record["host"], world.emulator.host.as_str());
+    }
+    let granted_ops: Vec<&str> = gets
+        .iter()
+        .filter(|r| r["decision"] == "granted")
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert!(
+        granted_ops.contains(&"read") && granted_ops.contains(&"write"),
+        "{granted_ops:?}"
+    );
+    let refusal = gets.iter().find(|r| r["decision"] == "refused").unwrap();
+    assert_eq!(refusal["repo"], "secret/plans");
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox agent-42")
+    );
+    assert!(refusal["expires"].is_null() && refusal["scopes"] == serde_json::json!([]));
+    let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
+    assert!(!audit_text.contains("eyJ"), "no token in the audit log");
+    drop(broker);
+}
+
+#[test]
+fn two_sandboxes_with_different_policies_are_told_apart() {
+    require_namespaces();
+    let world = World::new();
+    seed(&world.emulator, "agents/42/a");
+    seed(&world.emulator, "agents/7/b");
+    seed(&world.emulator, "shared/docs");
+    let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
+
+    let seven = world.in_sandbox(
+        "agent-7",
+        r#"
+git clone -q "${REMOTE}agents/7/b.git" b || exit 21
+git clone -q "${REMOTE}shared/docs.git" docs || exit 22
+echo x > b/x && git -C b add x && git -C b commit -q -m x
+if git -C b push -q 2> push.txt; then exit 23; fi
+if git clone -q "${REMOTE}agents/42/a.git" a 2> other.txt; then exit 24; fi
+echo "== push"; cat push.txt
+echo "== other"; cat other.txt
+"#,
+    );
+    assert_eq!(seven.code, Some(0), "{}\n{}", seven.stdout, seven.stderr);
+    assert!(
+        seven
+            .stdout
+            .contains("sandbox agent-7 may not get a token for repository \"agents/42/a\""),
+        "{}",
+        seven.stdout
+    );
+    let forty_two = world.in_sandbox(
+        "agent-42",
+        r#"
+git clone -q "${REMOTE}agents/42/a.git" a || exit 31
+git clone -q "${REMOTE}shared/docs.git" docs || exit 32
+echo y > a/y && git -C a add y && git -C a commit -q -m y && git -C a push -q || exit 33
+if git clone -q "${REMOTE}agents/7/b.git" b 2> other.txt; then exit 34; fi
+cat other.txt
+"#,
+    );
+    assert_eq!(
+        forty_two.code,
+        Some(0),
+        "{}\n{}",
+        forty_two.stdout,
+        forty_two.stderr
+    );
+    assert!(
+        forty_two
+            .stdout
+            .contains("sandbox agent-42 may not get a token for repository \"agents/7/b\""),
+        "{}",
+        forty_two.stdout
+    );
+
+    // Subject, scopes and lifetime in the tokens the server checked tell the two apart.
+    for claims in world.claims_for("agents/7/b", Service::UploadPack) {
+        assert_eq!(
+            (claims.sub.as_str(), claims.exp - claims.iat),
+            ("bot-7", 300)
+        );
+        assert_eq!(claims.scopes, ["git:read"]);
+        assert_eq!(claims.refs, None);
+    }
+    // Its push carried a read-only token, which the server refused for receive-pack.
+    let seven_pushes: Vec<Record> = world
+        .emulator
+        .records()
+        .into_iter()
+        .filter(|r| r.service == Service::ReceivePack && r.path.contains("/agents/7/b.git"))
+        .collect();
+    assert!(!seven_pushes.is_empty());
+    assert!(
+        seven_pushes
+            .iter()
+            .all(|r| r.status != 200 || r.claims.is_none())
+    );
+    assert!(
+        seven_pushes
+            .iter()
+            .filter_map(|r| r.claims.as_ref())
+            .all(|c| c.scopes == ["git:read"] && c.sub == "bot-7")
+    );
+    let shared = world.claims_for("shared/docs", Service::UploadPack);
+    let subjects: Vec<&str> = shared.iter().map(|c| c.sub.as_str()).collect();
+    assert!(
+        subjects.contains(&"bot-7") && subjects.contains(&"sandbox:agent-42"),
+        "{subjects:?}"
+    );
+    for claims in world.claims_for("agents/42/a", Service::ReceivePack) {
+        assert_eq!(
+            (claims.sub.as_str(), claims.exp - claims.iat),
+            ("sandbox:agent-42", 900)
+        );
+        assert_eq!(claims.scopes, ["git:read", "git:write"]);
+    }
+    assert!(
+        !world
+            .claims_for("agents/42/a", Service::ReceivePack)
+            .is_empty()
+    );
+}
+
+#[test]
+fn sighup_revokes_a_removed_sandbox_at_once_adds_new_ones_and_survives_a_broken_config() {
+    let world = World::new();
+    let broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
+    let before = world.get_via("agent-7", "agents/7/x");
+    let claims = verify(&before.password(), &world.key).claims;
+    assert_eq!(claims["sub"], "bot-7");
+
+    // agent-7 removed, agent-9 added.
+    let agent_9 = AGENT_7
+        .replace("agent-7", "agent-9")
+        .replace("bot-7", "bot-9");
+    world.write_config(&world.config_text(&format!("{AGENT_42}{agent_9}")));
+    let outcome = broker.reload(1);
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    broker.wait_for("agent-7's removal", |l| {
+        l.contains("removed sandbox agent-7")
+    });
+    assert!(
+        !world.socket("agent-7").exists(),
+        "the removed sandbox's socket is gone"
+    );
+    let started = Instant::now();
+    let after = world.get_via("agent-7", "agents/7/x");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a removed sandbox fails at once"
+    );
+    assert_eq!(after.stdout, "quit=1\n");
+    assert!(
+        after.stderr.contains("cannot reach the token broker"),
+        "{}",
+        after.stderr
+    );
+    assert_eq!(after.stderr.lines().count(), 1, "{}", after.stderr);
+    let nine = world.get_via("agent-9", "agents/7/x");
+    assert_eq!(verify(&nine.password(), &world.key).claims["sub"], "bot-9");
+
+    // A broken config: the broker says where, and the previous config keeps serving.
+    world.write_config(&format!(
+        "{}\n[sandbox.agent-1]\nsocket = \"/x\"\norgs = [\"acme\"]\nrepos = [\"**\"]\nscopes = [\"git:admin\"]\n",
+        world.config_text(AGENT_42)
+    ));
+    let outcome = broker.reload(2);
+    assert!(
+        outcome.contains("reload failed, still serving the previous config")
+            && outcome.contains(&format!("{}:", world.config_path().display()))
+            && outcome.contains("git:admin"),
+        "{outcome}"
+    );
+    let still = world.get_via("agent-9", "agents/7/x");
+    assert_eq!(verify(&still.password(), &world.key).claims["sub"], "bot-9");
+    let also = world.get_via("agent-42", "agents/42/x");
+    assert_eq!(
+        verify(&also.password(), &world.key).claims["sub"],
+        "sandbox:agent-42"
+    );
+    assert!(world.socket("agent-9").exists() && world.socket("agent-42").exists());
+
+    // A config whose socket directory others may write is refused the same way.
+    let open = world.path("open");
+    std::fs::create_dir(&open).unwrap();
+    set_mode(&open, 0o777);
+    world.write_config(&world.config_text(&AGENT_7.replace(
+        "run/agent-7.sock",
+        &format!("{}/agent-7.sock", open.display()),
+    )));
+    let outcome = broker.reload(3);
+    assert!(
+        outcome.contains("group or others may write it"),
+        "{outcome}"
+    );
+    assert!(
+        world
+            .get_via("agent-42", "agents/42/x")
+            .stdout
+            .contains("password_expiry_utc=")
+    );
+
+    // SIGTERM: a clean exit that takes every socket with it.
+    let mut broker = broker;
+    broker.signal(rustix::process::Signal::TERM);
+    let status = broker.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    broker.wait_for("its stop", |l| {
+        l.contains("broker: stopped; sockets removed")
+    });
+    assert!(!world.socket("agent-42").exists() && !world.socket("agent-9").exists());
+}
+
+#[test]
+fn oversized_garbage_silent_and_many_concurrent_clients_leave_the_broker_serving() {
+    let world = World::new();
+    let mut broker = world.start(AGENT_42);
+    let socket = world.socket("agent-42");
+
+    // A client that connects and sends nothing holds only its own connection.
+    let silent = UnixStream::connect(&socket).unwrap();
+    let ok = world.get_via("agent-42", "agents/42/x");
+    assert!(ok.stdout.contains("password_expiry_utc="), "{}", ok.stderr);
+
+    let exchange = |bytes: &[u8]| {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        // The broker may stop reading early and close: a broken pipe is expected then.
+        let _ = stream.write_all(bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    // Twice what git may send (1 MiB), so over the broker's limit whatever it is.
+    let big = vec![b'a'; 2 * 1024 * 1024];
+    let answer = exchange(&big);
+    assert!(
+        answer.contains("larger than") && answer.ends_with("quit=1\n"),
+        "{answer}"
+    );
+    let answer = exchange(b"\x00\xff\x01garbage\n\n");
+    assert!(answer.contains("does not start with get"), "{answer}");
+    let answer = exchange(b"get\nprotocol=https\nhost=a\rb\n\n");
+    assert!(answer.contains("carriage return"), "{answer}");
+    let answer = exchange(b"get\nprotocol=https\nhost=github.com\npath=a/b.git\n\n");
+    assert_eq!(answer, "", "not ours: nothing, so git asks its next helper");
+
+    // Many clients at once, each a whole `get` process: every one gets its own token.
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let world = &world;
+                scope.spawn(move || world.get_via("agent-42", &format!("agents/42/r{i}")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .map(|run| run.password())
+            .collect()
+    });
+    for (i, token) in tokens.iter().enumerate() {
+        assert_eq!(
+            verify(token, &world.key).claims["repo"],
+            format!("agents/42/r{i}")
+        );
+    }
+    assert!(broker.alive(), "the broker is still running");
+
+    // The silent client is answered after the request timeout, not left hanging forever.
+    let mut silent = silent;
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = String::new();
+    silent.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("no whole request within 5s"), "{answer}");
+    let audit = world.audit();
+    assert!(
+        audit.iter().any(|r| r["decision"] == "error"
+            && r["reason"].as_str().unwrap().contains("no whole request")),
+        "{audit:#?}"
+    );
+    let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
+    for token in &tokens {
+        assert!(!audit_text.contains(token.as_str()));
+    }
+    assert_eq!(broker.count(|l| l.contains("panicked")), 0);
+}
+
+#[test]
+fn check_validates_the_config_keys_and_socket_directories() {
+    let world = World::new();
+    world.write_config(&world.config_text(&format!("{AGENT_42}{AGENT_7}")));
+    let check = |config: &Path| {
+        let mut command = Command::new(HELPER);
+        command.args(["broker", "--check", "--config"]).arg(config);
+        run(command, "")
+    };
+    let good = check(&world.config_path());
+    assert_eq!(good.code, Some(0), "{}", good.stderr);
+    assert!(
+        good.stdout.contains("sandbox agent-42 on ")
+            && good.stdout.contains("repos agents/42/**, shared/*")
+            && good.stdout.contains("sub bot-7"),
+        "{}",
+        good.stdout
+    );
+    assert!(
+        !world.socket("agent-42").exists(),
+        "--check creates nothing"
+    );
+
+    world.write_config(
+        &world.config_text("[sandbox.a]\nsocket = \"/s\"\norgs = [\"beta\"]\nrepos = [\"**\"]\n"),
+    );
+    let bad = check(&world.config_path());
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr
+            .contains(&format!("{}:7:", world.config_path().display()))
+            && bad.stderr.contains("no [org.beta] table"),
+        "{}",
+        bad.stderr
+    );
+    world.write_config(&world.config_text(""));
+    let empty = check(&world.config_path());
+    assert!(
+        empty.stderr.contains("has no [sandbox.NAME] table"),
+        "{}",
+        empty.stderr
+    );
+
+    std::fs::remove_file(world.path("etc/acme.pem")).unwrap();
+    world.write_config(&world.config_text(AGENT_42));
+    let no_key = check(&world.config_path());
+    assert_eq!(no_key.code, Some(1));
+    assert!(
+        no_key.stderr.contains("organisation \"acme\"") && no_key.stderr.contains("does not exist"),
+        "{}",
+        no_key.stderr
+    );
+    let missing = check(&world.path("etc/none.toml"));
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_sandbox_config_with_only_broker_forwards_and_a_down_broker_quits() {
+    let world = World::new();
+    let _broker = world.start(AGENT_42);
+    let home = Home::new();
+    home.write_config(&format!(
+        "broker = \"{}\"\n",
+        world.socket("agent-42").display()
+    ));
+    let run = home.get(world.request("agents/42/x"), &[]);
+    let token = verify(&run.password(), &world.key);
+    assert_eq!(token.claims["sub"], "sandbox:agent-42");
+    assert_eq!(run.field("username"), Some("t"), "{}", run.stdout);
+
+    home.write_config(&format!(
+        "broker = \"{}\"\n",
+        world.path("run/absent.sock").display()
+    ));
+    let down = home.get(world.request("agents/42/x"), &[]);
+    assert_eq!(down.stdout, "quit=1\n");
+    assert!(
+        down.stderr.contains("cannot reach the token broker at")
+            && down
+                .stderr
+                .contains(&format!("broker in {}", home.config_path().display())),
+        "{}",
+        down.stderr
+    );
+}
