@@ -10,8 +10,24 @@ use super::error::SetupError;
 use super::plan::{Removal, RemovedRule};
 use crate::config::Config;
 
-/// The keys setup writes in `[org.NAME]`; anything else there was written by hand.
-const KEY_FIELDS: [&str; 3] = ["key_file", "key_env", "key_command"];
+/// The key sources of `[org.NAME]`, of which exactly one may be set.
+const KEY_FIELDS: [&str; 5] = [
+    "key_file",
+    "key_env",
+    "key_command",
+    "key_agent",
+    "sign_command",
+];
+
+/// The key sources setup writes; anything else in `[org.NAME]` (sign_command, agent_socket,
+/// ttl, ...) was written by hand.
+const WRITTEN: [&str; 4] = ["key_file", "key_env", "key_command", "key_agent"];
+
+/// Settings that belong to one key source and go when another source replaces it.
+const COMPANIONS: [(&str, &str); 2] = [
+    ("agent_socket", "key_agent"),
+    ("public_key_file", "sign_command"),
+];
 
 /// The first lines of a config file setup creates.
 const HEADER: &str = "# git-credential-codestorage: organisations, keys and token settings.\n# Reference: docs/configuration.md\n\n";
@@ -46,6 +62,7 @@ pub fn upsert_org(
         KeyChoice::File(file) => ("key_file", Value::from(file.as_str())),
         KeyChoice::Env(name) => ("key_env", Value::from(name.as_str())),
         KeyChoice::Command(argv) => ("key_command", Value::Array(Array::from_iter(argv))),
+        KeyChoice::Agent(key) => ("key_agent", Value::from(key.as_str())),
     };
     set_key(table, field, value);
     if !hosts.is_empty() {
@@ -103,7 +120,7 @@ pub fn removal(
     let settings = table
         .iter()
         .map(|(key, _)| key)
-        .filter(|key| !KEY_FIELDS.contains(key) && !matches!(*key, "hosts" | "repo"))
+        .filter(|key| !WRITTEN.contains(key) && !matches!(*key, "hosts" | "repo"))
         .map(str::to_owned)
         .collect();
     let header_comment = doc
@@ -205,9 +222,15 @@ fn set_key(table: &mut dyn TableLike, field: &str, value: Value) {
         Some(old) => rename_in_place(table, old, field, value),
         None => set(table, field, value),
     }
-    // A second key source would make the config invalid; only one can remain.
+    // A second key source would make the config invalid; only one can remain, and the
+    // settings of the others (an agent_socket without key_agent, say) would be refused too.
     for other in KEY_FIELDS.iter().filter(|f| **f != field) {
         table.remove(other);
+    }
+    for (companion, owner) in COMPANIONS {
+        if owner != field {
+            table.remove(companion);
+        }
     }
 }
 

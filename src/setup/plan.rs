@@ -286,6 +286,21 @@ fn checked_key(
             variable: suggested_variable(org),
         }),
         KeyChoice::Env(_) => Ok(choice.clone()),
+        KeyChoice::Agent(value) if looks_like_key_text(value) => Err(key_text("--ssh-agent")),
+        KeyChoice::Agent(value) => {
+            let value = value.trim();
+            match value.split_once(':') {
+                Some((prefix, _)) if prefix.eq_ignore_ascii_case("SHA256") => {
+                    let fingerprint = crate::sshagent::Fingerprint::parse(value)
+                        .map_err(|reason| SetupError::AgentKey { reason })?;
+                    Ok(KeyChoice::Agent(fingerprint.to_string()))
+                }
+                _ if value.is_empty() => Err(SetupError::AgentKey {
+                    reason: crate::sshagent::PublicKeyError::BadFingerprint(String::new()),
+                }),
+                _ => Ok(KeyChoice::Agent(key_file_for_config(value, cwd))),
+            }
+        }
         KeyChoice::Command(argv) => {
             let Some((program_name, args)) = argv.split_first() else {
                 return Ok(choice.clone());
