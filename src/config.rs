@@ -701,6 +701,99 @@ key_env = "BETA_KEY"
     }
 
     #[test]
+    fn key_agent_takes_a_fingerprint_or_a_public_key_path() {
+        let fingerprint = crate::sshagent::Fingerprint::of(b"blob");
+        let config = parse_at(&format!(
+            "[org.a]\nkey_agent = \"{}\"\n[org.b]\nkey_agent = \"keys/b.pub\"\nagent_socket = \"agent.sock\"\n",
+            fingerprint.as_str().replace("SHA256", "sha256")
+        ))
+        .unwrap();
+        assert_eq!(
+            config.orgs["a"].key,
+            KeySource::Agent {
+                key: AgentKeyId::Fingerprint(fingerprint),
+                socket: None
+            }
+        );
+        assert_eq!(
+            config.orgs["b"].key,
+            KeySource::Agent {
+                key: AgentKeyId::PublicKeyFile("/etc/cs/keys/b.pub".into()),
+                socket: Some("/etc/cs/agent.sock".into())
+            }
+        );
+    }
+
+    #[test]
+    fn key_agent_mistakes_name_the_line_and_the_fix() {
+        let message = error("[org.a]\nttl = 60\nkey_agent = \"SHA256:short\"\n");
+        assert!(
+            message.starts_with("/etc/cs/config.toml:3: ") && message.contains("ssh-add -l -E sha256"),
+            "{message}"
+        );
+        let message = error("[org.a]\nkey_agent = \"MD5:aa:bb\"\n");
+        assert!(message.contains("MD5") && message.contains("-E sha256"), "{message}");
+        assert!(error("[org.a]\nkey_agent = \" \"\n").contains("key_agent is empty"));
+        let message = error("[org.a]\nkey_env = \"K\"\n\nagent_socket = \"/s\"\n");
+        assert!(
+            message.contains(":4:") && message.contains("only used with key_agent"),
+            "{message}"
+        );
+        assert!(
+            error("[org.a]\nkey_agent = \"a.pub\"\nagent_socket = \"\"\n")
+                .contains("agent_socket is empty")
+        );
+        assert!(
+            error("[org.a]\nkey_agent = \"-----BEGIN PRIVATE KEY-----\"\n")
+                .contains("holds PEM text")
+        );
+    }
+
+    #[test]
+    fn sign_command_needs_its_public_key_file() {
+        let config = parse_at(
+            "[org.a]\nsign_command = [\"kms-sign\", \"--key\", \"a\"]\npublic_key_file = \"a.pub.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.orgs["a"].key,
+            KeySource::SignCommand {
+                argv: vec!["kms-sign".into(), "--key".into(), "a".into()],
+                public_key_file: "/etc/cs/a.pub.pem".into()
+            }
+        );
+        let message = error("[org.a]\n\nsign_command = [\"kms-sign\"]\n");
+        assert!(
+            message.contains(":3:") && message.contains("needs public_key_file"),
+            "{message}"
+        );
+        let message = error("[org.a]\nkey_file = \"k.pem\"\npublic_key_file = \"a.pub\"\n");
+        assert!(
+            message.contains(":3:") && message.contains("key_agent = \"a.pub\""),
+            "{message}"
+        );
+        assert!(
+            error("[org.a]\nsign_command = []\npublic_key_file = \"a.pub\"\n")
+                .contains("sign_command is empty")
+        );
+        assert!(
+            error("[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"\"\n")
+                .contains("public_key_file is empty")
+        );
+    }
+
+    #[test]
+    fn agent_and_sign_command_count_as_key_sources() {
+        let message = error("[org.a]\nkey_file = \"k.pem\"\nkey_agent = \"a.pub\"\n");
+        assert!(message.contains("more than one"), "{message}");
+        let message = error(
+            "[org.a]\nkey_agent = \"a.pub\"\nsign_command = [\"s\"]\npublic_key_file = \"a.pub\"\n",
+        );
+        assert!(message.contains("more than one"), "{message}");
+        assert!(error("[org.a]\nttl = 60\n").contains("key_agent"));
+    }
+
+    #[test]
     fn hosts_are_checked_and_belong_to_one_organisation() {
         assert!(
             error("[org.a]\nkey_env = \"K\"\nhosts = [\"https://a.dev\"]\n")

@@ -329,6 +329,38 @@ key_env = "BETA_KEY"
     }
 
     #[test]
+    fn an_agent_key_replaces_a_sign_command_and_its_public_key_file() {
+        let text = "[org.acme]\n# the KMS signer\nsign_command = [\"kms-sign\"]\npublic_key_file = \"a.pub\"\nttl = 60\n";
+        let agent = KeyChoice::Agent("SHA256:x".into());
+        let out = upsert(text, "acme", &agent, &[]);
+        assert_eq!(
+            out,
+            "[org.acme]\n# the KMS signer\nkey_agent = \"SHA256:x\"\nttl = 60\n"
+        );
+        // A file key replaces the agent's, and its socket goes with it.
+        let text = "[org.acme]\nkey_agent = \"a.pub\"\nagent_socket = \"/run/a.sock\"\n";
+        assert_eq!(
+            upsert(text, "acme", &file("/k.pem"), &[]),
+            "[org.acme]\nkey_file = \"/k.pem\"\n"
+        );
+        // Another agent key keeps the socket the user chose.
+        assert_eq!(
+            upsert(text, "acme", &agent, &[]),
+            "[org.acme]\nkey_agent = \"SHA256:x\"\nagent_socket = \"/run/a.sock\"\n"
+        );
+    }
+
+    #[test]
+    fn removal_counts_hand_written_signers_and_sockets() {
+        let text = "[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"a.pub\"\n[org.b]\nkey_agent = \"b.pub\"\nagent_socket = \"/s\"\n[org.c]\nkey_agent = \"c.pub\"\n";
+        let parsed = config::parse(text, at()).unwrap();
+        let settings = |org| removal(text, at(), &parsed, org).unwrap().unwrap().settings;
+        assert_eq!(settings("a"), ["sign_command", "public_key_file"]);
+        assert_eq!(settings("b"), ["agent_socket"]);
+        assert!(settings("c").is_empty());
+    }
+
+    #[test]
     fn the_same_setup_twice_changes_nothing() {
         let hosts = ["git.gamma.dev".to_owned()];
         let once = upsert(USER_CONFIG, "gamma", &file("/k/gamma.pem"), &hosts);

@@ -721,6 +721,61 @@ mod tests {
     }
 
     #[test]
+    fn ssh_agent_takes_a_fingerprint_as_ssh_add_prints_it_or_a_path_made_absolute() {
+        let git = BTreeMap::new();
+        let fingerprint = crate::sshagent::Fingerprint::of(b"k");
+        let typed = format!("sha256:{}=", &fingerprint.as_str()[7..]);
+        let planned = plan(
+            &options("acme", Some(KeyChoice::Agent(typed))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap();
+        assert!(
+            planned
+                .after
+                .contains(&format!("key_agent = \"{fingerprint}\"")),
+            "{}",
+            planned.after
+        );
+        let planned = plan(
+            &options("acme", Some(KeyChoice::Agent("keys/acme.pub".into()))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap();
+        assert!(
+            planned
+                .after
+                .contains("key_agent = \"/home/u/work/keys/acme.pub\""),
+            "{}",
+            planned.after
+        );
+        for bad in ["SHA256:tooshort", ""] {
+            let error = plan(
+                &options("acme", Some(KeyChoice::Agent(bad.into()))),
+                &context(),
+                &file(""),
+                &git,
+            )
+            .unwrap_err();
+            assert!(matches!(error, SetupError::AgentKey { .. }), "{error}");
+            assert!(error.to_string().contains("ssh-add -l -E sha256"), "{error}");
+        }
+        let pasted = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
+        let error = plan(
+            &options("acme", Some(KeyChoice::Agent(pasted.into()))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("AAAA"), "{error}");
+    }
+
+    #[test]
     fn relative_key_files_become_absolute() {
         let cwd = Path::new("/home/u/work");
         assert_eq!(
