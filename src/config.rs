@@ -728,11 +728,15 @@ key_env = "BETA_KEY"
     fn key_agent_mistakes_name_the_line_and_the_fix() {
         let message = error("[org.a]\nttl = 60\nkey_agent = \"SHA256:short\"\n");
         assert!(
-            message.starts_with("/etc/cs/config.toml:3: ") && message.contains("ssh-add -l -E sha256"),
+            message.starts_with("/etc/cs/config.toml:3: ")
+                && message.contains("ssh-add -l -E sha256"),
             "{message}"
         );
         let message = error("[org.a]\nkey_agent = \"MD5:aa:bb\"\n");
-        assert!(message.contains("MD5") && message.contains("-E sha256"), "{message}");
+        assert!(
+            message.contains("MD5") && message.contains("-E sha256"),
+            "{message}"
+        );
         assert!(error("[org.a]\nkey_agent = \" \"\n").contains("key_agent is empty"));
         let message = error("[org.a]\nkey_env = \"K\"\n\nagent_socket = \"/s\"\n");
         assert!(

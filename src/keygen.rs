@@ -113,17 +113,16 @@ pub fn keygen_agent(
     let signer =
         crate::signer::agent::AgentSigner::connect(&source, &wanted, Some(agent.path()), &no_env)
             .map_err(|e| match e {
-                KeyError::Agent { reason, .. } => KeygenError::Agent(reason),
-                other => KeygenError::Unusable {
-                    path: agent.path().to_owned(),
-                    source: other,
-                },
-            })?;
-    crate::signer::probe(&signer)
-        .map_err(|reason| KeygenError::AgentProbe {
-            reason,
-            socket: agent.path().to_owned(),
+            KeyError::Agent { reason, .. } => KeygenError::Agent(reason),
+            other => KeygenError::Unusable {
+                path: agent.path().to_owned(),
+                source: other,
+            },
         })?;
+    crate::signer::probe(&signer).map_err(|reason| KeygenError::AgentProbe {
+        reason,
+        socket: agent.path().to_owned(),
+    })?;
     Ok(AddedToAgent {
         socket: agent.path().to_owned(),
         fingerprint: added.fingerprint().clone(),
@@ -239,10 +238,7 @@ mod tests {
         }
         let source = KeySource::File(path.clone());
         let loaded = key::load(&source, &MapEnv::default(), LoadOptions::default()).unwrap();
-        assert_eq!(
-            loaded.public_key().to_pem(),
-            made.public_pem
-        );
+        assert_eq!(loaded.public_key().to_pem(), made.public_pem);
 
         let before = std::fs::read(&path).unwrap();
         let err = keygen(NewKey::P256, &path, false).unwrap_err().to_string();

@@ -10,7 +10,12 @@ use crate::setup::{self, Context, KeyChoice};
 /// Runs `setup`; what it did (or would do) goes to stdout as it goes.
 pub fn run(args: SetupArgs, env: &dyn Env) -> Result<(), CommandError> {
     let context = Context::current()?;
-    let key = match (args.key_file, args.key_env, args.key_command, args.ssh_agent) {
+    let key = match (
+        args.key_file,
+        args.key_env,
+        args.key_command,
+        args.ssh_agent,
+    ) {
         (Some(file), _, _, _) => Some(KeyChoice::File(file)),
         (_, Some(var), _, _) => Some(KeyChoice::Env(var)),
         (_, _, Some(argv), _) => Some(KeyChoice::Command(argv)),

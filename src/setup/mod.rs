@@ -229,7 +229,10 @@ fn check_key(
             format_args!("ok: {} signs ({})", org.key, key.algorithm()),
         );
     }
-    say(out, format_args!("ok: {} loads ({})", org.key, key.algorithm()))
+    say(
+        out,
+        format_args!("ok: {} loads ({})", org.key, key.algorithm()),
+    )
 }
 
 /// The key error, with the fix command filled in where setup knows the values.

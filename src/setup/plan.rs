@@ -762,7 +762,10 @@ mod tests {
             )
             .unwrap_err();
             assert!(matches!(error, SetupError::AgentKey { .. }), "{error}");
-            assert!(error.to_string().contains("ssh-add -l -E sha256"), "{error}");
+            assert!(
+                error.to_string().contains("ssh-add -l -E sha256"),
+                "{error}"
+            );
         }
         let pasted = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
         let error = plan(

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::env::Env;
-use crate::key::{self, Algorithm, AgentKeyId, KeyError, KeySource, PublicKey};
+use crate::key::{self, AgentKeyId, Algorithm, KeyError, KeySource, PublicKey};
 use crate::signer::{SignError, Signer};
 use crate::sshagent::{Agent, AgentError, AgentKey, KeySelector};
 
@@ -184,7 +184,10 @@ mod tests {
         };
         let error =
             AgentSigner::connect(&source, key, socket.as_deref(), &MapEnv::default()).unwrap_err();
-        assert!(matches!(error, KeyError::PublicKeyMissing { .. }), "{error}");
+        assert!(
+            matches!(error, KeyError::PublicKeyMissing { .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("ssh-add -L"), "{error}");
     }
 

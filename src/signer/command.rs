@@ -147,10 +147,16 @@ mod tests {
         let (_dir, signer) = signer_printing(NewKey::Ed25519, b"hello, world\n");
         let error = signer.sign(INPUT).unwrap_err();
         assert!(matches!(error, SignError::Output { .. }), "{error}");
-        assert!(error.to_string().starts_with("sign_command `cat "), "{error}");
+        assert!(
+            error.to_string().starts_with("sign_command `cat "),
+            "{error}"
+        );
         let (_dir, signer) = signer_printing(NewKey::Ed25519, b"");
         let error = signer.sign(INPUT).unwrap_err();
-        assert!(error.to_string().contains("printed no signature"), "{error}");
+        assert!(
+            error.to_string().contains("printed no signature"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -164,7 +170,10 @@ mod tests {
             public_key_file: path.clone(),
         };
         let error = CommandSigner::new(&source, &argv, &path, Duration::from_secs(1)).unwrap_err();
-        assert!(error.to_string().contains("private key, not a public one"), "{error}");
+        assert!(
+            error.to_string().contains("private key, not a public one"),
+            "{error}"
+        );
     }
 
     #[test]

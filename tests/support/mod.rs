@@ -10,3 +10,5 @@ pub mod git;
 pub mod gits;
 pub mod home;
 pub mod jwt;
+pub mod signers;
+pub mod ssh_agent;
