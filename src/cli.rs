@@ -91,7 +91,7 @@ Examples:
   git-credential-codestorage setup --org acme --key-file ~/.config/codestorage/acme.pem
   git-credential-codestorage setup --org acme --key-env ACME_KEY --host git.acme.dev:8443
   git-credential-codestorage setup --org acme --key-command op read op://vault/acme/key
-  git-credential-codestorage setup --org acme --ssh-agent SHA256:n6QmXmn0Xg0s8ZJv2Gy1uB9Fzdl7XqJ3oTQ1kYqkq6Y
+  git-credential-codestorage setup --org acme --ssh-agent SHA256:g2XQudAvmoDRQMEu9D3lDATInyDyBQtWocL9wb7TI5A
   git-credential-codestorage setup --remove --org acme";
 
 const TOKEN_HELP: &str = "\
