@@ -519,7 +519,7 @@ fn agent_source(
         }
         _ => AgentKeyId::PublicKeyFile(expand_path(value, base)),
     };
-    Ok(Some(KeySource::Agent { key, socket }))
+    Ok(Some(KeySource::agent(key, socket)))
 }
 
 /// `sign_command` with its required `public_key_file` (relative to the config).
@@ -567,10 +567,10 @@ fn sign_command_source(
             ));
         }
     };
-    Ok(Some(KeySource::SignCommand {
-        argv: argv.get_ref().clone(),
+    Ok(Some(KeySource::sign_command(
+        argv.get_ref().clone(),
         public_key_file,
-    }))
+    )))
 }
 
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config's directory).
@@ -710,17 +710,14 @@ key_env = "BETA_KEY"
         .unwrap();
         assert_eq!(
             config.orgs["a"].key,
-            KeySource::Agent {
-                key: AgentKeyId::Fingerprint(fingerprint),
-                socket: None
-            }
+            KeySource::agent(AgentKeyId::Fingerprint(fingerprint), None)
         );
         assert_eq!(
             config.orgs["b"].key,
-            KeySource::Agent {
-                key: AgentKeyId::PublicKeyFile("/etc/cs/keys/b.pub".into()),
-                socket: Some("/etc/cs/agent.sock".into())
-            }
+            KeySource::agent(
+                AgentKeyId::PublicKeyFile("/etc/cs/keys/b.pub".into()),
+                Some("/etc/cs/agent.sock".into())
+            )
         );
     }
 
@@ -761,10 +758,10 @@ key_env = "BETA_KEY"
         .unwrap();
         assert_eq!(
             config.orgs["a"].key,
-            KeySource::SignCommand {
-                argv: vec!["kms-sign".into(), "--key".into(), "a".into()],
-                public_key_file: "/etc/cs/a.pub.pem".into()
-            }
+            KeySource::sign_command(
+                vec!["kms-sign".into(), "--key".into(), "a".into()],
+                "/etc/cs/a.pub.pem".into()
+            )
         );
         let message = error("[org.a]\n\nsign_command = [\"kms-sign\"]\n");
         assert!(

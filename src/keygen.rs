@@ -104,21 +104,21 @@ pub fn keygen_agent(
         .add_key(pkcs8.expose(), comment)
         .map_err(KeygenError::Agent)?;
     drop(pkcs8);
-    let wanted = key::AgentKeyId::Fingerprint(added.fingerprint().clone());
-    let source = KeySource::Agent {
-        key: wanted.clone(),
+    let wanted = key::AgentSource {
+        key: key::AgentKeyId::Fingerprint(added.fingerprint().clone()),
         socket: Some(agent.path().to_owned()),
     };
+    let source = KeySource::Agent(Box::new(wanted.clone()));
     let no_env = crate::env::MapEnv::default();
-    let signer =
-        crate::signer::agent::AgentSigner::connect(&source, &wanted, Some(agent.path()), &no_env)
-            .map_err(|e| match e {
-            KeyError::Agent { reason, .. } => KeygenError::Agent(reason),
+    let signer = crate::signer::agent::AgentSigner::connect(&source, &wanted, &no_env).map_err(
+        |e| match e {
+            KeyError::Agent { reason, .. } => KeygenError::Agent(*reason),
             other => KeygenError::Unusable {
                 path: agent.path().to_owned(),
                 source: other,
             },
-        })?;
+        },
+    )?;
     crate::signer::probe(&signer).map_err(|reason| KeygenError::AgentProbe {
         reason,
         socket: agent.path().to_owned(),

@@ -4,17 +4,21 @@
 //! clones and pushes through the agent against the emulator.
 #![cfg(feature = "emulator")]
 
+// Shared with tests/ssh_agent.rs, which uses all of it.
+#[allow(dead_code)]
+#[path = "support/ssh_agent.rs"]
+mod ssh_agent_support;
 mod support;
 
 use std::path::Path;
 
 use git_credential_codestorage::sshagent::Agent;
+use ssh_agent_support::SshAgent;
 use support::emulator::Emulator;
 use support::git::{User, each_git, new_git};
 use support::home::{HELPER, Home, Run, run};
 use support::jwt::{TestKey, verify};
-use support::signers::{add_and_delete, listed_fingerprint, openssl_key, request};
-use support::ssh_agent::SshAgent;
+use support::signers::{openssl_key, request};
 
 /// Runs `get` for `host` in `home`, with SSH_AUTH_SOCK set to `socket` or unset.
 fn get(home: &Home, host: &str, socket: Option<&Path>) -> Run {
@@ -41,6 +45,25 @@ fn add_with_client(agent: &SshAgent, key: &TestKey, comment: &str) {
     Agent::at(agent.socket())
         .add_key(der.contents(), comment)
         .unwrap();
+}
+
+/// The fingerprint `ssh-add -l -E sha256` lists for the key whose comment is `comment`.
+pub fn listed_fingerprint(agent: &SshAgent, comment: &str) -> String {
+    let listed = agent.listed();
+    listed
+        .lines()
+        .find(|line| line.split_whitespace().nth(2).is_some_and(|c| c == comment))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no key {comment:?} in the agent: {listed}"))
+        .to_owned()
+}
+
+/// Loads a private key file into `agent` with `ssh-add`, then deletes the file: from then on the
+/// key exists only in the agent.
+pub fn add_and_delete(agent: &SshAgent, private: &Path) {
+    agent.add(&[], private.to_str().unwrap(), b"");
+    std::fs::remove_file(private).unwrap();
+    assert!(!private.exists());
 }
 
 #[test]

@@ -208,7 +208,7 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
 /// Where a key that signs elsewhere lives, for the ok line: the agent's socket.
 fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
     match source {
-        key::KeySource::Agent { socket, .. } => signer::agent::agent_at(socket.as_deref(), env)
+        key::KeySource::Agent(agent) => signer::agent::agent_at(agent.socket.as_deref(), env)
             .map_or_else(
                 |_| String::new(),
                 |agent| format!(" in the ssh-agent at {}", agent.path().display()),

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 pub use generate::{NewKey, generate, generate_pkcs8};
 pub use pem::{PrivateKey, parse_pem};
 pub use public::{PublicKey, read_public_key_file};
-pub use source::{AgentKeyId, DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions};
+pub use source::{
+    AgentKeyId, AgentSource, DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions, SignCommandSource,
+};
 
 use crate::env::Env;
 use crate::fs::ReadError;
@@ -63,19 +65,10 @@ pub fn load(
     options: LoadOptions,
 ) -> Result<Box<dyn Signer>, KeyError> {
     match source {
-        KeySource::Agent { key, socket } => Ok(Box::new(AgentSigner::connect(
+        KeySource::Agent(agent) => Ok(Box::new(AgentSigner::connect(source, agent, env)?)),
+        KeySource::SignCommand(signer) => Ok(Box::new(CommandSigner::new(
             source,
-            key,
-            socket.as_deref(),
-            env,
-        )?)),
-        KeySource::SignCommand {
-            argv,
-            public_key_file,
-        } => Ok(Box::new(CommandSigner::new(
-            source,
-            argv,
-            public_key_file,
+            signer,
             options.command_timeout,
         )?)),
         KeySource::File(_) | KeySource::Env(_) | KeySource::Command(_) => {
@@ -182,8 +175,8 @@ pub enum KeyError {
         origin: KeySource,
         /// The agent's socket, once known.
         socket: Option<PathBuf>,
-        /// What the agent (or its absence) said.
-        reason: AgentError,
+        /// What the agent (or its absence) said; boxed to keep every key error small.
+        reason: Box<AgentError>,
     },
     /// The public key file of `key_agent` or `sign_command` does not exist.
     #[error(
@@ -203,8 +196,8 @@ pub enum KeyError {
         origin: KeySource,
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: ReadError,
+        /// Why; boxed to keep every key error small.
+        reason: Box<ReadError>,
     },
     /// The public key file holds no usable public key.
     #[error("{origin}: {}: {reason}", .path.display())]
@@ -213,8 +206,8 @@ pub enum KeyError {
         origin: KeySource,
         /// The file.
         path: PathBuf,
-        /// What is wrong with it, and what to give instead.
-        reason: PublicKeyError,
+        /// What is wrong with it, and what to give instead; boxed to keep every key error small.
+        reason: Box<PublicKeyError>,
     },
 }
 

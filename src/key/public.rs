@@ -19,7 +19,7 @@ pub fn read_public_key_file(path: &Path, origin: &KeySource) -> Result<PublicKey
         .map_err(|reason| KeyError::PublicKeyUnreadable {
             origin: origin.clone(),
             path: path.to_owned(),
-            reason,
+            reason: Box::new(reason),
         })?
         .ok_or_else(|| KeyError::PublicKeyMissing {
             origin: origin.clone(),
@@ -28,7 +28,7 @@ pub fn read_public_key_file(path: &Path, origin: &KeySource) -> Result<PublicKey
     crate::sshagent::read_public_key(text.as_bytes()).map_err(|reason| KeyError::PublicKey {
         origin: origin.clone(),
         path: path.to_owned(),
-        reason,
+        reason: Box::new(reason),
     })
 }
 

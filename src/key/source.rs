@@ -26,20 +26,44 @@ pub enum KeySource {
     Env(String),
     /// PEM printed on stdout by a program run without a shell.
     Command(Vec<String>),
-    /// A key held by an ssh-agent, which signs for us: the private key is never read.
-    Agent {
-        /// Which of the agent's keys.
-        key: AgentKeyId,
-        /// The agent's socket (`agent_socket`); `None` for `SSH_AUTH_SOCK`.
-        socket: Option<PathBuf>,
-    },
+    /// A key held by an ssh-agent, which signs for us: the private key is never read. Boxed,
+    /// as is [`KeySource::SignCommand`], so that every key error that names its source stays small.
+    Agent(Box<AgentSource>),
     /// A program that signs the input on its stdin (`sign_command`), checked against a public key.
-    SignCommand {
-        /// The program and its arguments, run without a shell.
-        argv: Vec<String>,
-        /// The public key its signatures must verify with (OpenSSH `.pub` or SPKI PEM).
-        public_key_file: PathBuf,
-    },
+    SignCommand(Box<SignCommandSource>),
+}
+
+/// `key_agent` (with `agent_socket`): which agent key signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSource {
+    /// Which of the agent's keys.
+    pub key: AgentKeyId,
+    /// The agent's socket (`agent_socket`); `None` for `SSH_AUTH_SOCK`.
+    pub socket: Option<PathBuf>,
+}
+
+/// `sign_command` with its `public_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignCommandSource {
+    /// The program and its arguments, run without a shell.
+    pub argv: Vec<String>,
+    /// The public key its signatures must verify with (OpenSSH `.pub` or SPKI PEM).
+    pub public_key_file: PathBuf,
+}
+
+impl KeySource {
+    /// An ssh-agent key: `key` in the agent at `socket`, else at `SSH_AUTH_SOCK`.
+    pub fn agent(key: AgentKeyId, socket: Option<PathBuf>) -> Self {
+        Self::Agent(Box::new(AgentSource { key, socket }))
+    }
+
+    /// A `sign_command` whose signatures verify with `public_key_file`.
+    pub fn sign_command(argv: Vec<String>, public_key_file: PathBuf) -> Self {
+        Self::SignCommand(Box::new(SignCommandSource {
+            argv,
+            public_key_file,
+        }))
+    }
 }
 
 /// How `key_agent` names one of the agent's keys.
@@ -57,13 +81,13 @@ impl fmt::Display for KeySource {
             Self::File(path) => write!(f, "key file {}", path.display()),
             Self::Env(name) => write!(f, "environment variable {name}"),
             Self::Command(argv) => write!(f, "key_command `{}`", argv.join(" ")),
-            Self::Agent { key, .. } => match key {
+            Self::Agent(agent) => match &agent.key {
                 AgentKeyId::Fingerprint(fingerprint) => write!(f, "ssh-agent key {fingerprint}"),
                 AgentKeyId::PublicKeyFile(path) => {
                     write!(f, "ssh-agent key of {}", path.display())
                 }
             },
-            Self::SignCommand { argv, .. } => write!(f, "sign_command `{}`", argv.join(" ")),
+            Self::SignCommand(signer) => write!(f, "sign_command `{}`", signer.argv.join(" ")),
         }
     }
 }
@@ -96,7 +120,7 @@ pub fn read(
     options: LoadOptions,
 ) -> Result<Secret<Vec<u8>>, KeyError> {
     match source {
-        KeySource::Agent { .. } | KeySource::SignCommand { .. } => {
+        KeySource::Agent(_) | KeySource::SignCommand(_) => {
             Err(KeyError::NotReadable(source.clone()))
         }
         KeySource::File(path) => read_file(source, path, options),

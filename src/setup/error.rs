@@ -198,8 +198,8 @@ pub enum SetupError {
         org: String,
         /// The key source.
         key: KeySource,
-        /// Why.
-        source: ProbeError,
+        /// Why; boxed to keep setup's errors small.
+        source: Box<ProbeError>,
     },
     /// A helper setting in the environment is invalid.
     #[error(transparent)]

@@ -215,14 +215,11 @@ fn check_key(
     let options = resolve::load_options(Some(org), env)?;
     let key =
         key::load(&org.key, env, options).map_err(|e| key_error(org.name.as_str(), e, program))?;
-    if matches!(
-        org.key,
-        KeySource::Agent { .. } | KeySource::SignCommand { .. }
-    ) {
+    if matches!(org.key, KeySource::Agent(_) | KeySource::SignCommand(_)) {
         crate::signer::probe(&*key).map_err(|source| SetupError::Probe {
             org: org.name.to_string(),
             key: org.key.clone(),
-            source,
+            source: Box::new(source),
         })?;
         return say(
             out,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::env::Env;
-use crate::key::{self, AgentKeyId, Algorithm, KeyError, KeySource, PublicKey};
+use crate::key::{self, AgentKeyId, AgentSource, Algorithm, KeyError, KeySource, PublicKey};
 use crate::signer::{SignError, Signer};
 use crate::sshagent::{Agent, AgentError, AgentKey, KeySelector};
 
@@ -45,23 +45,22 @@ pub struct AgentSigner {
 }
 
 impl AgentSigner {
-    /// Asks the agent (at `socket`, else `SSH_AUTH_SOCK` in `env`) for the key `wanted`
-    /// names; `source` names it in errors.
+    /// Asks the agent (the configured socket, else `SSH_AUTH_SOCK` in `env`) for the key
+    /// `wanted` names; `source` names it in errors.
     pub fn connect(
         source: &KeySource,
-        wanted: &AgentKeyId,
-        socket: Option<&Path>,
+        wanted: &AgentSource,
         env: &dyn Env,
     ) -> Result<Self, KeyError> {
         let agent_error = |socket: Option<PathBuf>| {
             move |reason| KeyError::Agent {
                 origin: source.clone(),
                 socket,
-                reason,
+                reason: Box::new(reason),
             }
         };
-        let agent = agent_at(socket, env).map_err(agent_error(None))?;
-        let selector = match wanted {
+        let agent = agent_at(wanted.socket.as_deref(), env).map_err(agent_error(None))?;
+        let selector = match &wanted.key {
             AgentKeyId::Fingerprint(fingerprint) => KeySelector::Fingerprint(fingerprint.clone()),
             AgentKeyId::PublicKeyFile(path) => {
                 KeySelector::PublicKey(key::read_public_key_file(path, source)?)
@@ -100,7 +99,7 @@ impl Signer for AgentSigner {
             .sign(&self.key, signing_input)
             .map_err(|reason| SignError::Agent {
                 socket: self.agent.path().to_owned(),
-                reason,
+                reason: Box::new(reason),
             })
     }
 }
@@ -111,8 +110,8 @@ mod tests {
     use crate::env::MapEnv;
     use crate::sshagent::Fingerprint;
 
-    fn by_fingerprint() -> KeySource {
-        KeySource::Agent {
+    fn by_fingerprint() -> AgentSource {
+        AgentSource {
             key: AgentKeyId::Fingerprint(Fingerprint::of(b"blob")),
             socket: None,
         }
@@ -136,11 +135,9 @@ mod tests {
 
     #[test]
     fn no_agent_is_a_key_error_that_says_how_to_start_one() {
-        let source = by_fingerprint();
-        let KeySource::Agent { key, .. } = &source else {
-            unreachable!()
-        };
-        let error = AgentSigner::connect(&source, key, None, &MapEnv::default()).unwrap_err();
+        let wanted = by_fingerprint();
+        let source = KeySource::Agent(Box::new(wanted.clone()));
+        let error = AgentSigner::connect(&source, &wanted, &MapEnv::default()).unwrap_err();
         let message = error.to_string();
         assert!(
             message.starts_with("ssh-agent key SHA256:")
@@ -158,12 +155,10 @@ mod tests {
         // A socket file nothing listens on any more, as a crashed agent leaves it.
         drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
         assert!(socket.exists());
-        let source = by_fingerprint();
-        let KeySource::Agent { key, .. } = &source else {
-            unreachable!()
-        };
+        let wanted = by_fingerprint();
+        let source = KeySource::Agent(Box::new(wanted.clone()));
         let env = MapEnv::from([(SSH_AUTH_SOCK, socket.to_str().unwrap())]);
-        let message = AgentSigner::connect(&source, key, None, &env)
+        let message = AgentSigner::connect(&source, &wanted, &env)
             .unwrap_err()
             .to_string();
         let path = socket.display().to_string();
@@ -175,15 +170,12 @@ mod tests {
     fn a_missing_public_key_file_says_how_to_make_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acme.pub");
-        let source = KeySource::Agent {
+        let wanted = AgentSource {
             key: AgentKeyId::PublicKeyFile(path.clone()),
             socket: Some(dir.path().join("agent.sock")),
         };
-        let KeySource::Agent { key, socket } = &source else {
-            unreachable!()
-        };
-        let error =
-            AgentSigner::connect(&source, key, socket.as_deref(), &MapEnv::default()).unwrap_err();
+        let source = KeySource::Agent(Box::new(wanted.clone()));
+        let error = AgentSigner::connect(&source, &wanted, &MapEnv::default()).unwrap_err();
         assert!(
             matches!(error, KeyError::PublicKeyMissing { .. }),
             "{error}"

@@ -4,10 +4,10 @@
 //! `key_command`; whatever it prints is decoded ([`crate::signature::decode`]) and verified
 //! with the public key before a token is made, so a broken signer is a clear error, not a 401.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::key::{self, Algorithm, KeyError, KeySource, PublicKey};
+use crate::key::{self, Algorithm, KeyError, KeySource, PublicKey, SignCommandSource};
 use crate::process::ProcessError;
 use crate::signature;
 use crate::signer::{SignError, Signer};
@@ -40,16 +40,15 @@ impl CommandSigner {
     /// Reads `public_key_file` (which decides the algorithm); the program runs only to sign.
     pub fn new(
         source: &KeySource,
-        argv: &[String],
-        public_key_file: &Path,
+        signer: &SignCommandSource,
         timeout: Duration,
     ) -> Result<Self, KeyError> {
-        let info = key::read_public_key_file(public_key_file, source)?;
+        let info = key::read_public_key_file(&signer.public_key_file, source)?;
         let public = PublicKey::from_spki(info.spki_der(), source)?;
         Ok(Self {
-            argv: argv.to_vec(),
+            argv: signer.argv.clone(),
             named: source.to_string(),
-            public_key_file: public_key_file.to_owned(),
+            public_key_file: signer.public_key_file.clone(),
             signature_len: info.signature_len(),
             public,
             timeout,
@@ -112,11 +111,11 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::write(&out, output).unwrap();
         let argv = vec!["cat".to_owned(), out.to_string_lossy().into_owned()];
-        let source = KeySource::SignCommand {
-            argv: argv.clone(),
-            public_key_file: public.clone(),
+        let source = KeySource::sign_command(argv, public);
+        let KeySource::SignCommand(config) = &source else {
+            unreachable!()
         };
-        let signer = CommandSigner::new(&source, &argv, &public, Duration::from_secs(10)).unwrap();
+        let signer = CommandSigner::new(&source, config, Duration::from_secs(10)).unwrap();
         (dir, signer)
     }
 
@@ -164,12 +163,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
         std::fs::write(&path, crate::key::generate(NewKey::P256).unwrap().expose()).unwrap();
-        let argv = vec!["true".to_owned()];
-        let source = KeySource::SignCommand {
-            argv: argv.clone(),
-            public_key_file: path.clone(),
+        let source = KeySource::sign_command(vec!["true".to_owned()], path);
+        let KeySource::SignCommand(config) = &source else {
+            unreachable!()
         };
-        let error = CommandSigner::new(&source, &argv, &path, Duration::from_secs(1)).unwrap_err();
+        let error = CommandSigner::new(&source, config, Duration::from_secs(1)).unwrap_err();
         assert!(
             error.to_string().contains("private key, not a public one"),
             "{error}"

@@ -42,8 +42,8 @@ pub enum SignError {
     Agent {
         /// The agent's socket.
         socket: PathBuf,
-        /// What went wrong.
-        reason: AgentError,
+        /// What went wrong; boxed to keep sign errors small.
+        reason: Box<AgentError>,
     },
     /// The sign_command could not be run, failed, or hung and was stopped.
     #[error("{command}: {reason}{}", command::timeout_hint(reason))]
@@ -104,7 +104,7 @@ impl ProbeError {
     pub fn about(&self, source: &KeySource) -> String {
         match (self, source) {
             (Self::Sign(error), _) => error.to_string(),
-            (Self::Mismatch, KeySource::Agent { .. }) => format!(
+            (Self::Mismatch, KeySource::Agent(_)) => format!(
                 "{source}: {self}; the agent is faulty: remove the key with `ssh-add -d` and add it again (`ssh-add -l -E sha256` lists what it holds)"
             ),
             (Self::Mismatch, _) => format!("{source}: {self}"),

@@ -11,4 +11,3 @@ pub mod gits;
 pub mod home;
 pub mod jwt;
 pub mod signers;
-pub mod ssh_agent;

@@ -1,12 +1,11 @@
-//! Keys and signer programs for the tests of keys that never touch the helper's disk: key files
-//! written only to be loaded into an agent and deleted, public keys derived by OpenSSH or
-//! OpenSSL (not this crate), and small shell scripts standing in for a KMS or an HSM tool.
+//! Keys and signer programs for the tests of keys that never touch the helper's disk: keys made
+//! by OpenSSL with the public keys it derives (not this crate), and small shell scripts standing
+//! in for a KMS or an HSM tool.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::home::set_mode;
-use super::ssh_agent::SshAgent;
 
 /// A credential request for `host`, as git writes it with `useHttpPath`.
 pub fn request(host: &str, path: &str) -> String {
@@ -44,23 +43,4 @@ pub fn openssl_key(path: &Path, kind: &str) -> String {
     output("openssl", &args);
     set_mode(path, 0o600);
     output("openssl", &["pkey", "-in", path_text, "-pubout"])
-}
-
-/// The fingerprint `ssh-add -l -E sha256` lists for the key whose comment is `comment`.
-pub fn listed_fingerprint(agent: &SshAgent, comment: &str) -> String {
-    let listed = agent.listed();
-    listed
-        .lines()
-        .find(|line| line.split_whitespace().nth(2).is_some_and(|c| c == comment))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no key {comment:?} in the agent: {listed}"))
-        .to_owned()
-}
-
-/// Loads a private key file into `agent` with `ssh-add`, then deletes the file: from then on the
-/// key exists only in the agent.
-pub fn add_and_delete(agent: &SshAgent, private: &Path) {
-    agent.add(&[], private.to_str().unwrap(), b"");
-    std::fs::remove_file(private).unwrap();
-    assert!(!private.exists());
 }
