@@ -355,6 +355,27 @@ fn keygen_into_the_agent_then_setup_then_git_clone() {
     // The server knows the public key keygen printed, and nothing else.
     let emulator = Emulator::start(&[("acme", &made.stdout)]);
     let user = user.trust(&emulator);
+
+    // A key the agent does not hold: setup refuses before writing anything.
+    let absent = TestKey::p256();
+    let absent_public = user.home.path().join("absent.pub.pem");
+    std::fs::write(&absent_public, &absent.public_pem).unwrap();
+    let mut command = user.home.command(HELPER);
+    command
+        .args(["setup", "--org", "acme", "--ssh-agent"])
+        .arg(&absent_public)
+        .current_dir(user.home.path())
+        .env("SSH_AUTH_SOCK", socket)
+        .env("GIT_CONFIG_GLOBAL", user.home.path().join(".gitconfig"));
+    let refused = run(command, "");
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("holds no key") && refused.stderr.contains(&fingerprint),
+        "{}",
+        refused.stderr
+    );
+    assert!(!user.home.config_path().exists());
+
     let setup = helper(
         &user,
         socket,
