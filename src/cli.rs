@@ -94,8 +94,12 @@ keys for the organisation. RSA keys are not made here: make one elsewhere, e.g.
 `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out acme.pem`, and import it
 with `setup --key-file`.
 
-Example:
-  git-credential-codestorage keygen --org acme > acme.pub.pem";
+With --ssh-agent the key is made in memory and loaded into the running ssh-agent, never written
+anywhere: its fingerprint and the setup command go to stderr. The key lives as long as the agent.
+
+Examples:
+  git-credential-codestorage keygen --org acme > acme.pub.pem
+  git-credential-codestorage keygen --org acme --ssh-agent > acme.pub.pem";
 
 const SETUP_HELP: &str = "\
 Adds or updates [org.NAME] in the config file (keeping your comments and other settings), checks
@@ -112,6 +116,7 @@ Examples:
   git-credential-codestorage setup --org acme --key-file ~/.config/codestorage/acme.pem
   git-credential-codestorage setup --org acme --key-env ACME_KEY --host git.acme.dev:8443
   git-credential-codestorage setup --org acme --key-command op read op://vault/acme/key
+  git-credential-codestorage setup --org acme --ssh-agent SHA256:g2XQudAvmoDRQMEu9D3lDATInyDyBQtWocL9wb7TI5A
   git-credential-codestorage setup --remove --org acme";
 
 const TOKEN_HELP: &str = "\
@@ -180,6 +185,10 @@ pub struct KeygenArgs {
     /// Replace an existing key file (the old key stops working once you remove it from Code Storage).
     #[arg(long)]
     pub force: bool,
+    /// Load the new key into the running ssh-agent (SSH_AUTH_SOCK) instead of writing it to a
+    /// file: it exists only in the agent, and is gone when the agent stops.
+    #[arg(long, conflicts_with_all = ["out", "force"])]
+    pub ssh_agent: bool,
 }
 
 /// `setup`'s options.
@@ -204,8 +213,17 @@ pub struct SetupArgs {
     pub key_env: Option<String>,
     /// A program (and its arguments, run without a shell) that prints the PEM private key; takes
     /// every argument after it.
-    #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true)]
+    #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true, conflicts_with = "ssh_agent")]
     pub key_command: Option<Vec<String>>,
+    /// A key held by ssh-agent: its SHA256 fingerprint (`ssh-add -l -E sha256`) or the path of
+    /// its public key (`.pub` or PUBLIC KEY PEM); the agent signs, no private key is read.
+    #[arg(
+        long,
+        value_name = "FINGERPRINT | PUBFILE",
+        allow_hyphen_values = true,
+        conflicts_with_all = ["key_file", "key_env"]
+    )]
+    pub ssh_agent: Option<String>,
     /// A host (`host` or `host:port`) served for the organisation; repeat for several. Replaces
     /// the organisation's hosts [default: NAME.code.storage].
     #[arg(long = "host", value_name = "HOST", value_parser = host_name)]
@@ -217,7 +235,7 @@ pub struct SetupArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Remove the organisation from the config and its hosts' entries from git's config.
-    #[arg(long, conflicts_with_all = ["key_file", "key_env", "key_command", "hosts"])]
+    #[arg(long, conflicts_with_all = ["key_file", "key_env", "key_command", "ssh_agent", "hosts"])]
     pub remove: bool,
 }
 
@@ -329,7 +347,7 @@ pub fn run() -> ExitCode {
         Command::Get => return git(GitAction::Get, &env),
         Command::Store => return git(GitAction::Store, &env),
         Command::Erase => return git(GitAction::Erase, &env),
-        Command::Keygen(args) => ("keygen", commands::keygen::run(&args).and_then(print)),
+        Command::Keygen(args) => ("keygen", commands::keygen::run(&args, &env).and_then(print)),
         Command::Setup(args) => ("setup", commands::setup::run(args, &env)),
         Command::Token(args) => ("token", commands::token::run(&args, &env).and_then(print)),
         Command::Inspect(args) => (

@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::env::Env;
 use crate::glob::Glob;
 use crate::host::{Host, OrgName};
-use crate::key::KeySource;
+use crate::key::{AgentKeyId, KeySource};
 use crate::token::{Op, RefRule, Scope};
 use crate::ttl::Ttl;
 
@@ -138,6 +138,10 @@ struct RawOrg {
     key_file: Option<String>,
     key_env: Option<String>,
     key_command: Option<Vec<String>>,
+    key_agent: Option<Spanned<String>>,
+    agent_socket: Option<Spanned<String>>,
+    sign_command: Option<Spanned<Vec<String>>>,
+    public_key_file: Option<Spanned<String>>,
     hosts: Option<Vec<Spanned<String>>>,
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
@@ -281,7 +285,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw_org = spanned.into_inner();
         let org_name = OrgName::parse(&name)
             .map_err(|e| invalid(at, format!("[org.{}]: {e}", crate::log::Escaped(&name))))?;
-        let key = key_source(&raw_org, &name, base).map_err(|m| invalid(at, m))?;
+        let key = key_source(&raw_org, &name, base, at).map_err(|(o, m)| invalid(o, m))?;
         let hosts = match raw_org.hosts {
             None => vec![org_name.default_host()],
             Some(hosts) if hosts.is_empty() => {
@@ -431,7 +435,14 @@ fn make_level(
     })
 }
 
-fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String> {
+/// The organisation's one key source; an error carries the offset of the field at fault (the
+/// table's, `at`, when no one field is).
+fn key_source(
+    org: &RawOrg,
+    name: &str,
+    base: &Path,
+    at: usize,
+) -> Result<KeySource, (usize, String)> {
     let mut sources = Vec::with_capacity(1);
     for (field, value) in [("key_file", &org.key_file), ("key_env", &org.key_env)] {
         if value
@@ -443,8 +454,11 @@ fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String
             } else {
                 "the name of an environment variable that holds the PEM text"
             };
-            return Err(format!(
-                "[org.{name}] {field} holds the PEM text of a key; {field} takes {what}: save the key to a file (mode 600) and set key_file = \"~/.config/codestorage/{name}.pem\", and take the key out of this file"
+            return Err((
+                at,
+                format!(
+                    "[org.{name}] {field} holds the PEM text of a key; {field} takes {what}: save the key to a file (mode 600) and set key_file = \"~/.config/codestorage/{name}.pem\", and take the key out of this file"
+                ),
             ));
         }
     }
@@ -453,29 +467,161 @@ fn key_source(org: &RawOrg, name: &str, base: &Path) -> Result<KeySource, String
     }
     if let Some(var) = &org.key_env {
         if var.is_empty() {
-            return Err(format!(
-                "[org.{name}] key_env is empty; name the environment variable that holds the PEM key"
+            return Err((
+                at,
+                format!(
+                    "[org.{name}] key_env is empty; name the environment variable that holds the PEM key"
+                ),
             ));
         }
         sources.push(KeySource::Env(var.clone()));
     }
     if let Some(argv) = &org.key_command {
         if argv.first().is_none_or(String::is_empty) {
-            return Err(format!(
-                "[org.{name}] key_command is empty; give the program and its arguments, e.g. [\"op\", \"read\", \"op://vault/key\"]"
+            return Err((
+                at,
+                format!(
+                    "[org.{name}] key_command is empty; give the program and its arguments, e.g. [\"op\", \"read\", \"op://vault/key\"]"
+                ),
             ));
         }
         sources.push(KeySource::Command(argv.clone()));
     }
+    if let Some(agent) = agent_source(org, name, base)? {
+        sources.push(agent);
+    }
+    if let Some(signer) = sign_command_source(org, name, base)? {
+        sources.push(signer);
+    }
     match sources.len() {
         1 => Ok(sources.remove(0)),
-        0 => Err(format!(
-            "[org.{name}] needs a key: add key_file = \"~/.config/codestorage/{name}.pem\" (or key_env, or key_command)"
+        0 => Err((
+            at,
+            format!(
+                "[org.{name}] needs a key: add key_file = \"~/.config/codestorage/{name}.pem\" (or key_env, key_command, key_agent = \"SHA256:...\" for an ssh-agent key, or sign_command with public_key_file)"
+            ),
         )),
-        _ => Err(format!(
-            "[org.{name}] sets more than one of key_file, key_env, key_command; keep exactly one"
+        _ => Err((
+            at,
+            format!(
+                "[org.{name}] sets more than one of key_file, key_env, key_command, key_agent, sign_command; keep exactly one"
+            ),
         )),
     }
+}
+
+/// `key_agent` (a fingerprint, or a public key file relative to the config) with its optional
+/// `agent_socket`.
+fn agent_source(
+    org: &RawOrg,
+    name: &str,
+    base: &Path,
+) -> Result<Option<KeySource>, (usize, String)> {
+    let socket = match &org.agent_socket {
+        None => None,
+        Some(socket) if org.key_agent.is_none() => {
+            return Err((
+                socket.span().start,
+                format!(
+                    "[org.{name}] agent_socket is only used with key_agent; add key_agent = \"SHA256:...\" (from `ssh-add -l -E sha256`) or remove agent_socket"
+                ),
+            ));
+        }
+        Some(socket) if socket.get_ref().trim().is_empty() => {
+            return Err((
+                socket.span().start,
+                format!(
+                    "[org.{name}] agent_socket is empty; give the agent's socket path, or remove it to use SSH_AUTH_SOCK"
+                ),
+            ));
+        }
+        Some(socket) => Some(expand_path(socket.get_ref(), base)),
+    };
+    let Some(agent) = &org.key_agent else {
+        return Ok(None);
+    };
+    let at = agent.span().start;
+    let value = agent.get_ref().trim();
+    let fix = "give the key's SHA256 fingerprint as `ssh-add -l -E sha256` prints it, or the path of its public key file (`.pub` or `PUBLIC KEY` PEM)";
+    if value.is_empty() {
+        return Err((at, format!("[org.{name}] key_agent is empty; {fix}")));
+    }
+    if crate::key::pem::looks_like_pem(value) {
+        return Err((
+            at,
+            format!(
+                "[org.{name}] key_agent holds PEM text; {fix}, and take the key text out of this file"
+            ),
+        ));
+    }
+    let key = match value.split_once(':') {
+        Some((prefix, _)) if prefix.eq_ignore_ascii_case("SHA256") => {
+            let fingerprint = crate::sshagent::Fingerprint::parse(value)
+                .map_err(|e| (at, format!("[org.{name}] key_agent: {e}")))?;
+            AgentKeyId::Fingerprint(fingerprint)
+        }
+        Some((prefix, _)) if prefix.eq_ignore_ascii_case("MD5") => {
+            return Err((
+                at,
+                format!(
+                    "[org.{name}] key_agent is an MD5 fingerprint; use the SHA256 one that `ssh-add -l -E sha256` prints"
+                ),
+            ));
+        }
+        _ => AgentKeyId::PublicKeyFile(expand_path(value, base)),
+    };
+    Ok(Some(KeySource::agent(key, socket)))
+}
+
+/// `sign_command` with its required `public_key_file` (relative to the config).
+fn sign_command_source(
+    org: &RawOrg,
+    name: &str,
+    base: &Path,
+) -> Result<Option<KeySource>, (usize, String)> {
+    let public_key_help = "the public key its signatures are checked with (the `PUBLIC KEY` PEM registered with Code Storage, or an OpenSSH `.pub`)";
+    let Some(argv) = &org.sign_command else {
+        return match &org.public_key_file {
+            Some(file) => Err((
+                file.span().start,
+                format!(
+                    "[org.{name}] public_key_file is only used with sign_command; for a key in an ssh-agent write key_agent = \"{}\" instead",
+                    file.get_ref()
+                ),
+            )),
+            None => Ok(None),
+        };
+    };
+    let at = argv.span().start;
+    if argv.get_ref().first().is_none_or(String::is_empty) {
+        return Err((
+            at,
+            format!(
+                "[org.{name}] sign_command is empty; give the program and its arguments, e.g. [\"/usr/local/bin/kms-sign\", \"--key\", \"acme\"]"
+            ),
+        ));
+    }
+    let public_key_file = match &org.public_key_file {
+        Some(file) if !file.get_ref().trim().is_empty() => expand_path(file.get_ref(), base),
+        Some(file) => {
+            return Err((
+                file.span().start,
+                format!("[org.{name}] public_key_file is empty; give {public_key_help}"),
+            ));
+        }
+        None => {
+            return Err((
+                at,
+                format!(
+                    "[org.{name}] sign_command needs public_key_file = \"PATH\": {public_key_help}"
+                ),
+            ));
+        }
+    };
+    Ok(Some(KeySource::sign_command(
+        argv.get_ref().clone(),
+        public_key_file,
+    )))
 }
 
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config's directory).
@@ -603,6 +749,100 @@ key_env = "BETA_KEY"
         );
         assert!(error("[org.acme]\nkey_env = \"A\"\nkey_file = \"b\"\n").contains("more than one"));
         assert!(error("[org.acme]\nkey_command = []\n").contains("key_command is empty"));
+    }
+
+    #[test]
+    fn key_agent_takes_a_fingerprint_or_a_public_key_path() {
+        let fingerprint = crate::sshagent::Fingerprint::of(b"blob");
+        let config = parse_at(&format!(
+            "[org.a]\nkey_agent = \"{}\"\n[org.b]\nkey_agent = \"keys/b.pub\"\nagent_socket = \"agent.sock\"\n",
+            fingerprint.as_str().replace("SHA256", "sha256")
+        ))
+        .unwrap();
+        assert_eq!(
+            config.orgs["a"].key,
+            KeySource::agent(AgentKeyId::Fingerprint(fingerprint), None)
+        );
+        assert_eq!(
+            config.orgs["b"].key,
+            KeySource::agent(
+                AgentKeyId::PublicKeyFile("/etc/cs/keys/b.pub".into()),
+                Some("/etc/cs/agent.sock".into())
+            )
+        );
+    }
+
+    #[test]
+    fn key_agent_mistakes_name_the_line_and_the_fix() {
+        let message = error("[org.a]\nttl = 60\nkey_agent = \"SHA256:short\"\n");
+        assert!(
+            message.starts_with("/etc/cs/config.toml:3: ")
+                && message.contains("ssh-add -l -E sha256"),
+            "{message}"
+        );
+        let message = error("[org.a]\nkey_agent = \"MD5:aa:bb\"\n");
+        assert!(
+            message.contains("MD5") && message.contains("-E sha256"),
+            "{message}"
+        );
+        assert!(error("[org.a]\nkey_agent = \" \"\n").contains("key_agent is empty"));
+        let message = error("[org.a]\nkey_env = \"K\"\n\nagent_socket = \"/s\"\n");
+        assert!(
+            message.contains(":4:") && message.contains("only used with key_agent"),
+            "{message}"
+        );
+        assert!(
+            error("[org.a]\nkey_agent = \"a.pub\"\nagent_socket = \"\"\n")
+                .contains("agent_socket is empty")
+        );
+        assert!(
+            error("[org.a]\nkey_agent = \"-----BEGIN PRIVATE KEY-----\"\n")
+                .contains("holds PEM text")
+        );
+    }
+
+    #[test]
+    fn sign_command_needs_its_public_key_file() {
+        let config = parse_at(
+            "[org.a]\nsign_command = [\"kms-sign\", \"--key\", \"a\"]\npublic_key_file = \"a.pub.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.orgs["a"].key,
+            KeySource::sign_command(
+                vec!["kms-sign".into(), "--key".into(), "a".into()],
+                "/etc/cs/a.pub.pem".into()
+            )
+        );
+        let message = error("[org.a]\n\nsign_command = [\"kms-sign\"]\n");
+        assert!(
+            message.contains(":3:") && message.contains("needs public_key_file"),
+            "{message}"
+        );
+        let message = error("[org.a]\nkey_file = \"k.pem\"\npublic_key_file = \"a.pub\"\n");
+        assert!(
+            message.contains(":3:") && message.contains("key_agent = \"a.pub\""),
+            "{message}"
+        );
+        assert!(
+            error("[org.a]\nsign_command = []\npublic_key_file = \"a.pub\"\n")
+                .contains("sign_command is empty")
+        );
+        assert!(
+            error("[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"\"\n")
+                .contains("public_key_file is empty")
+        );
+    }
+
+    #[test]
+    fn agent_and_sign_command_count_as_key_sources() {
+        let message = error("[org.a]\nkey_file = \"k.pem\"\nkey_agent = \"a.pub\"\n");
+        assert!(message.contains("more than one"), "{message}");
+        let message = error(
+            "[org.a]\nkey_agent = \"a.pub\"\nsign_command = [\"s\"]\npublic_key_file = \"a.pub\"\n",
+        );
+        assert!(message.contains("more than one"), "{message}");
+        assert!(error("[org.a]\nttl = 60\n").contains("key_agent"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! `keygen`: a new signing key for an organisation, written where only its owner can read it.
+//! `keygen`: a new signing key for an organisation, written where only its owner can read it, or
+//! loaded straight into an ssh-agent and written nowhere.
 
 use std::path::{Path, PathBuf};
 
 use crate::fs::{self, Overwrite};
 use crate::gitconfig::shell_quote;
 use crate::key::{self, KeyError, KeySource, NewKey};
+use crate::sshagent::{Agent, AgentError, Fingerprint};
 
 /// What `keygen` made.
 #[derive(Debug)]
@@ -60,6 +62,85 @@ pub enum KeygenError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The ssh-agent is missing or refused the new key; the key is gone with this process.
+    #[error("{0}; no key was kept anywhere")]
+    Agent(AgentError),
+    /// The agent took the key but a probe signature through it does not verify.
+    #[error(
+        "the ssh-agent at {} took the new key but a signature through it failed ({reason}); the agent is faulty: start another with `eval \"$(ssh-agent)\"` and run keygen again",
+        .socket.display()
+    )]
+    AgentProbe {
+        /// Why the probe failed.
+        reason: crate::signer::ProbeError,
+        /// The agent's socket.
+        socket: PathBuf,
+    },
+}
+
+/// What `keygen --ssh-agent` loaded into the agent.
+#[derive(Debug)]
+pub struct AddedToAgent {
+    /// The agent's socket.
+    pub socket: PathBuf,
+    /// The key's `SHA256:` fingerprint, as `ssh-add -l -E sha256` lists it.
+    pub fingerprint: Fingerprint,
+    /// The public key as an SPKI `PUBLIC KEY` PEM block, to register with Code Storage.
+    pub public_pem: String,
+    /// The algorithm tokens signed with it use.
+    pub algorithm: key::Algorithm,
+}
+
+/// Makes a key of `kind` in memory and loads it into `agent` with `comment`; the private key is
+/// never written anywhere and is wiped here once the agent has it. A probe signed through the
+/// agent checks that the agent holds exactly this key.
+pub fn keygen_agent(
+    kind: NewKey,
+    agent: &Agent,
+    comment: &str,
+) -> Result<AddedToAgent, KeygenError> {
+    let pkcs8 = key::generate_pkcs8(kind).map_err(|_| KeygenError::Random)?;
+    let added = agent
+        .add_key(pkcs8.expose(), comment)
+        .map_err(KeygenError::Agent)?;
+    drop(pkcs8);
+    let wanted = key::AgentSource {
+        key: key::AgentKeyId::Fingerprint(added.fingerprint().clone()),
+        socket: Some(agent.path().to_owned()),
+    };
+    let source = KeySource::Agent(Box::new(wanted.clone()));
+    let no_env = crate::env::MapEnv::default();
+    let signer = crate::signer::agent::AgentSigner::connect(&source, &wanted, &no_env).map_err(
+        |e| match e {
+            KeyError::Agent { reason, .. } => KeygenError::Agent(*reason),
+            other => KeygenError::Unusable {
+                path: agent.path().to_owned(),
+                source: other,
+            },
+        },
+    )?;
+    crate::signer::probe(&signer).map_err(|reason| KeygenError::AgentProbe {
+        reason,
+        socket: agent.path().to_owned(),
+    })?;
+    Ok(AddedToAgent {
+        socket: agent.path().to_owned(),
+        fingerprint: added.fingerprint().clone(),
+        public_pem: added.public().to_spki_pem(),
+        algorithm: added.algorithm(),
+    })
+}
+
+/// What to do after `keygen --ssh-agent`: register the key, then point setup at it by
+/// fingerprint; and what the user must know: the key is only in this agent.
+pub fn agent_next_steps(org: &str, added: &AddedToAgent, program: &str) -> String {
+    format!(
+        "loaded a new {} key into the ssh-agent at {}: {}\nthe private key was written nowhere: it lives only in this agent and is gone when the agent stops or forgets it (`ssh-add -D`); keep one that outlives it in a hardware token (`ssh-add -s`) or make a file key with `{program} keygen --org {org}`\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --ssh-agent {}",
+        added.algorithm,
+        added.socket.display(),
+        added.fingerprint,
+        added.fingerprint,
+    )
 }
 
 /// The default key file for `org`: `<config dir>/codestorage/<org>.pem`.
@@ -157,10 +238,7 @@ mod tests {
         }
         let source = KeySource::File(path.clone());
         let loaded = key::load(&source, &MapEnv::default(), LoadOptions::default()).unwrap();
-        assert_eq!(
-            crate::signer::Signer::public_key(&loaded).to_pem(),
-            made.public_pem
-        );
+        assert_eq!(loaded.public_key().to_pem(), made.public_pem);
 
         let before = std::fs::read(&path).unwrap();
         let err = keygen(NewKey::P256, &path, false).unwrap_err().to_string();

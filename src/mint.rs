@@ -5,7 +5,7 @@ use crate::host::OrgName;
 use crate::key::{self, KeyError};
 use crate::resolve::Settings;
 use crate::secret::Secret;
-use crate::signer::Signer;
+use crate::signer::{SignError, Signer};
 use crate::token::{self, Claims, TokenError};
 
 /// A freshly signed token and what it says.
@@ -28,7 +28,15 @@ pub enum MintError {
         /// Why.
         source: KeyError,
     },
-    /// The token could not be signed.
+    /// The signer (an agent, a sign_command) gave no usable signature.
+    #[error("organisation \"{org}\": {source}")]
+    Sign {
+        /// The organisation.
+        org: OrgName,
+        /// Why.
+        source: SignError,
+    },
+    /// The token could not be made (clock, ttl).
     #[error(transparent)]
     Token(#[from] TokenError),
 }
@@ -40,7 +48,7 @@ pub fn mint(settings: &Settings, env: &dyn Env, now: i64) -> Result<Minted, Mint
             org: settings.org.clone(),
             source,
         })?;
-    sign(settings, &signer, now)
+    sign(settings, &*signer, now)
 }
 
 /// Signs the token `settings` describe with `signer`, issued at `now`.
@@ -56,6 +64,12 @@ pub fn sign(settings: &Settings, signer: &dyn Signer, now: i64) -> Result<Minted
         refs: settings.refs.clone(),
         ops: settings.ops.clone(),
     };
-    let token = token::sign(&claims, signer)?;
+    let token = token::sign(&claims, signer).map_err(|e| match e {
+        TokenError::Sign(source) => MintError::Sign {
+            org: settings.org.clone(),
+            source,
+        },
+        other => MintError::Token(other),
+    })?;
     Ok(Minted { token, claims })
 }

@@ -119,7 +119,7 @@ pub enum BrokerError {
 }
 
 /// A signer shared by every connection.
-pub type SharedSigner = Arc<dyn Signer + Send + Sync>;
+pub type SharedSigner = Arc<dyn Signer>;
 
 /// A config and the signers of every organisation its sandboxes name, loaded together so that
 /// a reload either takes both or neither.
@@ -152,11 +152,11 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
                 org: org_name.clone(),
                 source,
             })?;
-            signer::probe(&signer).map_err(|source| BrokerError::Probe {
+            signer::probe(&*signer).map_err(|source| BrokerError::Probe {
                 org: org_name.clone(),
                 source,
             })?;
-            signers.insert(org_name, Arc::new(signer));
+            signers.insert(org_name, Arc::from(signer));
         }
     }
     Ok(Loaded { config, signers })

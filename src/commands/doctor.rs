@@ -210,21 +210,38 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
                 continue;
             }
         };
-        // A key that loads but cannot sign must not pass: sign a probe and verify it.
+        // A key that loads but cannot sign must not pass: sign a probe and verify it. Through
+        // an agent that proves it is reachable and holds the key; through a sign_command, that
+        // the program signs with the key the public key file holds.
         let checked = key::load(&source, env, options)
             .map_err(|e| e.to_string())
             .and_then(|signer| {
-                signer::probe(&signer)
-                    .map(|()| signer::Signer::algorithm(&signer))
-                    .map_err(|e| format!("{source}: {e}"))
+                signer::probe(&*signer)
+                    .map(|()| signer.algorithm())
+                    .map_err(|e| e.about(&source))
             });
         match checked {
             Ok(algorithm) => report.push(
                 Status::Ok,
-                format!("key of {who}: {source} loads and signs ({algorithm})"),
+                format!(
+                    "key of {who}: {source}{} signs ({algorithm}) and its probe signature verifies",
+                    held_where(&source, env)
+                ),
             ),
             Err(e) => report.push(Status::Fail, format!("key of {who}: {e}")),
         }
+    }
+}
+
+/// Where a key that signs elsewhere lives, for the ok line: the agent's socket.
+fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
+    match source {
+        key::KeySource::Agent(agent) => signer::agent::agent_at(agent.socket.as_deref(), env)
+            .map_or_else(
+                |_| String::new(),
+                |agent| format!(" in the ssh-agent at {}", agent.path().display()),
+            ),
+        _ => String::new(),
     }
 }
 

@@ -10,12 +10,18 @@ use crate::setup::{self, Context, KeyChoice};
 /// Runs `setup`; what it did (or would do) goes to stdout as it goes.
 pub fn run(args: SetupArgs, env: &dyn Env) -> Result<(), CommandError> {
     let context = Context::current()?;
-    let key = match (args.key_file, args.key_env, args.key_command) {
-        (Some(file), _, _) => Some(KeyChoice::File(file)),
-        (_, Some(var), _) => Some(KeyChoice::Env(var)),
-        (_, _, Some(argv)) => Some(KeyChoice::Command(argv)),
-        (None, None, None) if args.remove => None,
-        (None, None, None) => {
+    let key = match (
+        args.key_file,
+        args.key_env,
+        args.key_command,
+        args.ssh_agent,
+    ) {
+        (Some(file), _, _, _) => Some(KeyChoice::File(file)),
+        (_, Some(var), _, _) => Some(KeyChoice::Env(var)),
+        (_, _, Some(argv), _) => Some(KeyChoice::Command(argv)),
+        (_, _, _, Some(key)) => Some(KeyChoice::Agent(key)),
+        (None, None, None, None) if args.remove => None,
+        (None, None, None, None) => {
             return Err(
                 Usage::MissingKey(setup::missing_key(&args.org, &context.program.command)).into(),
             );

@@ -41,6 +41,21 @@ pub fn generate(kind: NewKey) -> Result<Secret<String>, GenerateError> {
     ))))
 }
 
+/// Makes a new private key and returns its PKCS#8 DER, for a key that goes straight into an
+/// ssh-agent and is never written anywhere (Ed25519 as ring writes it, v2 with the public key).
+pub fn generate_pkcs8(kind: NewKey) -> Result<Secret<Vec<u8>>, GenerateError> {
+    let rng = SystemRandom::new();
+    let document = match kind {
+        NewKey::P256 => signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        ),
+        NewKey::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng),
+    }
+    .map_err(|_| GenerateError)?;
+    Ok(Secret::new(document.as_ref().to_vec()))
+}
+
 /// ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL 3, Node
 /// and Python's `cryptography` refuse; `openssl genpkey` writes v1: version 0, the seed only.
 fn ed25519_v1(v2: &[u8]) -> Option<Vec<u8>> {

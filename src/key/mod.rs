@@ -1,6 +1,6 @@
-//! Private keys: where they come from ([`source`]), the formats they are read in ([`pem`]), their
-//! public halves ([`public`]) and new ones ([`mod@generate`]). Loading a key yields a
-//! [`crate::signer::Signer`].
+//! Keys: where they come from ([`source`]), the formats private keys are read in ([`pem`]), public
+//! halves ([`public`]) and new keys ([`mod@generate`]). Loading a key yields a
+//! [`crate::signer::Signer`]: in this process, in an ssh-agent, or behind a `sign_command`.
 
 pub mod generate;
 pub mod pem;
@@ -10,13 +10,20 @@ pub mod source;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use generate::{NewKey, generate};
+pub use generate::{NewKey, generate, generate_pkcs8};
 pub use pem::{PrivateKey, parse_pem};
-pub use public::PublicKey;
-pub use source::{DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions};
+pub use public::{PublicKey, read_public_key_file};
+pub use source::{
+    AgentKeyId, AgentSource, DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions, SignCommandSource,
+};
 
 use crate::env::Env;
+use crate::fs::ReadError;
+use crate::signer::Signer;
+use crate::signer::agent::{self, AgentSigner};
+use crate::signer::command::CommandSigner;
 use crate::signer::local::LocalSigner;
+use crate::sshagent::{AgentError, PublicKeyError};
 
 /// The key types Code Storage accepts, for error messages.
 pub const ACCEPTED: &str =
@@ -50,14 +57,28 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// Reads the key `source` names and makes an in-process signer of it.
+/// Makes the signer `source` names: a private key read into this process, the agent's key
+/// (found by asking the agent once), or a sign_command with its public key read.
 pub fn load(
     source: &KeySource,
     env: &dyn Env,
     options: LoadOptions,
-) -> Result<LocalSigner, KeyError> {
-    let text = source::read(source, env, options)?;
-    LocalSigner::new(parse_pem(text.expose(), source)?, source)
+) -> Result<Box<dyn Signer>, KeyError> {
+    match source {
+        KeySource::Agent(agent) => Ok(Box::new(AgentSigner::connect(source, agent, env)?)),
+        KeySource::SignCommand(signer) => Ok(Box::new(CommandSigner::new(
+            source,
+            signer,
+            options.command_timeout,
+        )?)),
+        KeySource::File(_) | KeySource::Env(_) | KeySource::Command(_) => {
+            let text = source::read(source, env, options)?;
+            Ok(Box::new(LocalSigner::new(
+                parse_pem(text.expose(), source)?,
+                source,
+            )?))
+        }
+    }
 }
 
 /// PEM with Unix line endings (the `pem` crate writes CRLF by default), as OpenSSL writes it.
@@ -144,6 +165,50 @@ pub enum KeyError {
     /// The key's inner structure is broken.
     #[error("{0} is not a valid private key (the PEM block is truncated or corrupt)")]
     Malformed(KeySource),
+    /// A key that signs elsewhere (an agent, a sign_command) was asked for PEM text.
+    #[error("{0} holds no private key to read: it signs where the key lives")]
+    NotReadable(KeySource),
+    /// The ssh-agent cannot be reached, or does not hold a usable key.
+    #[error("{origin}: {reason}{}", agent::socket_note(socket.as_deref(), reason))]
+    Agent {
+        /// The key source.
+        origin: KeySource,
+        /// The agent's socket, once known.
+        socket: Option<PathBuf>,
+        /// What the agent (or its absence) said; boxed to keep every key error small.
+        reason: Box<AgentError>,
+    },
+    /// The public key file of `key_agent` or `sign_command` does not exist.
+    #[error(
+        "{origin}: the public key file {} does not exist; write the key's public half there (`ssh-keygen -y -f KEY > KEY.pub`, `ssh-add -L`, or `openssl pkey -in KEY -pubout`)",
+        .path.display()
+    )]
+    PublicKeyMissing {
+        /// The key source.
+        origin: KeySource,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The public key file cannot be read.
+    #[error("{origin}: cannot read the public key file {}: {reason}", .path.display())]
+    PublicKeyUnreadable {
+        /// The key source.
+        origin: KeySource,
+        /// The file.
+        path: PathBuf,
+        /// Why; boxed to keep every key error small.
+        reason: Box<ReadError>,
+    },
+    /// The public key file holds no usable public key.
+    #[error("{origin}: {}: {reason}", .path.display())]
+    PublicKey {
+        /// The key source.
+        origin: KeySource,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, and what to give instead; boxed to keep every key error small.
+        reason: Box<PublicKeyError>,
+    },
 }
 
 #[cfg(test)]

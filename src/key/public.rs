@@ -1,10 +1,36 @@
 //! Public keys: the SPKI form Code Storage registers, read from PEM or derived from a private key,
 //! and the signature check every signer's output can be held to.
 
+use std::path::Path;
+
 use ring::signature::{self, UnparsedPublicKey};
 
 use crate::der::{self, Reader, oid};
 use crate::key::{Algorithm, KeyError, KeySource};
+use crate::sshagent::PublicKeyInfo;
+
+/// The most bytes read from a public key file; an 8192-bit RSA `.pub` line is under 2 KiB.
+const MAX_PUBLIC_KEY_BYTES: u64 = 64 * 1024;
+
+/// Reads the public key file of `origin` (`key_agent` by path, or `sign_command`'s
+/// `public_key_file`): an OpenSSH `.pub` line or a `PUBLIC KEY` PEM block.
+pub fn read_public_key_file(path: &Path, origin: &KeySource) -> Result<PublicKeyInfo, KeyError> {
+    let text = crate::fs::read_regular(path, MAX_PUBLIC_KEY_BYTES)
+        .map_err(|reason| KeyError::PublicKeyUnreadable {
+            origin: origin.clone(),
+            path: path.to_owned(),
+            reason: Box::new(reason),
+        })?
+        .ok_or_else(|| KeyError::PublicKeyMissing {
+            origin: origin.clone(),
+            path: path.to_owned(),
+        })?;
+    crate::sshagent::read_public_key(text.as_bytes()).map_err(|reason| KeyError::PublicKey {
+        origin: origin.clone(),
+        path: path.to_owned(),
+        reason: Box::new(reason),
+    })
+}
 
 /// A public key: its algorithm and its SubjectPublicKeyInfo DER.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Where an organisation's private key comes from: a file, an environment variable or a program.
+//! Where an organisation's key comes from: a private key in a file, an environment variable or a
+//! program's output, or a key that never leaves an ssh-agent or an external signer.
 
 use std::fmt;
 use std::io::Read;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use crate::env::Env;
 use crate::key::KeyError;
 use crate::secret::Secret;
+use crate::sshagent::Fingerprint;
 
 /// The most bytes read from any key source; a PEM key is a few KiB at most.
 const MAX_KEY_BYTES: u64 = 1024 * 1024;
@@ -15,7 +17,7 @@ const MAX_KEY_BYTES: u64 = 1024 * 1024;
 /// How long a `key_command` may run before it is stopped.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where an organisation's private key comes from.
+/// Where an organisation's key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// A PEM file.
@@ -24,6 +26,53 @@ pub enum KeySource {
     Env(String),
     /// PEM printed on stdout by a program run without a shell.
     Command(Vec<String>),
+    /// A key held by an ssh-agent, which signs for us: the private key is never read. Boxed,
+    /// as is [`KeySource::SignCommand`], so that every key error that names its source stays small.
+    Agent(Box<AgentSource>),
+    /// A program that signs the input on its stdin (`sign_command`), checked against a public key.
+    SignCommand(Box<SignCommandSource>),
+}
+
+/// `key_agent` (with `agent_socket`): which agent key signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSource {
+    /// Which of the agent's keys.
+    pub key: AgentKeyId,
+    /// The agent's socket (`agent_socket`); `None` for `SSH_AUTH_SOCK`.
+    pub socket: Option<PathBuf>,
+}
+
+/// `sign_command` with its `public_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignCommandSource {
+    /// The program and its arguments, run without a shell.
+    pub argv: Vec<String>,
+    /// The public key its signatures must verify with (OpenSSH `.pub` or SPKI PEM).
+    pub public_key_file: PathBuf,
+}
+
+impl KeySource {
+    /// An ssh-agent key: `key` in the agent at `socket`, else at `SSH_AUTH_SOCK`.
+    pub fn agent(key: AgentKeyId, socket: Option<PathBuf>) -> Self {
+        Self::Agent(Box::new(AgentSource { key, socket }))
+    }
+
+    /// A `sign_command` whose signatures verify with `public_key_file`.
+    pub fn sign_command(argv: Vec<String>, public_key_file: PathBuf) -> Self {
+        Self::SignCommand(Box::new(SignCommandSource {
+            argv,
+            public_key_file,
+        }))
+    }
+}
+
+/// How `key_agent` names one of the agent's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentKeyId {
+    /// Its `SHA256:` fingerprint, as `ssh-add -l -E sha256` prints it.
+    Fingerprint(Fingerprint),
+    /// A file holding its public half (OpenSSH `.pub` or SPKI PEM).
+    PublicKeyFile(PathBuf),
 }
 
 impl fmt::Display for KeySource {
@@ -32,6 +81,13 @@ impl fmt::Display for KeySource {
             Self::File(path) => write!(f, "key file {}", path.display()),
             Self::Env(name) => write!(f, "environment variable {name}"),
             Self::Command(argv) => write!(f, "key_command `{}`", argv.join(" ")),
+            Self::Agent(agent) => match &agent.key {
+                AgentKeyId::Fingerprint(fingerprint) => write!(f, "ssh-agent key {fingerprint}"),
+                AgentKeyId::PublicKeyFile(path) => {
+                    write!(f, "ssh-agent key of {}", path.display())
+                }
+            },
+            Self::SignCommand(signer) => write!(f, "sign_command `{}`", signer.argv.join(" ")),
         }
     }
 }
@@ -57,13 +113,16 @@ impl Default for LoadOptions {
     }
 }
 
-/// Reads the PEM text `source` holds.
+/// Reads the PEM text `source` holds; an agent or a sign_command holds none to read.
 pub fn read(
     source: &KeySource,
     env: &dyn Env,
     options: LoadOptions,
 ) -> Result<Secret<Vec<u8>>, KeyError> {
     match source {
+        KeySource::Agent(_) | KeySource::SignCommand(_) => {
+            Err(KeyError::NotReadable(source.clone()))
+        }
         KeySource::File(path) => read_file(source, path, options),
         KeySource::Env(name) => match env.var(name) {
             Some(text) if !text.trim().is_empty() => Ok(Secret::new(text.into_bytes())),

@@ -10,8 +10,24 @@ use super::error::SetupError;
 use super::plan::{Removal, RemovedRule};
 use crate::config::Config;
 
-/// The keys setup writes in `[org.NAME]`; anything else there was written by hand.
-const KEY_FIELDS: [&str; 3] = ["key_file", "key_env", "key_command"];
+/// The key sources of `[org.NAME]`, of which exactly one may be set.
+const KEY_FIELDS: [&str; 5] = [
+    "key_file",
+    "key_env",
+    "key_command",
+    "key_agent",
+    "sign_command",
+];
+
+/// The key sources setup writes; anything else in `[org.NAME]` (sign_command, agent_socket,
+/// ttl, ...) was written by hand.
+const WRITTEN: [&str; 4] = ["key_file", "key_env", "key_command", "key_agent"];
+
+/// Settings that belong to one key source and go when another source replaces it.
+const COMPANIONS: [(&str, &str); 2] = [
+    ("agent_socket", "key_agent"),
+    ("public_key_file", "sign_command"),
+];
 
 /// The first lines of a config file setup creates.
 const HEADER: &str = "# git-credential-codestorage: organisations, keys and token settings.\n# Reference: docs/configuration.md\n\n";
@@ -46,6 +62,7 @@ pub fn upsert_org(
         KeyChoice::File(file) => ("key_file", Value::from(file.as_str())),
         KeyChoice::Env(name) => ("key_env", Value::from(name.as_str())),
         KeyChoice::Command(argv) => ("key_command", Value::Array(Array::from_iter(argv))),
+        KeyChoice::Agent(key) => ("key_agent", Value::from(key.as_str())),
     };
     set_key(table, field, value);
     if !hosts.is_empty() {
@@ -103,7 +120,7 @@ pub fn removal(
     let settings = table
         .iter()
         .map(|(key, _)| key)
-        .filter(|key| !KEY_FIELDS.contains(key) && !matches!(*key, "hosts" | "repo"))
+        .filter(|key| !WRITTEN.contains(key) && !matches!(*key, "hosts" | "repo"))
         .map(str::to_owned)
         .collect();
     let header_comment = doc
@@ -205,9 +222,15 @@ fn set_key(table: &mut dyn TableLike, field: &str, value: Value) {
         Some(old) => rename_in_place(table, old, field, value),
         None => set(table, field, value),
     }
-    // A second key source would make the config invalid; only one can remain.
+    // A second key source would make the config invalid; only one can remain, and the
+    // settings of the others (an agent_socket without key_agent, say) would be refused too.
     for other in KEY_FIELDS.iter().filter(|f| **f != field) {
         table.remove(other);
+    }
+    for (companion, owner) in COMPANIONS {
+        if owner != field {
+            table.remove(companion);
+        }
     }
 }
 
@@ -303,6 +326,38 @@ key_env = "BETA_KEY"
             USER_CONFIG.replace("\"/old/acme.pem\"", "\"/new/acme.pem\"")
         );
         config::parse(&out, at()).unwrap();
+    }
+
+    #[test]
+    fn an_agent_key_replaces_a_sign_command_and_its_public_key_file() {
+        let text = "[org.acme]\n# the KMS signer\nsign_command = [\"kms-sign\"]\npublic_key_file = \"a.pub\"\nttl = 60\n";
+        let agent = KeyChoice::Agent("SHA256:x".into());
+        let out = upsert(text, "acme", &agent, &[]);
+        assert_eq!(
+            out,
+            "[org.acme]\n# the KMS signer\nkey_agent = \"SHA256:x\"\nttl = 60\n"
+        );
+        // A file key replaces the agent's, and its socket goes with it.
+        let text = "[org.acme]\nkey_agent = \"a.pub\"\nagent_socket = \"/run/a.sock\"\n";
+        assert_eq!(
+            upsert(text, "acme", &file("/k.pem"), &[]),
+            "[org.acme]\nkey_file = \"/k.pem\"\n"
+        );
+        // Another agent key keeps the socket the user chose.
+        assert_eq!(
+            upsert(text, "acme", &agent, &[]),
+            "[org.acme]\nkey_agent = \"SHA256:x\"\nagent_socket = \"/run/a.sock\"\n"
+        );
+    }
+
+    #[test]
+    fn removal_counts_hand_written_signers_and_sockets() {
+        let text = "[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"a.pub\"\n[org.b]\nkey_agent = \"b.pub\"\nagent_socket = \"/s\"\n[org.c]\nkey_agent = \"c.pub\"\n";
+        let parsed = config::parse(text, at()).unwrap();
+        let settings = |org| removal(text, at(), &parsed, org).unwrap().unwrap().settings;
+        assert_eq!(settings("a"), ["sign_command", "public_key_file"]);
+        assert_eq!(settings("b"), ["agent_socket"]);
+        assert!(settings("c").is_empty());
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use crate::config::ConfigError;
 use crate::fs::ReadError;
 use crate::gitconfig::{GitError, shell_quote};
-use crate::key::KeyError;
+use crate::key::{KeyError, KeySource};
 use crate::resolve::ResolveError;
+use crate::signer::ProbeError;
 
 /// Why `setup` (or the preparation for `keygen`'s hint) could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +80,7 @@ pub enum SetupError {
     },
     /// Neither a key nor `--remove` was given.
     #[error(
-        "setup --org {org} needs the key: --key-file PATH, --key-env VAR or --key-command PROGRAM [ARGS...]"
+        "setup --org {org} needs the key: --key-file PATH, --key-env VAR, --key-command PROGRAM [ARGS...] or --ssh-agent FINGERPRINT"
     )]
     NoKey {
         /// The organisation.
@@ -182,6 +183,24 @@ pub enum SetupError {
         /// Why.
         source: KeyError,
     },
+    /// `--ssh-agent` is neither a SHA256 fingerprint nor a path.
+    #[error(
+        "--ssh-agent takes the key's SHA256 fingerprint (`ssh-add -l -E sha256` lists them) or the path of its public key file: {reason}"
+    )]
+    AgentKey {
+        /// What is wrong with it.
+        reason: crate::sshagent::PublicKeyError,
+    },
+    /// A key that signs elsewhere loaded, but its probe signature failed; nothing was written.
+    #[error("organisation {org:?}: {}; nothing was written", .source.about(.key))]
+    Probe {
+        /// The organisation.
+        org: String,
+        /// The key source.
+        key: KeySource,
+        /// Why; boxed to keep setup's errors small.
+        source: Box<ProbeError>,
+    },
     /// A helper setting in the environment is invalid.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
@@ -205,6 +224,8 @@ pub enum SetupError {
 fn expected(option: &str) -> &'static str {
     if option == "--key-file" {
         "file path"
+    } else if option == "--ssh-agent" {
+        "fingerprint or public key path"
     } else {
         "variable name"
     }

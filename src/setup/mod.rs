@@ -40,6 +40,8 @@ pub enum KeyChoice {
     Env(String),
     /// `key_command`: a program printing the PEM text.
     Command(Vec<String>),
+    /// `key_agent`: an ssh-agent key's `SHA256:` fingerprint or its public key file.
+    Agent(String),
 }
 
 /// What `setup` is asked to do.
@@ -193,16 +195,17 @@ pub fn run(
 pub fn missing_key(org: &str, program: &str) -> String {
     match crate::keygen::default_path(org) {
         Ok(path) if path.is_file() => format!(
-            "setup needs the key: --key-file {} (the key keygen made), --key-env VAR or --key-command PROGRAM [ARGS...]",
+            "setup needs the key: --key-file {} (the key keygen made), --key-env VAR, --key-command PROGRAM [ARGS...] or --ssh-agent FINGERPRINT",
             gitconfig::shell_quote(&path.to_string_lossy())
         ),
         _ => format!(
-            "setup needs the key: --key-file PATH, --key-env VAR or --key-command PROGRAM [ARGS...]; to make one, run `{program} keygen --org {org}`"
+            "setup needs the key: --key-file PATH, --key-env VAR, --key-command PROGRAM [ARGS...] or --ssh-agent FINGERPRINT; to make one, run `{program} keygen --org {org}` (or `{program} keygen --org {org} --ssh-agent` for a key that lives only in your ssh-agent)"
         ),
     }
 }
 
-/// Loads the organisation's key as `get` will, and says so.
+/// Loads the organisation's key as `get` will and, for a key that signs elsewhere (an agent, a
+/// sign_command), signs a probe through it: the config is written only if tokens can be signed.
 fn check_key(
     org: &config::Org,
     env: &dyn Env,
@@ -212,13 +215,20 @@ fn check_key(
     let options = resolve::load_options(Some(org), env)?;
     let key =
         key::load(&org.key, env, options).map_err(|e| key_error(org.name.as_str(), e, program))?;
+    if matches!(org.key, KeySource::Agent(_) | KeySource::SignCommand(_)) {
+        crate::signer::probe(&*key).map_err(|source| SetupError::Probe {
+            org: org.name.to_string(),
+            key: org.key.clone(),
+            source: Box::new(source),
+        })?;
+        return say(
+            out,
+            format_args!("ok: {} signs ({})", org.key, key.algorithm()),
+        );
+    }
     say(
         out,
-        format_args!(
-            "ok: {} loads ({})",
-            org.key,
-            crate::signer::Signer::algorithm(&key)
-        ),
+        format_args!("ok: {} loads ({})", org.key, key.algorithm()),
     )
 }
 

@@ -286,6 +286,21 @@ fn checked_key(
             variable: suggested_variable(org),
         }),
         KeyChoice::Env(_) => Ok(choice.clone()),
+        KeyChoice::Agent(value) if looks_like_key_text(value) => Err(key_text("--ssh-agent")),
+        KeyChoice::Agent(value) => {
+            let value = value.trim();
+            match value.split_once(':') {
+                Some((prefix, _)) if prefix.eq_ignore_ascii_case("SHA256") => {
+                    let fingerprint = crate::sshagent::Fingerprint::parse(value)
+                        .map_err(|reason| SetupError::AgentKey { reason })?;
+                    Ok(KeyChoice::Agent(fingerprint.to_string()))
+                }
+                _ if value.is_empty() => Err(SetupError::AgentKey {
+                    reason: crate::sshagent::PublicKeyError::BadFingerprint(String::new()),
+                }),
+                _ => Ok(KeyChoice::Agent(key_file_for_config(value, cwd))),
+            }
+        }
         KeyChoice::Command(argv) => {
             let Some((program_name, args)) = argv.split_first() else {
                 return Ok(choice.clone());
@@ -703,6 +718,64 @@ mod tests {
         .unwrap();
         let urls: Vec<_> = credential_urls(&local).into_iter().collect();
         assert_eq!(urls, ["http://127.0.0.1:9", "https://127.0.0.1:9"]);
+    }
+
+    #[test]
+    fn ssh_agent_takes_a_fingerprint_as_ssh_add_prints_it_or_a_path_made_absolute() {
+        let git = BTreeMap::new();
+        let fingerprint = crate::sshagent::Fingerprint::of(b"k");
+        let typed = format!("sha256:{}=", &fingerprint.as_str()[7..]);
+        let planned = plan(
+            &options("acme", Some(KeyChoice::Agent(typed))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap();
+        assert!(
+            planned
+                .after
+                .contains(&format!("key_agent = \"{fingerprint}\"")),
+            "{}",
+            planned.after
+        );
+        let planned = plan(
+            &options("acme", Some(KeyChoice::Agent("keys/acme.pub".into()))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap();
+        assert!(
+            planned
+                .after
+                .contains("key_agent = \"/home/u/work/keys/acme.pub\""),
+            "{}",
+            planned.after
+        );
+        for bad in ["SHA256:tooshort", ""] {
+            let error = plan(
+                &options("acme", Some(KeyChoice::Agent(bad.into()))),
+                &context(),
+                &file(""),
+                &git,
+            )
+            .unwrap_err();
+            assert!(matches!(error, SetupError::AgentKey { .. }), "{error}");
+            assert!(
+                error.to_string().contains("ssh-add -l -E sha256"),
+                "{error}"
+            );
+        }
+        let pasted = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
+        let error = plan(
+            &options("acme", Some(KeyChoice::Agent(pasted.into()))),
+            &context(),
+            &file(""),
+            &git,
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("AAAA"), "{error}");
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! The signing seam: whatever holds the organisation's key, `get` sees one [`Signer`] with an
 //! algorithm, a public key and `sign(signing_input)`.
 //!
-//! Key loading ([`crate::key::load`]) produces a signer; today's only kind is [`local`], a private
-//! key held in this process. Keys held elsewhere (an agent, an external program, a broker) plug in
-//! here as further kinds, and `get` does not change.
+//! Key loading ([`crate::key::load`]) produces a signer of one of three kinds: [`local`], a
+//! private key held in this process; [`agent`], a key an ssh-agent holds and signs with; and
+//! [`command`], an external program (a KMS, Vault, a PKCS#11 tool) whose every signature is
+//! checked against the registered public key before it reaches git.
 
+pub mod agent;
+pub mod command;
 pub mod local;
 
-use crate::key::{Algorithm, PublicKey};
+use std::path::PathBuf;
 
-/// Something that signs JWS signing inputs with an organisation's key.
-pub trait Signer {
+use crate::key::{Algorithm, KeySource, PublicKey};
+use crate::process::ProcessError;
+use crate::signature::SignatureError;
+use crate::sshagent::AgentError;
+
+/// Something that signs JWS signing inputs with an organisation's key. `Debug` shows what it
+/// is, never key material; `Send + Sync` because the broker signs for many sandboxes at once.
+pub trait Signer: std::fmt::Debug + Send + Sync {
     /// The JWS algorithm of the signatures.
     fn algorithm(&self) -> Algorithm;
 
@@ -22,12 +31,49 @@ pub trait Signer {
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError>;
 }
 
-/// Why a signer gave no signature.
+/// Why a signer gave no signature; each message names the signer and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// ring refused to sign with an in-process key.
     #[error("the key could not sign (ring refused it)")]
     Local,
+    /// The ssh-agent did not sign: gone, locked, the key removed, or a confirmation declined.
+    #[error("{reason}{}", agent::socket_note(Some(socket), reason))]
+    Agent {
+        /// The agent's socket.
+        socket: PathBuf,
+        /// What went wrong; boxed to keep sign errors small.
+        reason: Box<AgentError>,
+    },
+    /// The sign_command could not be run, failed, or hung and was stopped.
+    #[error("{command}: {reason}{}", command::timeout_hint(reason))]
+    Command {
+        /// The signer, as the config names it.
+        command: String,
+        /// What went wrong.
+        reason: ProcessError,
+    },
+    /// The sign_command printed something that is not a signature of the key's type.
+    #[error("{command}: {reason}")]
+    Output {
+        /// The signer, as the config names it.
+        command: String,
+        /// What is wrong with its output.
+        reason: SignatureError,
+    },
+    /// The sign_command's signature does not verify with its public key: no token is made.
+    #[error(
+        "{command} printed a {algorithm} signature that does not verify with public_key_file {}; it signs with another key than that file holds, or signs something other than the bytes on its stdin (it must sign them whole, e.g. `openssl dgst -sha256 -sign KEY`); no token was given to git",
+        .public_key_file.display()
+    )]
+    Mismatch {
+        /// The signer, as the config names it.
+        command: String,
+        /// The algorithm the public key implies.
+        algorithm: Algorithm,
+        /// The public key it was checked with.
+        public_key_file: PathBuf,
+    },
 }
 
 /// Signs a probe and checks it with the signer's own public key: a key that loads but cannot
@@ -50,4 +96,18 @@ pub enum ProbeError {
     /// The signature does not verify with the signer's public key.
     #[error("its probe signature does not verify with its public key")]
     Mismatch,
+}
+
+impl ProbeError {
+    /// The failure as one line about `source`: a sign error names its signer already, a
+    /// mismatch is given the source's name and, for an agent, the fix.
+    pub fn about(&self, source: &KeySource) -> String {
+        match (self, source) {
+            (Self::Sign(error), _) => error.to_string(),
+            (Self::Mismatch, KeySource::Agent(_)) => format!(
+                "{source}: {self}; the agent is faulty: remove the key with `ssh-add -d` and add it again (`ssh-add -l -E sha256` lists what it holds)"
+            ),
+            (Self::Mismatch, _) => format!("{source}: {self}"),
+        }
+    }
 }

@@ -10,3 +10,4 @@ pub mod git;
 pub mod gits;
 pub mod home;
 pub mod jwt;
+pub mod signers;
