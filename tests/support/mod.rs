@@ -10,3 +10,7 @@ pub mod git;
 pub mod gits;
 pub mod home;
 pub mod jwt;
+#[cfg(feature = "emulator")]
+pub mod tunnel;
+#[cfg(feature = "emulator")]
+pub mod world;

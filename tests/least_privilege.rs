@@ -1,0 +1,309 @@
+//! Least privilege with no configuration, proven with every git found here against the
+//! emulator: reading commands are given `git:read` tokens only, pushes `git:write` ones, the
+//! switch turns it off, no credential helper configured after this one keeps a read token, and
+//! git 2.46+'s `proactiveAuth` (written by `setup`) saves the 401 round trip.
+#![cfg(feature = "emulator")]
+
+mod support;
+
+use support::emulator::{Record, Service};
+use support::git::{describe, each_git};
+use support::jwt::TestKey;
+use support::world::{World, scopes_seen};
+
+/// What every token of a reading command carries.
+const READ: &[&str] = &["git:read"];
+
+/// Checks that the requests since `mark` carried tokens, all verified, all `git:read` only,
+/// all for fetching; `what` names the command in failures.
+fn read_only(world: &World, mark: usize, what: &str) -> Vec<Record> {
+    let records = world.since(mark);
+    let scopes = scopes_seen(&records);
+    assert!(!scopes.is_empty(), "{what}: the server saw no token");
+    assert!(
+        scopes.iter().all(|s| s == READ),
+        "{what}: tokens with {scopes:?}"
+    );
+    for record in &records {
+        assert_eq!(record.service, Service::UploadPack, "{what}: {record:?}");
+        assert!(
+            record.claims.is_none() || record.verified && record.status == 200,
+            "{what}: {record:?}"
+        );
+    }
+    records
+}
+
+/// Checks that the requests since `mark` carried tokens, all verified and able to push, and
+/// that some went to receive-pack; `what` names the command in failures.
+fn wrote(world: &World, mark: usize, what: &str) -> Vec<Record> {
+    let records = world.since(mark);
+    let scopes = scopes_seen(&records);
+    assert!(!scopes.is_empty(), "{what}: the server saw no token");
+    assert!(
+        scopes.iter().all(|s| s.iter().any(|s| s == "git:write")),
+        "{what}: tokens with {scopes:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.service == Service::ReceivePack && r.verified && r.status == 200),
+        "{what}: nothing reached receive-pack: {records:?}"
+    );
+    records
+}
+
+/// The scopes of every token since `mark`, each sorted, for comparing with a configured set.
+fn sorted_scopes(world: &World, mark: usize) -> Vec<Vec<String>> {
+    scopes_seen(&world.since(mark))
+        .into_iter()
+        .map(|mut scopes| {
+            scopes.sort();
+            scopes
+        })
+        .collect()
+}
+
+#[test]
+fn reading_commands_get_read_only_tokens() {
+    for git in each_git() {
+        let world = World::new(git, &TestKey::p256(), "");
+        let (user, emulator) = (&world.user, &world.emulator);
+        let home = user.home.path();
+        let work = world.publish("team/app", "work");
+        world.publish("team/lib", "lib-src");
+        let clone = home.join("clone");
+        let on = describe(git);
+
+        let mark = world.mark();
+        user.git_ok(
+            home,
+            &[
+                "clone",
+                "-q",
+                &emulator.repo_url("team/app"),
+                clone.to_str().unwrap(),
+            ],
+        );
+        read_only(&world, mark, &format!("clone with {on}"));
+
+        let second = user.commit(&work, "b.txt", b"2\n");
+        user.git_ok(&work, &["push", "-q"]);
+        let mark = world.mark();
+        user.git_ok(&clone, &["fetch", "-q"]);
+        read_only(&world, mark, &format!("fetch with {on}"));
+        let fetched = user.git_ok(&clone, &["rev-parse", "origin/main"]);
+        assert_eq!(fetched.stdout.trim(), second);
+
+        let third = user.commit(&work, "c.txt", b"3\n");
+        user.git_ok(&work, &["push", "-q"]);
+        let mark = world.mark();
+        user.git_ok(&clone, &["pull", "-q", "--ff-only"]);
+        read_only(&world, mark, &format!("pull with {on}"));
+        assert_eq!(user.head(&clone), third);
+
+        let mark = world.mark();
+        let listed = user.git_ok(&clone, &["ls-remote", "origin"]);
+        read_only(&world, mark, &format!("ls-remote with {on}"));
+        assert!(listed.stdout.contains(&third), "{}", listed.stdout);
+
+        // Two remotes: `fetch --all` runs one `git fetch` per remote.
+        user.git_ok(
+            &clone,
+            &["remote", "add", "lib", &emulator.repo_url("team/lib")],
+        );
+        let mark = world.mark();
+        user.git_ok(&clone, &["fetch", "-q", "--all"]);
+        let records = read_only(&world, mark, &format!("fetch --all with {on}"));
+        for repo in ["team/app", "team/lib"] {
+            assert!(
+                records
+                    .iter()
+                    .any(|r| r.claims.as_ref().is_some_and(|c| c.repo == repo)),
+                "fetch --all with {on} did not fetch {repo}: {records:?}"
+            );
+        }
+
+        // A superproject whose submodule lives on the server too.
+        user.git_ok(
+            &work,
+            &[
+                "submodule",
+                "add",
+                "-q",
+                &emulator.repo_url("team/lib"),
+                "lib",
+            ],
+        );
+        user.git_ok(&work, &["commit", "-q", "-m", "add lib"]);
+        user.git_ok(&work, &["push", "-q"]);
+        user.git_ok(&clone, &["pull", "-q", "--ff-only"]);
+        let mark = world.mark();
+        user.git_ok(&clone, &["submodule", "update", "--init", "-q"]);
+        let records = read_only(&world, mark, &format!("submodule update --init with {on}"));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.claims.as_ref().is_some_and(|c| c.repo == "team/lib")),
+            "{records:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(clone.join("lib/README")).unwrap(),
+            "team/lib\n"
+        );
+    }
+}
+
+#[test]
+fn every_kind_of_push_gets_a_write_token_and_succeeds() {
+    // A rule with a policy on another branch: forcing main is what the rules allow.
+    let rules = "[[org.acme.repo]]\nmatch = \"team/**\"\nrefs = [{ pattern = \"refs/heads/release\", ops = [\"no-force-push\"] }]\n";
+    for git in each_git() {
+        let world = World::new(git, &TestKey::p256(), rules);
+        let (user, emulator) = (&world.user, &world.emulator);
+        let on = describe(git);
+        let repo = "team/app";
+
+        let mark = world.mark();
+        let work = world.publish(repo, "work");
+        wrote(&world, mark, &format!("the first push with {on}"));
+
+        let pushes: [&[&str]; 3] = [
+            &["push", "-q", "origin", "main"],
+            &["-c", "alias.p=push", "p", "-q", "origin", "main"],
+            &["-C", "work", "-c", "core.quotePath=false", "push", "-q"],
+        ];
+        for (index, args) in pushes.iter().enumerate() {
+            let head = user.commit(&work, "n.txt", format!("{index}\n").as_bytes());
+            let dir = if args[0] == "-C" {
+                user.home.path()
+            } else {
+                &work
+            };
+            let mark = world.mark();
+            user.git_ok(dir, args);
+            wrote(&world, mark, &format!("git {args:?} with {on}"));
+            assert_eq!(emulator.rev(repo, "refs/heads/main"), Some(head));
+        }
+
+        user.git_ok(&work, &["tag", "-a", "v1", "-m", "first release"]);
+        let mark = world.mark();
+        user.git_ok(&work, &["push", "-q", "origin", "v1"]);
+        wrote(&world, mark, &format!("a tag push with {on}"));
+        let tag = user.git_ok(&work, &["rev-parse", "v1"]);
+        assert_eq!(
+            emulator.rev(repo, "refs/tags/v1").as_deref(),
+            Some(tag.stdout.trim())
+        );
+
+        user.git_ok(&work, &["commit", "-q", "--amend", "-m", "rewritten"]);
+        let rewritten = user.head(&work);
+        let mark = world.mark();
+        user.git_ok(&work, &["push", "-q", "--force", "origin", "main"]);
+        let records = wrote(&world, mark, &format!("a force push with {on}"));
+        assert_eq!(emulator.rev(repo, "refs/heads/main"), Some(rewritten));
+        // The token carried the rule's policy, and the server applied it to another branch.
+        let claims = records.iter().find_map(|r| r.claims.as_ref()).unwrap();
+        assert_eq!(
+            claims.refs,
+            Some(vec![(
+                "refs/heads/release".to_owned(),
+                vec!["no-force-push".to_owned()]
+            )])
+        );
+    }
+}
+
+#[test]
+fn pull_then_push_in_one_shell_and_a_push_from_a_fresh_clone_both_work() {
+    for git in each_git() {
+        let world = World::new(git, &TestKey::p256(), "");
+        let (user, emulator) = (&world.user, &world.emulator);
+        let on = describe(git);
+        let home = user.home.path();
+        let url = emulator.repo_url("team/app");
+        let work = world.publish("team/app", "work");
+
+        // A clone, then a push from it.
+        let mark = world.mark();
+        user.git_ok(home, &["clone", "-q", &url, "clone"]);
+        read_only(&world, mark, &format!("clone with {on}"));
+        let clone = home.join("clone");
+        let head = user.commit(&clone, "from-clone.txt", b"x\n");
+        let mark = world.mark();
+        user.git_ok(&clone, &["push", "-q", "origin", "main"]);
+        wrote(&world, mark, &format!("the push from the clone with {on}"));
+        assert_eq!(emulator.rev("team/app", "refs/heads/main"), Some(head));
+
+        // Pull, commit and push, as one shell line.
+        let mark = world.mark();
+        let run = user.shell(
+            &work,
+            "git pull -q --ff-only && echo y > y.txt && git add y.txt && \
+             git commit -q -m y && git push -q origin main",
+        );
+        assert_eq!(run.code, Some(0), "with {on}: {}", run.stderr);
+        let records = world.since(mark);
+        let (fetches, pushes): (Vec<Record>, Vec<Record>) = records
+            .into_iter()
+            .filter(|r| r.claims.is_some())
+            .partition(|r| r.service == Service::UploadPack);
+        assert!(
+            !fetches.is_empty() && !pushes.is_empty(),
+            "with {on}: {fetches:?} {pushes:?}"
+        );
+        assert!(
+            fetches
+                .iter()
+                .all(|r| r.claims.as_ref().unwrap().scopes == READ),
+            "the pull with {on}: {fetches:?}"
+        );
+        assert!(
+            pushes.iter().all(|r| r.service == Service::ReceivePack
+                && r.claims
+                    .as_ref()
+                    .unwrap()
+                    .scopes
+                    .contains(&"git:write".to_owned())),
+            "the push with {on}: {pushes:?}"
+        );
+        assert_eq!(
+            emulator.rev("team/app", "refs/heads/main"),
+            Some(user.head(&work))
+        );
+    }
+}
+
+/// Clones, fetches, lists, pulls and pushes; every token must carry read and write.
+fn every_command_gets_read_and_write(world: &World, what: &str) {
+    let (user, emulator) = (&world.user, &world.emulator);
+    let home = user.home.path();
+    let both = vec![vec!["git:read".to_owned(), "git:write".to_owned()]];
+    let work = world.publish("team/app", "work");
+    let mark = world.mark();
+    user.git_ok(home, &["clone", "-q", &emulator.repo_url("team/app"), "c"]);
+    let clone = home.join("c");
+    user.git_ok(&clone, &["fetch", "-q"]);
+    user.git_ok(&clone, &["ls-remote", "-q", "origin"]);
+    user.git_ok(&clone, &["pull", "-q", "--ff-only"]);
+    user.commit(&work, "w.txt", b"w\n");
+    user.git_ok(&work, &["push", "-q"]);
+    let seen = sorted_scopes(world, mark);
+    assert!(seen.len() >= 5, "{what}: {seen:?}");
+    assert!(
+        seen.iter().all(|s| [s.clone()] == both[..]),
+        "{what}: {seen:?}"
+    );
+}
+
+#[test]
+fn least_privilege_off_in_the_config_or_the_environment_signs_read_and_write_for_all() {
+    for git in each_git() {
+        let on = describe(git);
+        let world = World::new(git, &TestKey::p256(), "least_privilege = false\n");
+        every_command_gets_read_and_write(&world, &format!("config off, {on}"));
+
+        let world = World::new(git, &TestKey::p256(), "").env("CODESTORAGE_LEAST_PRIVILEGE", "0");
+        every_command_gets_read_and_write(&world, &format!("environment off, {on}"));
+    }
+}
