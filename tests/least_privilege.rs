@@ -7,8 +7,8 @@
 mod support;
 
 use support::emulator::{Record, Service};
-use support::git::{describe, each_git};
-use support::jwt::TestKey;
+use support::git::{AUTHTYPE, User, describe, each_git, new_git_at_least};
+use support::jwt::{TestKey, verify};
 use support::world::{World, scopes_seen};
 
 /// What every token of a reading command carries.
@@ -306,4 +306,163 @@ fn least_privilege_off_in_the_config_or_the_environment_signs_read_and_write_for
         let world = World::new(git, &TestKey::p256(), "").env("CODESTORAGE_LEAST_PRIVILEGE", "0");
         every_command_gets_read_and_write(&world, &format!("environment off, {on}"));
     }
+}
+
+/// A credential-cache daemon's socket in a 0700 directory of the user's home; the daemon
+/// (started by git on its first `store`) is told to exit when this is dropped.
+struct Cache<'a> {
+    user: &'a User,
+    socket: std::path::PathBuf,
+}
+
+impl<'a> Cache<'a> {
+    fn new(user: &'a User) -> Self {
+        let dir = user.home.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        support::home::set_mode(&dir, 0o700);
+        Self {
+            user,
+            socket: dir.join("socket"),
+        }
+    }
+
+    /// The helper value that uses this cache.
+    fn helper(&self) -> String {
+        format!("cache --timeout=600 --socket {}", self.socket.display())
+    }
+
+    /// What the cache answers for `path` on `host` (empty when it holds nothing).
+    fn get(&self, host: &str, path: &str) -> String {
+        let mut command = self.user.command(self.user.git_path());
+        command.args(["credential-cache", "--socket"]);
+        command.arg(&self.socket).arg("get");
+        let run = support::home::run(
+            command,
+            format!("protocol=https\nhost={host}\npath={path}\n\n"),
+        );
+        assert_eq!(run.code, Some(0), "{run:?}");
+        run.stdout
+    }
+}
+
+impl Drop for Cache<'_> {
+    fn drop(&mut self) {
+        if self.socket.exists() {
+            let mut command = self.user.command(self.user.git_path());
+            command.args(["credential-cache", "--socket"]);
+            command.arg(&self.socket).arg("exit");
+            let _ = support::home::run(command, "");
+        }
+    }
+}
+
+/// Adds `helper` after this one for the emulator, as a user who keeps other credentials might.
+fn add_helper_after(world: &World, helper: &str) {
+    let key = format!("credential.{}.helper", world.emulator.url);
+    world.user.git_ok(
+        world.user.home.path(),
+        &["config", "--global", "--add", &key, helper],
+    );
+}
+
+/// The tokens in a `~/.git-credentials` file (`https://t:TOKEN@host/path` lines).
+fn stored_tokens(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("https://t:")?.split_once('@'))
+        .map(|(token, _)| token.to_owned())
+        .collect()
+}
+
+#[test]
+fn credential_store_after_this_helper_keeps_no_read_token_but_the_push_token() {
+    let Some(git) = new_git_at_least(AUTHTYPE, "ephemeral read credentials") else {
+        return;
+    };
+    let key = TestKey::p256();
+    let world = World::new(git, &key, "");
+    let (user, emulator) = (&world.user, &world.emulator);
+    add_helper_after(&world, "store");
+    let home = user.home.path();
+    let stored = home.join(".git-credentials");
+
+    // A push is answered with username and password (see the 3 MiB push test), which git
+    // hands to every helper after it succeeds: credential-store writes it down.
+    let work = world.publish("team/app", "work");
+    let text = std::fs::read_to_string(&stored).expect("the push token is stored");
+    let tokens = stored_tokens(&text);
+    assert_eq!(tokens.len(), 1, "{text}");
+    let pushed = verify(&tokens[0], &key);
+    assert_eq!(
+        pushed.claims["scopes"],
+        serde_json::json!(["git:read", "git:write"])
+    );
+    std::fs::remove_file(&stored).unwrap();
+
+    // Reads are answered with an ephemeral authtype credential, which it never sees.
+    let url = emulator.repo_url("team/app");
+    user.git_ok(home, &["clone", "-q", &url, "clone"]);
+    user.commit(&work, "b.txt", b"b\n");
+    user.git_ok(&work, &["push", "-q"]);
+    std::fs::remove_file(&stored).unwrap();
+    let mark = world.mark();
+    user.git_ok(&home.join("clone"), &["fetch", "-q"]);
+    user.git_ok(&home.join("clone"), &["pull", "-q", "--ff-only"]);
+    user.git_ok(home, &["ls-remote", "-q", &url]);
+    read_only(
+        &world,
+        mark,
+        "reads with credential-store after this helper",
+    );
+    assert!(
+        !stored.exists(),
+        "a read token was stored: {}",
+        std::fs::read_to_string(&stored).unwrap_or_default()
+    );
+}
+
+#[test]
+fn credential_cache_after_this_helper_keeps_no_read_token_but_the_push_token() {
+    let Some(git) = new_git_at_least(AUTHTYPE, "ephemeral read credentials") else {
+        return;
+    };
+    let key = TestKey::p256();
+    let world = World::new(git, &key, "");
+    let (user, emulator) = (&world.user, &world.emulator);
+    // Pushed before the cache is configured: the cache is to see only the reads of it.
+    world.publish("team/other", "other");
+    let cache = Cache::new(user);
+    add_helper_after(&world, &cache.helper());
+    let home = user.home.path();
+    let url = emulator.repo_url("team/app");
+
+    // The push's username/password goes to the cache, as to any helper after this one.
+    world.publish("team/app", "work");
+    let held = cache.get(&emulator.host, "team/app.git");
+    let password = held
+        .lines()
+        .find_map(|line| line.strip_prefix("password="))
+        .unwrap_or_else(|| panic!("the cache holds no push token: {held:?}"));
+    let pushed = verify(password, &key);
+    assert_eq!(
+        pushed.claims["scopes"],
+        serde_json::json!(["git:read", "git:write"])
+    );
+
+    // Reads of the other repository: the cache is asked to keep nothing.
+    let other = emulator.repo_url("team/other");
+    let mark = world.mark();
+    user.git_ok(home, &["clone", "-q", &other, "clone"]);
+    user.git_ok(&home.join("clone"), &["fetch", "-q"]);
+    user.git_ok(home, &["ls-remote", "-q", &url]);
+    read_only(
+        &world,
+        mark,
+        "reads with credential-cache after this helper",
+    );
+    assert_eq!(cache.get(&emulator.host, "team/other.git"), "");
+    // The push token is still the only one: ls-remote of team/app did not replace it.
+    assert!(
+        cache.get(&emulator.host, "team/app.git").contains(password),
+        "a read token replaced the push token"
+    );
 }
