@@ -466,3 +466,58 @@ fn credential_cache_after_this_helper_keeps_no_read_token_but_the_push_token() {
         "a read token replaced the push token"
     );
 }
+
+#[test]
+fn debug_output_names_the_signal_the_command_and_the_scopes_but_no_token() {
+    for git in each_git() {
+        let on = describe(git);
+        let world = World::new(git, &TestKey::p256(), "");
+        let work = world.publish("team/app", "work");
+        let world = world.env("CODESTORAGE_DEBUG", "1");
+        let (user, emulator) = (&world.user, &world.emulator);
+        let home = user.home.path();
+        let url = emulator.repo_url("team/app");
+
+        let clone = user.git_ok(home, &["clone", "-q", &url, "clone"]);
+        let said = &clone.stderr;
+        assert!(
+            said.contains("least privilege: read (git clone), from the process ancestry: ")
+                && said.contains("< git clone")
+                && said.contains(", scopes git:read, "),
+            "with {on}: {said}"
+        );
+
+        user.commit(&work, "d.txt", b"d\n");
+        let push = user.git_ok(&work, &["push", "-q"]);
+        let said = &push.stderr;
+        assert!(
+            said.contains("least privilege: write (git push), from the process ancestry: ")
+                && said.contains(", scopes git:read+git:write, "),
+            "with {on}: {said}"
+        );
+
+        // With trace2 on, git names the command itself (trace2 is read from the environment
+        // or the global config only, not from `-c`).
+        let traced = home.join("trace2.txt");
+        let mut command = user.command(git);
+        command
+            .current_dir(home.join("clone"))
+            .args(["fetch", "-q"])
+            .env("GIT_TRACE2", &traced);
+        let fetch = support::home::run(command, "");
+        assert_eq!(fetch.code, Some(0), "with {on}: {}", fetch.stderr);
+        let said = &fetch.stderr;
+        assert!(
+            said.contains(
+                "least privilege: read (git fetch), from GIT_TRACE2_PARENT_NAME \"fetch/"
+            ) && said.contains(", scopes git:read, "),
+            "with {on}: {said}"
+        );
+        for output in [&clone.stderr, &push.stderr, &fetch.stderr] {
+            assert!(
+                !output.contains("eyJ"),
+                "a token in the debug output: {output}"
+            );
+        }
+    }
+}
