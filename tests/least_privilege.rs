@@ -8,6 +8,7 @@ mod support;
 
 use support::emulator::{Record, Service};
 use support::git::{AUTHTYPE, User, describe, each_git, new_git_at_least};
+use support::gits::{Version, version_of};
 use support::jwt::{TestKey, verify};
 use support::world::{World, scopes_seen};
 
@@ -519,5 +520,118 @@ fn debug_output_names_the_signal_the_command_and_the_scopes_but_no_token() {
                 "a token in the debug output: {output}"
             );
         }
+    }
+}
+
+/// git 2.53 sends the authtype credential with the probe request before a large POST.
+const PROBE_FIXED: Version = Version([2, 53, 0]);
+
+/// Pushes a new 3 MiB commit from a fresh work tree `~/name` to `repo`; returns the run and
+/// the receive-pack POSTs the server saw.
+fn push_3_mib(world: &World, repo: &str, name: &str) -> (support::home::Run, Vec<Record>) {
+    let user = &world.user;
+    let work = user.init(name);
+    user.commit(
+        &work,
+        "big.bin",
+        &support::git::incompressible(3 * 1024 * 1024, 0x2545_f491_4f6c_dd1d),
+    );
+    let mark = world.mark();
+    let run = user.git(
+        &work,
+        &["push", "-q", &world.emulator.repo_url(repo), "main"],
+    );
+    let posts = world
+        .since(mark)
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.service == Service::ReceivePack)
+        .collect();
+    (run, posts)
+}
+
+/// Pushes keep the username/password answer because git 2.46 to 2.52 leave an authtype
+/// credential out of the probe they send before a POST larger than `http.postBuffer` (1 MiB).
+/// With this helper, a 3 MiB push works with every git; with a helper that answers a push as
+/// it answers a read (ephemeral authtype), the same push fails on those gits, though a small
+/// push with that very answer succeeds.
+#[test]
+fn a_3_mib_push_works_because_pushes_are_answered_with_a_password() {
+    for git in each_git() {
+        let on = describe(git);
+        let world = World::new(git, &TestKey::p256(), "");
+        let mark = world.mark();
+        let (run, posts) = push_3_mib(&world, "team/big", "big");
+        assert_eq!(run.code, Some(0), "with {on}: {}", run.stderr);
+        wrote(&world, mark, &format!("a 3 MiB push with {on}"));
+        // The probe and the pack: two POSTs, both with the token.
+        assert!(posts.len() >= 2, "with {on}, no probe: {posts:?}");
+        assert!(
+            posts.iter().all(|r| r.verified && r.status == 200),
+            "{posts:?}"
+        );
+    }
+
+    let Some(git) = new_git_at_least(AUTHTYPE, "the probe_rpc bug of git 2.46 to 2.52") else {
+        return;
+    };
+    let world = World::new(git, &TestKey::p256(), "");
+    let (user, emulator) = (&world.user, &world.emulator);
+    // A stand-in helper that answers a push with this helper's token, the ephemeral way.
+    let mut answers = String::new();
+    for repo in ["team/small", "team/big"] {
+        let token = user.home.run(&["token", "--org", "acme", repo], "", &[]);
+        assert_eq!(token.code, Some(0), "{}", token.stderr);
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("t:{}", token.stdout.trim()),
+        );
+        answers.push_str(&format!("# {repo}\ncredential={basic}\n"));
+    }
+    let script = user.home.path().join("ephemeral-helper.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# Answers `get` for path P.git with the credential line after `# P`.\n\
+             [ \"$1\" = get ] || exit 0\npath=$(sed -n 's/^path=//p' | sed 's/\\.git$//')\n\
+             printf 'capability[]=authtype\\nauthtype=Basic\\nephemeral=1\\n'\n\
+             grep -A1 \"^# $path\\$\" '{answers}' | grep '^credential='\n",
+            answers = user.home.path().join("answers").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(user.home.path().join("answers"), &answers).unwrap();
+    support::home::set_mode(&script, 0o755);
+    let key = format!("credential.{}.helper", emulator.url);
+    let home = user.home.path();
+    user.git_ok(home, &["config", "--global", "--unset-all", &key]);
+    user.git_ok(home, &["config", "--global", "--add", &key, ""]);
+    user.git_ok(
+        home,
+        &[
+            "config",
+            "--global",
+            "--add",
+            &key,
+            script.to_str().unwrap(),
+        ],
+    );
+
+    let small = user.init("small");
+    user.commit(&small, "a.txt", b"small\n");
+    user.git_ok(
+        &small,
+        &["push", "-q", &emulator.repo_url("team/small"), "main"],
+    );
+    let (run, posts) = push_3_mib(&world, "team/big", "big-ephemeral");
+    if version_of(git) < PROBE_FIXED {
+        assert_ne!(run.code, Some(0), "{} fixed probe_rpc", describe(git));
+        assert!(run.stderr.contains("401"), "{}", run.stderr);
+        assert!(
+            posts.iter().any(|r| r.status == 401 && r.claims.is_none()),
+            "the probe went without the credential: {posts:?}"
+        );
+        assert_eq!(emulator.rev("team/big", "refs/heads/main"), None);
+    } else {
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
     }
 }
