@@ -635,3 +635,193 @@ fn a_3_mib_push_works_because_pushes_are_answered_with_a_password() {
         assert_eq!(run.code, Some(0), "{}", run.stderr);
     }
 }
+
+/// The key `setup` writes for the Code Storage hosts.
+const PROACTIVE_KEY: &str = "http.https://*.code.storage.proactiveAuth";
+
+/// The requests of one clone of `url` by `user` into `~/dir`, after `mark`.
+fn clone_records(world: &World, extra: &[&str], dir: &str) -> Vec<Record> {
+    let (user, emulator) = (&world.user, &world.emulator);
+    let mark = world.mark();
+    let mut args = extra.to_vec();
+    let url = emulator.repo_url("team/app");
+    args.extend(["clone", "-q", url.as_str(), dir]);
+    user.git_ok(user.home.path(), &args);
+    read_only(world, mark, &format!("clone {extra:?}"))
+}
+
+#[test]
+fn proactive_auth_saves_the_401_round_trip_and_older_gits_ignore_it() {
+    for git in each_git() {
+        let on = describe(git);
+        let world = World::new(git, &TestKey::p256(), "");
+        world.publish("team/app", "work");
+        let proactive = format!("http.{}.proactiveAuth=auto", world.emulator.url);
+
+        let plain = clone_records(&world, &[], "plain");
+        assert_eq!(plain[0].status, 401, "with {on}: {plain:?}");
+        assert!(plain[0].claims.is_none());
+        let asked_first = clone_records(&world, &["-c", &proactive], "proactive");
+        if version_of(git) >= AUTHTYPE {
+            // The same requests, less the 401: every request carried the read token.
+            assert_eq!(
+                asked_first.len(),
+                plain.len() - 1,
+                "with {on}: {asked_first:?}"
+            );
+            assert!(
+                asked_first.iter().all(|r| r.status == 200 && r.verified),
+                "with {on}: {asked_first:?}"
+            );
+            let paths = |records: &[Record]| -> Vec<(String, String)> {
+                records
+                    .iter()
+                    .filter(|r| r.status != 401)
+                    .map(|r| (r.method.clone(), r.path.clone()))
+                    .collect()
+            };
+            assert_eq!(paths(&asked_first), paths(&plain));
+        } else {
+            // An unknown key: git clones exactly as without it.
+            assert_eq!(asked_first.len(), plain.len(), "with {on}: {asked_first:?}");
+            assert_eq!(asked_first[0].status, 401);
+        }
+    }
+}
+
+#[test]
+fn setup_writes_proactive_auth_and_remove_takes_it_and_its_section_away() {
+    let user = support::cli::User::new();
+    let (key, _) = user.keygen("acme");
+    let before = user.gitconfig_text();
+    user.setup("acme", &key);
+    assert_eq!(user.git_values(PROACTIVE_KEY), ["auto"]);
+    assert!(
+        user.gitconfig_text()
+            .contains("[http \"https://*.code.storage\"]\n\tproactiveAuth = auto\n"),
+        "{}",
+        user.gitconfig_text()
+    );
+    let removed = user.ok(&["setup", "--remove", "--org", "acme"]);
+    assert!(
+        removed
+            .stdout
+            .contains("removed http.https://*.code.storage.proactiveAuth"),
+        "{}",
+        removed.stdout
+    );
+    assert!(user.git_values(PROACTIVE_KEY).is_empty());
+    assert_eq!(user.gitconfig_text(), before, "an empty section was left");
+}
+
+/// Runs this helper's `subcommand` as `user`, with `git` first on PATH (setup and doctor run
+/// `git config`).
+fn helper_as(user: &User, args: &[&str]) -> support::home::Run {
+    let mut command = user.command(support::home::HELPER);
+    command
+        .current_dir(user.home.path())
+        .args(args)
+        .env("PATH", support::git::path_with(user.git_path()));
+    support::home::run(command, "")
+}
+
+/// With the entries `setup` really writes (`https://*.code.storage`, no port) and the real
+/// name `acme.code.storage` on the default port (a CONNECT tunnel to the emulator): git 2.46+
+/// asks before its first request, git 2.39 after the 401, both with read tokens for a clone;
+/// `doctor` says so, shows both tokens, and warns with the fix once the key is gone.
+#[test]
+fn setups_wildcard_entries_work_for_a_real_code_storage_name() {
+    for git in each_git() {
+        let on = describe(git);
+        let key = TestKey::p256();
+        let emulator = support::emulator::Emulator::start(&[("acme", &key.public_pem)]);
+        let tunnel = support::tunnel::Tunnel::start(emulator.host.parse().unwrap());
+        let user = User::new(git).trust(&emulator);
+        user.git_ok(
+            user.home.path(),
+            &["config", "--global", "http.proxy", &tunnel.url],
+        );
+        let key_path = user.home.write_key("acme.pem", &key.pem);
+        let setup = helper_as(
+            &user,
+            &[
+                "setup",
+                "--org",
+                "acme",
+                "--key-file",
+                key_path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(setup.code, Some(0), "with {on}: {setup:?}");
+        let world = World { user, emulator };
+        let (user, emulator) = (&world.user, &world.emulator);
+        let home = user.home.path();
+
+        let url = "https://acme.code.storage/team/app.git";
+        let work = user.init("work");
+        user.commit(&work, "a.txt", b"a\n");
+        let mark = world.mark();
+        user.git_ok(&work, &["push", "-q", url, "main"]);
+        wrote(&world, mark, &format!("a push to {url} with {on}"));
+        let mark = world.mark();
+        user.git_ok(home, &["clone", "-q", url, "clone"]);
+        let records = read_only(&world, mark, &format!("a clone of {url} with {on}"));
+        assert!(
+            tunnel
+                .targets()
+                .iter()
+                .all(|t| t == "acme.code.storage:443"),
+            "{:?}",
+            tunnel.targets()
+        );
+        assert_eq!(
+            records.iter().any(|r| r.status == 401),
+            version_of(git) < AUTHTYPE,
+            "with {on}: {records:?}"
+        );
+        assert_eq!(
+            emulator.rev("team/app", "refs/heads/main"),
+            Some(user.head(&home.join("clone")))
+        );
+
+        let doctor = helper_as(user, &["doctor", url]);
+        let said = &doctor.stdout;
+        assert_eq!(doctor.code, Some(0), "with {on}: {said}");
+        let ok = |text: &str| {
+            said.lines()
+                .any(|line| line.starts_with("ok ") && line.contains(text))
+        };
+        let proactive_ok = "git asks for the token before its first request to https://*.code.storage (proactiveAuth auto)";
+        assert_eq!(
+            ok(proactive_ok),
+            version_of(git) >= AUTHTYPE,
+            "with {on}: {said}"
+        );
+        assert!(!said.contains("proactiveAuth unset"), "with {on}: {said}");
+        for text in [
+            "fetches are told from pushes here (by the process ancestry)",
+            r#"for a fetch (clone, pull, ls-remote), a token for it would say: {"iss":"acme","sub":"tester@vm","repo":"team/app","scopes":["git:read"],"iat":"#,
+            r#"for a push, a token for it would say: {"iss":"acme","sub":"tester@vm","repo":"team/app","scopes":["git:read","git:write"],"iat":"#,
+        ] {
+            assert!(ok(text), "with {on}, no {text:?}: {said}");
+        }
+        assert!(!said.contains("eyJ"), "a token in doctor's output: {said}");
+
+        if version_of(git) >= AUTHTYPE {
+            user.git_ok(home, &["config", "--global", "--unset", PROACTIVE_KEY]);
+            let doctor = helper_as(user, &["doctor"]);
+            let warn = doctor
+                .stdout
+                .lines()
+                .find(|l| l.contains("proactiveAuth unset"))
+                .unwrap_or_else(|| panic!("with {on}: {}", doctor.stdout));
+            assert!(
+                warn.starts_with("warn ")
+                    && warn.contains(
+                        "fix: git config --global 'http.https://*.code.storage.proactiveAuth' auto"
+                    ),
+                "{warn}"
+            );
+        }
+    }
+}
