@@ -794,7 +794,10 @@ mod tests {
         }
         // A later global value does not beat a URL-scoped one; a longer host does.
         let global = entry("http.proactiveauth", Some("none"));
-        let exact = entry("http.https://acme.code.storage.proactiveauth", Some("basic"));
+        let exact = entry(
+            "http.https://acme.code.storage.proactiveauth",
+            Some("basic"),
+        );
         assert_eq!(
             proactive_auth_for(&[wildcard.clone(), global.clone()], url).as_deref(),
             Some("auto")
@@ -804,7 +807,7 @@ mod tests {
             Some("basic")
         );
         assert_eq!(
-            proactive_auth_for(&[global.clone()], url).as_deref(),
+            proactive_auth_for(std::slice::from_ref(&global), url).as_deref(),
             Some("none")
         );
         // Among equals, the last one read wins.

@@ -279,7 +279,7 @@ fn pull_then_push_in_one_shell_and_a_push_from_a_fresh_clone_both_work() {
 fn every_command_gets_read_and_write(world: &World, what: &str) {
     let (user, emulator) = (&world.user, &world.emulator);
     let home = user.home.path();
-    let both = vec![vec!["git:read".to_owned(), "git:write".to_owned()]];
+    let both = ["git:read".to_owned(), "git:write".to_owned()];
     let work = world.publish("team/app", "work");
     let mark = world.mark();
     user.git_ok(home, &["clone", "-q", &emulator.repo_url("team/app"), "c"]);
@@ -291,10 +291,7 @@ fn every_command_gets_read_and_write(world: &World, what: &str) {
     user.git_ok(&work, &["push", "-q"]);
     let seen = sorted_scopes(world, mark);
     assert!(seen.len() >= 5, "{what}: {seen:?}");
-    assert!(
-        seen.iter().all(|s| [s.clone()] == both[..]),
-        "{what}: {seen:?}"
-    );
+    assert!(seen.iter().all(|s| *s == both), "{what}: {seen:?}");
 }
 
 #[test]

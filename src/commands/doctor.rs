@@ -276,8 +276,15 @@ fn check_git(
         let mut urls = vec![format!("https://{host}/")];
         urls.extend(scoped_urls(&entries, &host));
         for url in &urls {
-            let findings =
-                judge_routing(&entries, &credential_url, url, &host, &org, &helper, version);
+            let findings = judge_routing(
+                &entries,
+                &credential_url,
+                url,
+                &host,
+                &org,
+                &helper,
+                version,
+            );
             for finding in findings {
                 if !report.findings.contains(&finding) {
                     report.findings.push(finding);
@@ -435,13 +442,10 @@ fn judge_proactive_auth(
             status: Status::Warn,
             text: format!(
                 "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  (or re-run `git-credential-codestorage setup --org {org} ...`)",
-                found.as_deref().map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
-                gitconfig::command_line(&[
-                    "config",
-                    "--global",
-                    &key,
-                    gitconfig::PROACTIVE_AUTH
-                ]),
+                found
+                    .as_deref()
+                    .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
+                gitconfig::command_line(&["config", "--global", &key, gitconfig::PROACTIVE_AUTH]),
             ),
         },
     }
@@ -798,22 +802,34 @@ mod tests {
         };
         let new = gitconfig::PROACTIVE_AUTH_VERSION;
         let findings = judge(&ours(), new);
-        assert_eq!(statuses(&findings), [Status::Ok, Status::Ok], "{findings:?}");
+        assert_eq!(
+            statuses(&findings),
+            [Status::Ok, Status::Ok],
+            "{findings:?}"
+        );
         assert!(
-            findings[1].text.contains("before its first request") && findings[1].text.contains("auto"),
+            findings[1].text.contains("before its first request")
+                && findings[1].text.contains("auto"),
             "{findings:?}"
         );
         let mut unset = ours();
         unset.retain(|e| !e.key.ends_with("proactiveauth"));
         let findings = judge(&unset, new);
-        assert_eq!(statuses(&findings), [Status::Ok, Status::Warn], "{findings:?}");
+        assert_eq!(
+            statuses(&findings),
+            [Status::Ok, Status::Warn],
+            "{findings:?}"
+        );
         assert!(
             findings[1].text.contains(
                 "fix: git config --global 'http.https://*.code.storage.proactiveAuth' auto"
             ),
             "{findings:?}"
         );
-        assert!(findings[1].text.contains("(proactiveAuth unset)"), "{findings:?}");
+        assert!(
+            findings[1].text.contains("(proactiveAuth unset)"),
+            "{findings:?}"
+        );
         unset.push(entry("/g", "http.proactiveauth", "none"));
         assert!(judge(&unset, new)[1].text.contains("(proactiveAuth none)"));
         // git 2.45 and older ignore the key: nothing to say either way.
