@@ -123,11 +123,16 @@ pub fn use_http_path_fix(host: &Host) -> String {
     ])
 }
 
+/// The first git that reads `http.<url>.proactiveAuth` (and offers `capability[]=authtype`).
+pub const PROACTIVE_AUTH_VERSION: Version = Version(2, 46, 0);
+
 /// The entries that make git ask only this helper for `url`: an empty `helper` that resets the
 /// helpers configured before (credential-store would keep our tokens in plain text), then ours,
-/// and `useHttpPath` so that git sends the repository path.
-pub fn wanted(url: &str, helper: &str) -> [Wanted; 2] {
-    [
+/// `useHttpPath` so that git sends the repository path, and `http.<url>.proactiveAuth = auto`
+/// so that git 2.46+ asks for the token before its first request instead of after a 401 (one
+/// round trip fewer; older gits ignore the key).
+pub fn wanted(url: &str, helper: &str) -> Vec<Wanted> {
+    vec![
         Wanted {
             key: format!("credential.{url}.helper"),
             values: vec![String::new(), helper.to_owned()],
@@ -136,7 +141,51 @@ pub fn wanted(url: &str, helper: &str) -> [Wanted; 2] {
             key: format!("credential.{url}.useHttpPath"),
             values: vec!["true".to_owned()],
         },
+        Wanted {
+            key: proactive_auth_key(url),
+            values: vec![PROACTIVE_AUTH.to_owned()],
+        },
     ]
+}
+
+/// The value of `http.<url>.proactiveAuth` that `setup` writes: ask the helper first, and use
+/// whatever kind of credential it answers with.
+pub const PROACTIVE_AUTH: &str = "auto";
+
+/// The git config key that makes git ask for credentials for `url` before its first request.
+pub fn proactive_auth_key(url: &str) -> String {
+    format!("http.{url}.proactiveAuth")
+}
+
+/// The `proactiveAuth` value git uses for `url`, if any is set: the best-matching
+/// `http.proactiveAuth` or `http.<url>.proactiveAuth`, chosen as git's `urlmatch.c` chooses
+/// (the longer host, then the longer path, then a named user wins; among equals, the last).
+/// `auto` and `basic` make git ask the helpers before its first request; `none` waits for a 401.
+pub fn proactive_auth_for(entries: &[ConfigEntry], url: &str) -> Option<String> {
+    let mut best: Option<((usize, usize, bool), &ConfigEntry)> = None;
+    for entry in entries {
+        let Some(rest) = entry.key.strip_prefix("http.") else {
+            continue;
+        };
+        let rank = match rest.rsplit_once('.') {
+            None if rest == "proactiveauth" => (0, 0, false),
+            Some((pattern, "proactiveauth")) if url_matches(pattern, url) => {
+                match url_parts(pattern) {
+                    Some(parts) => (
+                        parts.host.len() + parts.port.as_ref().map_or(0, |p| p.len() + 1),
+                        parts.path.trim_end_matches('/').len(),
+                        parts.user.is_some(),
+                    ),
+                    None => (pattern.len(), 0, false),
+                }
+            }
+            _ => continue,
+        };
+        if best.is_none_or(|(known, _)| rank >= known) {
+            best = Some((rank, entry));
+        }
+    }
+    best.map(|(_, entry)| entry.value.clone().unwrap_or_default())
 }
 
 /// The `credential.helper` value naming this binary, written by git's own rules
@@ -491,22 +540,23 @@ impl Git {
             .map(drop)
     }
 
-    /// Removes the `[credential "<url>"]` section from `scope`'s file if nothing is left in it
-    /// (git keeps an empty section header after the last `--unset-all`).
+    /// Removes the `[credential "<url>"]` and `[http "<url>"]` sections from `scope`'s file if
+    /// nothing is left in them (git keeps an empty section header after the last `--unset-all`).
     pub fn remove_section_if_empty(&self, scope: Scope, url: &str) -> Result<(), GitError> {
-        let prefix = format!("credential.{url}.");
         let output = self.run_ok(&["config", scope.flag(), "--null", "--list"], &[1, 128])?;
-        let left = split_null(&output.stdout)
-            .iter()
-            .any(|entry| entry.starts_with(&prefix));
-        if !left {
+        let entries = split_null(&output.stdout);
+        for section in ["credential", "http"] {
+            let prefix = format!("{section}.{url}.");
+            if entries.iter().any(|entry| entry.starts_with(&prefix)) {
+                continue;
+            }
             // Exit 128: the section does not exist (any more).
             self.run_ok(
                 &[
                     "config",
                     scope.flag(),
                     "--remove-section",
-                    &format!("credential.{url}"),
+                    &format!("{section}.{url}"),
                 ],
                 &[128],
             )?;
@@ -619,7 +669,16 @@ mod tests {
             credential_url("http", &Host::parse("127.0.0.1:9000").unwrap()),
             "http://127.0.0.1:9000"
         );
-        let [helper, path] = wanted("https://*.code.storage", "codestorage");
+        let [helper, path, proactive] = &wanted("https://*.code.storage", "codestorage")[..] else {
+            panic!("three entries");
+        };
+        assert_eq!(
+            (proactive.key.as_str(), proactive.values.as_slice()),
+            (
+                "http.https://*.code.storage.proactiveAuth",
+                &["auto".to_owned()][..]
+            )
+        );
         assert_eq!(helper.key, "credential.https://*.code.storage.helper");
         assert_eq!(helper.values, ["", "codestorage"]);
         assert_eq!(
@@ -713,6 +772,50 @@ mod tests {
             entry("credential.https://*.code.storage.usehttppath", Some("no")),
         ];
         assert!(!use_http_path_for(&off, url));
+    }
+
+    #[test]
+    fn proactive_auth_is_read_as_git_reads_it() {
+        let url = "https://acme.code.storage/";
+        let wildcard = entry("http.https://*.code.storage.proactiveauth", Some("auto"));
+        assert_eq!(proactive_auth_for(&[], url), None);
+        assert_eq!(
+            proactive_auth_for(std::slice::from_ref(&wildcard), url).as_deref(),
+            Some("auto")
+        );
+        // Another host, another port, or another scheme: not for this URL.
+        for key in [
+            "http.https://*.example.com.proactiveauth",
+            "http.https://*.code.storage:8443.proactiveauth",
+            "http.http://*.code.storage.proactiveauth",
+            "http.https://*.code.storage.postbuffer",
+        ] {
+            assert_eq!(proactive_auth_for(&[entry(key, Some("auto"))], url), None);
+        }
+        // A later global value does not beat a URL-scoped one; a longer host does.
+        let global = entry("http.proactiveauth", Some("none"));
+        let exact = entry(
+            "http.https://acme.code.storage.proactiveauth",
+            Some("basic"),
+        );
+        assert_eq!(
+            proactive_auth_for(&[wildcard.clone(), global.clone()], url).as_deref(),
+            Some("auto")
+        );
+        assert_eq!(
+            proactive_auth_for(&[exact.clone(), wildcard.clone()], url).as_deref(),
+            Some("basic")
+        );
+        assert_eq!(
+            proactive_auth_for(std::slice::from_ref(&global), url).as_deref(),
+            Some("none")
+        );
+        // Among equals, the last one read wins.
+        let off = entry("http.https://*.code.storage.proactiveauth", Some("none"));
+        assert_eq!(
+            proactive_auth_for(&[wildcard, off], url).as_deref(),
+            Some("none")
+        );
     }
 
     #[test]

@@ -311,6 +311,8 @@ impl Settings {
     /// Least privilege: a command that only reads gets `git:read` alone; a push, or anything
     /// that cannot be told, keeps the configured scopes. It only ever narrows, and only when on.
     pub fn narrow_to(&mut self, operation: Operation) {
+        // `git:write` includes read (Code Storage's scope table), so `git:read` alone narrows a
+        // rule of `["git:write"]` too; a rule with neither (say `["org:read"]`) is left alone.
         let grants_git = self
             .scopes
             .iter()

@@ -1,8 +1,9 @@
 //! `doctor`: every precondition of a working `git clone`, one line each, with the fix.
 //!
 //! Checks the config, every key (type, permissions), git's version, that git routes each
-//! configured host to this helper first and with `useHttpPath`, and the clock; with a URL, what a
-//! `get` for it would sign. Never prints a token or key material.
+//! configured host to this helper first, with `useHttpPath` and (git 2.46+) `proactiveAuth`,
+//! whether fetches can be told from pushes here, and the clock; with a URL, what a `get` for it
+//! would sign for a fetch and for a push. Never prints a token or key material.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,10 +12,11 @@ use std::path::Path;
 use crate::clock::format_time;
 use crate::config::Config;
 use crate::env::Env;
-use crate::gitconfig::{self, ConfigEntry, Git, HelperKind};
+use crate::gitconfig::{self, ConfigEntry, Git, HelperKind, Version};
 use crate::host::Host;
 use crate::key;
 use crate::mint;
+use crate::operation::{self, Operation};
 use crate::resolve::{self, Overrides, Reach};
 use crate::signer;
 use crate::token;
@@ -122,7 +124,8 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     let mut report = Report::default();
     let config = check_config(&mut report, env);
     check_keys(&mut report, config.as_ref(), env);
-    check_git(&mut report, git, config.as_ref(), url, env);
+    let entries = check_git(&mut report, git, config.as_ref(), url, env);
+    check_operation(&mut report, operation::available(), entries.as_deref(), env);
     check_clock(&mut report, now);
     if let Some(url) = url {
         check_url(&mut report, config.as_ref(), url, env, now);
@@ -245,32 +248,37 @@ fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
     }
 }
 
+/// Checks git and how it routes each host; returns git's config entries when they could be read.
 fn check_git(
     report: &mut Report,
     git: &Git,
     config: Option<&Config>,
     url: Option<&str>,
     env: &dyn Env,
-) {
-    match git.version() {
-        Ok(version) if version < gitconfig::EXPIRY_VERSION => report.push(
+) -> Option<Vec<ConfigEntry>> {
+    let version = match git.version() {
+        Ok(version) => version,
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            return None;
+        }
+    };
+    if version < gitconfig::EXPIRY_VERSION {
+        report.push(
             Status::Warn,
             format!(
                 "git {version} is older than {}: it ignores the token's expiry (password_expiry_utc) and may reuse a token after it expires; fix: upgrade git",
                 gitconfig::EXPIRY_VERSION
             ),
-        ),
-        Ok(version) => report.push(Status::Ok, format!("git {version}")),
-        Err(e) => {
-            report.push(Status::Fail, e.to_string());
-            return;
-        }
+        );
+    } else {
+        report.push(Status::Ok, format!("git {version}"));
     }
     let entries = match git.list() {
         Ok(entries) => entries,
         Err(e) => {
             report.push(Status::Fail, format!("cannot read git's config: {e}"));
-            return;
+            return None;
         }
     };
     // One check per git credential URL, with an organisation to name in the fix.
@@ -313,7 +321,16 @@ fn check_git(
         let mut urls = vec![format!("https://{host}/")];
         urls.extend(scoped_urls(&entries, &host));
         for url in &urls {
-            for finding in judge_routing(&entries, &credential_url, url, &host, &org, &helper) {
+            let findings = judge_routing(
+                &entries,
+                &credential_url,
+                url,
+                &host,
+                &org,
+                &helper,
+                version,
+            );
+            for finding in findings {
                 if !report.findings.contains(&finding) {
                     report.findings.push(finding);
                 }
@@ -328,10 +345,11 @@ fn check_git(
             report.push(Status::Fail, problem);
         }
     }
+    Some(entries)
 }
 
-/// The verdicts on how git would treat `https://<host>/`, given its config `entries`; fixes
-/// name `helper` as the value to configure.
+/// The verdicts on how git `version` would treat `https://<host>/`, given its config `entries`;
+/// fixes name `helper` as the value to configure.
 pub fn judge_routing(
     entries: &[ConfigEntry],
     credential_url: &str,
@@ -339,6 +357,7 @@ pub fn judge_routing(
     host: &Host,
     org: &str,
     helper: &str,
+    version: Version,
 ) -> Vec<Finding> {
     let helpers = gitconfig::helpers_for(entries, url);
     let mut findings = Vec::new();
@@ -440,7 +459,107 @@ pub fn judge_routing(
             ),
         });
     }
+    if version >= gitconfig::PROACTIVE_AUTH_VERSION {
+        findings.push(judge_proactive_auth(entries, credential_url, url, org));
+    }
     findings
+}
+
+/// Whether git (2.46+) asks this helper before its first request to `url` rather than after a
+/// 401: `auto` (what `setup` writes) and `basic` do; unset or `none` cost a round trip more.
+fn judge_proactive_auth(
+    entries: &[ConfigEntry],
+    credential_url: &str,
+    url: &str,
+    org: &str,
+) -> Finding {
+    let key = gitconfig::proactive_auth_key(credential_url);
+    match gitconfig::proactive_auth_for(entries, url) {
+        Some(value) if ["auto", "basic"].contains(&value.to_ascii_lowercase().as_str()) => {
+            Finding {
+                status: Status::Ok,
+                text: format!(
+                    "git asks for the token before its first request to {credential_url} (proactiveAuth {value})"
+                ),
+            }
+        }
+        found => Finding {
+            status: Status::Warn,
+            text: format!(
+                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  (or re-run `git-credential-codestorage setup --org {org} ...`)",
+                found
+                    .as_deref()
+                    .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
+                gitconfig::command_line(&["config", "--global", &key, gitconfig::PROACTIVE_AUTH]),
+            ),
+        },
+    }
+}
+
+/// Whether this machine can tell a fetch from a push (least privilege), given git's config
+/// `entries` (for trace2) and whether the process ancestry is `available`.
+fn check_operation(
+    report: &mut Report,
+    available: Result<(), &'static str>,
+    entries: Option<&[ConfigEntry]>,
+    env: &dyn Env,
+) {
+    if let Ok(Some(false)) = crate::env::switch(env, crate::env::vars::LEAST_PRIVILEGE) {
+        report.push(
+            Status::Ok,
+            "least privilege is off (CODESTORAGE_LEAST_PRIVILEGE): every git command, fetches too, gets the configured scopes",
+        );
+        return;
+    }
+    let trace2 = trace2_on(entries.unwrap_or_default(), env);
+    match (available, trace2) {
+        (Ok(()), _) => report.push(
+            Status::Ok,
+            "fetches are told from pushes here (by the process ancestry): fetches get git:read-only tokens, pushes the configured scopes",
+        ),
+        (Err(_), true) => report.push(
+            Status::Ok,
+            "fetches are told from pushes here (by git's trace2): fetches get git:read-only tokens, pushes the configured scopes",
+        ),
+        (Err(reason), false) => {
+            let fix = if reason.contains("trace2") {
+                String::new()
+            } else {
+                format!(
+                    "; fix: {}, so that git names its command",
+                    gitconfig::command_line(&[
+                        "config",
+                        "--global",
+                        "trace2.normalTarget",
+                        "/dev/null"
+                    ])
+                )
+            };
+            report.push(
+                Status::Warn,
+                format!(
+                    "fetches cannot be told from pushes here, so every git command gets the configured scopes (a fetch's token could push): {reason}{fix}"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether git's trace2 is on, so that git sets `GIT_TRACE2_PARENT_NAME` for the helper: a
+/// `trace2.*Target` in git's config or a `GIT_TRACE2*` variable, neither empty nor off.
+fn trace2_on(entries: &[ConfigEntry], env: &dyn Env) -> bool {
+    let on = |value: &str| !matches!(value.to_ascii_lowercase().as_str(), "" | "0" | "false");
+    let targets = ["normaltarget", "eventtarget", "perftarget"];
+    let configured = entries.iter().any(|e| {
+        e.key
+            .strip_prefix("trace2.")
+            .is_some_and(|name| targets.contains(&name))
+            && e.value.as_deref().is_some_and(on)
+    });
+    configured
+        || ["GIT_TRACE2", "GIT_TRACE2_EVENT", "GIT_TRACE2_PERF"]
+            .iter()
+            .any(|name| env.var(name).as_deref().is_some_and(on))
 }
 
 /// The repository URLs on `host` that a `credential.<url>.helper` is scoped to.
@@ -529,12 +648,44 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
         }
     };
     report.push(Status::Ok, format!("{url}: {settings}"));
-    match mint::mint(&settings, env, now) {
-        Ok(minted) => {
-            let claims = serde_json::to_string(&minted.claims).unwrap_or_default();
-            report.push(Status::Ok, format!("a token for it would say: {claims}"));
+    // One key load for both tokens: a key_command runs once.
+    let signer = match key::load(&settings.key, env, settings.load_options) {
+        Ok(signer) => signer,
+        Err(source) => {
+            let e = mint::MintError::Key {
+                org: settings.org.clone(),
+                source,
+            };
+            report.push(Status::Fail, format!("{url}: {e}"));
+            return;
         }
-        Err(e) => report.push(Status::Fail, format!("{url}: {e}")),
+    };
+    let mut read = settings.clone();
+    read.narrow_to(Operation::Read);
+    let tokens = [
+        ("for a fetch (clone, pull, ls-remote)", &read),
+        ("for a push", &settings),
+    ];
+    if !settings.least_privilege {
+        report.push(
+            Status::Ok,
+            "least privilege is off for it: fetches and pushes get the same scopes",
+        );
+    }
+    for (when, settings) in tokens {
+        match mint::sign(settings, &*signer, now) {
+            Ok(minted) => {
+                let claims = serde_json::to_string(&minted.claims).unwrap_or_default();
+                report.push(
+                    Status::Ok,
+                    format!("{when}, a token for it would say: {claims}"),
+                );
+            }
+            Err(e) => {
+                report.push(Status::Fail, format!("{url}: {e}"));
+                return;
+            }
+        }
     }
 }
 
@@ -551,6 +702,9 @@ mod tests {
     }
 
     const URL: &str = "https://*.code.storage";
+
+    /// A git that knows no proactiveAuth, so that only the routing is judged.
+    const OLD: Version = Version(2, 45, 0);
 
     fn acme() -> Host {
         Host::parse("acme.code.storage").unwrap()
@@ -569,6 +723,7 @@ mod tests {
                 "credential.https://*.code.storage.usehttppath",
                 "true",
             ),
+            entry("/g", "http.https://*.code.storage.proactiveauth", "auto"),
         ]
     }
 
@@ -587,6 +742,7 @@ mod tests {
             &acme(),
             "acme",
             "codestorage",
+            OLD,
         );
         assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
     }
@@ -603,6 +759,7 @@ mod tests {
             &acme(),
             "acme",
             "codestorage",
+            OLD,
         );
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
@@ -631,6 +788,7 @@ mod tests {
             &acme(),
             "acme",
             "codestorage",
+            OLD,
         );
         assert_eq!(
             statuses(&findings),
@@ -649,6 +807,7 @@ mod tests {
             &acme(),
             "acme",
             "codestorage",
+            OLD,
         );
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
@@ -656,7 +815,7 @@ mod tests {
                 && findings[0].text.contains("`store`")
         );
         let mut entries = ours();
-        entries.pop();
+        entries.retain(|e| !e.key.ends_with("usehttppath"));
         let findings = judge_routing(
             &entries,
             URL,
@@ -664,12 +823,96 @@ mod tests {
             &acme(),
             "acme",
             "codestorage",
+            OLD,
         );
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("useHttpPath' true"),
             "{findings:?}"
         );
+    }
+
+    #[test]
+    fn proactive_auth_is_judged_only_for_a_git_that_reads_it() {
+        let judge = |entries: &[ConfigEntry], version| {
+            judge_routing(
+                entries,
+                URL,
+                "https://acme.code.storage/",
+                &acme(),
+                "acme",
+                "codestorage",
+                version,
+            )
+        };
+        let new = gitconfig::PROACTIVE_AUTH_VERSION;
+        let findings = judge(&ours(), new);
+        assert_eq!(
+            statuses(&findings),
+            [Status::Ok, Status::Ok],
+            "{findings:?}"
+        );
+        assert!(
+            findings[1].text.contains("before its first request")
+                && findings[1].text.contains("auto"),
+            "{findings:?}"
+        );
+        let mut unset = ours();
+        unset.retain(|e| !e.key.ends_with("proactiveauth"));
+        let findings = judge(&unset, new);
+        assert_eq!(
+            statuses(&findings),
+            [Status::Ok, Status::Warn],
+            "{findings:?}"
+        );
+        assert!(
+            findings[1].text.contains(
+                "fix: git config --global 'http.https://*.code.storage.proactiveAuth' auto"
+            ),
+            "{findings:?}"
+        );
+        assert!(
+            findings[1].text.contains("(proactiveAuth unset)"),
+            "{findings:?}"
+        );
+        unset.push(entry("/g", "http.proactiveauth", "none"));
+        assert!(judge(&unset, new)[1].text.contains("(proactiveAuth none)"));
+        // git 2.45 and older ignore the key: nothing to say either way.
+        assert_eq!(statuses(&judge(&unset, Version(2, 45, 9))), [Status::Ok]);
+    }
+
+    #[test]
+    fn the_operation_check_names_the_signal_or_the_fix() {
+        let check = |available, entries: &[ConfigEntry], env: &crate::env::MapEnv| {
+            let mut report = Report::default();
+            check_operation(&mut report, available, Some(entries), env);
+            assert_eq!(report.findings.len(), 1);
+            report.findings.remove(0)
+        };
+        let none = crate::env::MapEnv::default();
+        let found = check(Ok(()), &[], &none);
+        assert_eq!(found.status, Status::Ok);
+        assert!(found.text.contains("by the process ancestry"), "{found:?}");
+        let found = check(Err("/proc is not mounted or not readable"), &[], &none);
+        assert_eq!(found.status, Status::Warn);
+        assert!(
+            found.text.contains("/proc is not mounted or not readable; fix: git config --global trace2.normalTarget /dev/null"),
+            "{found:?}"
+        );
+        // A reason that names its own fix is not given a second one.
+        let found = check(Err("only on Linux; turn on git's trace2"), &[], &none);
+        assert!(!found.text.contains("fix:"), "{found:?}");
+        let traced = [entry("/g", "trace2.eventtarget", "/tmp/t")];
+        let found = check(Err("no /proc"), &traced, &none);
+        assert_eq!(found.status, Status::Ok);
+        assert!(found.text.contains("by git's trace2"), "{found:?}");
+        let env = crate::env::MapEnv::from([("GIT_TRACE2", "1")]);
+        assert_eq!(check(Err("no /proc"), &[], &env).status, Status::Ok);
+        let env = crate::env::MapEnv::from([("GIT_TRACE2", "0")]);
+        assert_eq!(check(Err("no /proc"), &[], &env).status, Status::Warn);
+        let off = crate::env::MapEnv::from([("CODESTORAGE_LEAST_PRIVILEGE", "0")]);
+        let found = check(Ok(()), &[], &off);
+        assert!(found.text.contains("least privilege is off"), "{found:?}");
     }
 
     #[test]

@@ -550,7 +550,8 @@ mod tests {
                 .after
                 .contains("key_file = \"/home/u/work/keys/acme.pem\"")
         );
-        assert_eq!(first.git.len(), 2);
+        // helper, useHttpPath and proactiveAuth.
+        assert_eq!(first.git.len(), 3);
         assert_eq!(first.ready_host.as_deref(), Some("acme.code.storage"));
         let shown = first.to_string();
         assert!(
@@ -558,6 +559,12 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("would run: git config --global --add 'credential.https://*.code.storage.helper' ''\n"), "{shown}");
+        assert!(
+            shown.contains(
+                "would run: git config --global --add 'http.https://*.code.storage.proactiveAuth' auto\n"
+            ),
+            "{shown}"
+        );
 
         let git = applied(&git, &first);
         let second = plan(&options("acme", key), &context(), &file(&first.after), &git).unwrap();
@@ -579,6 +586,10 @@ mod tests {
         git.insert(
             "credential.https://*.code.storage.useHttpPath".to_owned(),
             vec!["true".to_owned()],
+        );
+        git.insert(
+            "http.https://*.code.storage.proactiveAuth".to_owned(),
+            vec!["auto".to_owned()],
         );
         let mut remove = options("acme", None);
         remove.remove = true;
@@ -608,7 +619,7 @@ mod tests {
         let planned = plan(&remove, &context(), &file(&planned.after), &git).unwrap();
         assert_eq!(planned.after, "");
         assert_eq!(planned.backup, None, "setup could have written all of it");
-        assert_eq!(planned.git.len(), 2);
+        assert_eq!(planned.git.len(), 3);
         assert!(planned.git.iter().all(|change| change.to.is_empty()));
         assert_eq!(planned.stale_sections, ["https://*.code.storage"]);
         // And a second removal of an absent organisation says so.

@@ -89,10 +89,32 @@ impl User {
 
     /// Runs git with `args` in `dir`.
     pub fn git(&self, dir: &Path, args: &[&str]) -> Run {
-        let mut command = self.home.command(&self.git);
+        let mut command = self.command(&self.git);
+        command.current_dir(dir).args(args);
+        run(command, "")
+    }
+
+    /// Runs `sh -c script` in `dir` as this user, with this user's git first on PATH: for
+    /// several git commands in one shell, as a user types them.
+    pub fn shell(&self, dir: &Path, script: &str) -> Run {
+        let mut command = self.command("sh");
         command
             .current_dir(dir)
-            .args(args)
+            .args(["-c", script])
+            .env("PATH", path_with(&self.git));
+        run(command, "")
+    }
+
+    /// The git this user runs.
+    pub fn git_path(&self) -> &Path {
+        &self.git
+    }
+
+    /// `program` with this user's environment: its HOME and global config, no system config,
+    /// no prompts, the emulator's CA and the extra variables.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut command = self.home.command(program);
+        command
             .env("GIT_CONFIG_GLOBAL", self.home.path().join(".gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -106,7 +128,7 @@ impl User {
         for (name, value) in &self.env {
             command.env(name, value);
         }
-        run(command, "")
+        command
     }
 
     /// Runs git and fails the test unless it succeeds.

@@ -11,3 +11,7 @@ pub mod gits;
 pub mod home;
 pub mod jwt;
 pub mod signers;
+#[cfg(feature = "emulator")]
+pub mod tunnel;
+#[cfg(feature = "emulator")]
+pub mod world;
