@@ -127,12 +127,12 @@ pub fn ask(
 /// A stream connected to `socket`, with a send timeout set first so that a broker that stopped
 /// accepting (its queue full) cannot hang git in `connect`.
 fn connect(socket: &Path) -> io::Result<UnixStream> {
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    // Apple systems have no SOCK_CLOEXEC; nothing is spawned while the socket is open there.
+    #[cfg(not(target_vendor = "apple"))]
+    let flags = SocketFlags::CLOEXEC;
+    #[cfg(target_vendor = "apple")]
+    let flags = SocketFlags::empty();
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
     set_socket_timeout(&fd, Timeout::Send, Some(CLIENT_TIMEOUT))?;
     rustix::net::connect(&fd, &SocketAddrUnix::new(socket)?)?;
     Ok(UnixStream::from(fd))

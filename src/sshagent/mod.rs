@@ -13,7 +13,6 @@ pub mod wire;
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -251,6 +250,8 @@ impl Agent {
     pub fn from_env(ssh_auth_sock: Option<&str>) -> Result<Agent, AgentError> {
         match ssh_auth_sock {
             Some(path) if !path.is_empty() => Ok(Self::at(path)),
+            // Windows' OpenSSH agent serves one well-known pipe and sets no variable.
+            _ if cfg!(windows) => Ok(Self::at(WINDOWS_PIPE)),
             _ => Err(AgentError::NoSocket),
         }
     }
@@ -415,7 +416,7 @@ impl Agent {
     /// Sends one request on a fresh connection and returns the answer's body. The answer is
     /// wiped when dropped: nothing secret comes back today, but an agent is not ours to trust.
     fn call(&self, request: &[u8]) -> Result<Zeroizing<Vec<u8>>, AgentError> {
-        let mut stream = UnixStream::connect(&self.path).map_err(|source| AgentError::Connect {
+        let mut stream = connect(&self.path).map_err(|source| AgentError::Connect {
             path: self.path.clone(),
             source,
         })?;
@@ -429,10 +430,7 @@ impl Agent {
                 source,
             },
         };
-        // A zero timeout would mean "block for ever" to the socket: keep at least a millisecond.
-        let timeout = Some(self.timeout.max(Duration::from_millis(1)));
-        stream.set_read_timeout(timeout).map_err(io)?;
-        stream.set_write_timeout(timeout).map_err(io)?;
+        set_timeout(&stream, self.timeout).map_err(io)?;
         let len = u32::try_from(request.len()).map_err(|_| AgentError::TooLarge("request"))?;
         // One write: the length and the body together, copied into a buffer wiped afterwards.
         let mut framed = Zeroizing::new(Vec::with_capacity(request.len() + 4));
@@ -615,6 +613,39 @@ fn add_request(pkcs8: &[u8], comment: &str) -> Result<(PublicKeyInfo, Writer), A
         t if t == oid::RSA_ENCRYPTION => Err(AgentError::AddUnsupported("an RSA key")),
         _ => Err(AgentError::AddUnsupported("a key of this type")),
     }
+}
+
+/// The named pipe Windows' OpenSSH agent listens on.
+pub const WINDOWS_PIPE: &str = r"\\.\pipe\openssh-ssh-agent";
+
+/// A connection to the agent's Unix socket.
+#[cfg(unix)]
+fn connect(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(path)
+}
+
+/// A connection to the agent's named pipe, which Windows opens as a file.
+#[cfg(windows)]
+fn connect(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
+/// Bounds each read and write on the socket by `timeout`.
+#[cfg(unix)]
+fn set_timeout(stream: &std::os::unix::net::UnixStream, timeout: Duration) -> std::io::Result<()> {
+    // A zero timeout would mean "block for ever" to the socket: keep at least a millisecond.
+    let timeout = Some(timeout.max(Duration::from_millis(1)));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)
+}
+
+/// A pipe opened as a file has no timeouts: an agent waiting for a confirmation waits.
+#[cfg(windows)]
+fn set_timeout(_: &std::fs::File, _: Duration) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
