@@ -1,18 +1,21 @@
-//! The I/O half: a process's ancestors as the kernel reports them. On Linux, `/proc/<pid>/stat`
-//! for the parent and `/proc/<pid>/cmdline` for the arguments, bounded reads, nothing spawned.
-//! Elsewhere there is no safe way to read another process's arguments (macOS has them only
-//! behind the `KERN_PROCARGS2` sysctl, with no well-kept safe crate), so detection is unavailable.
+//! The I/O half: a process's ancestors as the kernel reports them, bounded reads, nothing
+//! spawned. On Linux, `/proc/<pid>/stat` for the parent and `/proc/<pid>/cmdline` for the
+//! arguments; on macOS, the kernel's process table (`proc_pidinfo` for the parent, the
+//! `KERN_PROCARGS2` sysctl for the arguments) through the `sysinfo` crate. Elsewhere detection
+//! is unavailable and git's trace2 is the signal.
 
-use super::{Detection, Evidence, Operation};
+use super::classify::Chain;
+use super::{Detection, Evidence, MAX_ANCESTORS, Operation};
 
 /// The most bytes of one `cmdline` read: git's command line is short, a huge one is cut here.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) const CMDLINE_CAP: usize = 64 * 1024;
 
 /// Why there is no ancestry on this system.
-#[cfg(not(target_os = "linux"))]
-const NOT_LINUX: &str = "process ancestry is read only on Linux; turn on git's trace2 \
-     (e.g. `git config --global trace2.normalTarget /dev/null`) so that git names its command";
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+const UNSUPPORTED: &str = "process ancestry is read only on Linux and macOS; turn on git's \
+     trace2 (e.g. `git config --global trace2.normalTarget /dev/null`) so that git names its \
+     command";
 
 /// `stat` for `/proc` is gone or unreadable.
 #[cfg(target_os = "linux")]
@@ -22,6 +25,10 @@ const NO_PROC: &str = "/proc is not mounted or not readable";
 #[cfg(target_os = "linux")]
 const GONE: &str = "the process has exited or /proc hides it (hidepid)";
 
+/// The process is gone, or the kernel does not show its arguments to this user.
+#[cfg(target_os = "macos")]
+const HIDDEN: &str = "the process has exited or the kernel does not show its arguments";
+
 /// Detection unavailable for `why`.
 fn unavailable(why: &'static str) -> Detection {
     Detection {
@@ -29,6 +36,42 @@ fn unavailable(why: &'static str) -> Detection {
         evidence: Evidence::Unavailable(why),
         command: None,
     }
+}
+
+/// What the system tells about a process: its arguments and its parent.
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
+trait ProcessTable {
+    /// The arguments of `pid`, or `None` when it is gone or hidden.
+    fn argv(&mut self, pid: u32) -> Option<Vec<String>>;
+    /// The parent of `pid`, or `None` (or 0) at the top.
+    fn parent(&mut self, pid: u32) -> Option<u32>;
+    /// Why the first process could not be read.
+    fn unreadable(&mut self) -> &'static str;
+}
+
+/// Classifies `first` and its ancestors, `count` processes at most, stopping at the first that
+/// decides.
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
+fn walk(table: &mut impl ProcessTable, first: u32, count: usize) -> Detection {
+    let mut chain = Chain::default();
+    let mut pid = first;
+    for level in 0..count {
+        let Some(argv) = table.argv(pid) else {
+            if level == 0 {
+                return unavailable(table.unreadable());
+            }
+            // An ancestor exited meanwhile: judge by what was seen.
+            break;
+        };
+        if let Some(detection) = chain.push(&argv) {
+            return detection;
+        }
+        match table.parent(pid) {
+            Some(next) if next != 0 => pid = next,
+            _ => break,
+        }
+    }
+    chain.finish()
 }
 
 /// The parent pid in the text of `/proc/<pid>/stat`: `pid (comm) state ppid ...`. The command
@@ -66,88 +109,143 @@ mod linux {
     use std::fs::File;
     use std::io::Read;
 
-    use super::super::classify::Chain;
-    use super::super::{Detection, MAX_ANCESTORS};
-    use super::{CMDLINE_CAP, GONE, NO_PROC, parent_in_stat, split_cmdline, unavailable};
+    use super::{CMDLINE_CAP, GONE, NO_PROC, ProcessTable, parent_in_stat, split_cmdline};
 
-    /// The first `cap` bytes of `path`, into `buf` (cleared first).
-    fn read_capped(path: &str, cap: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        buf.clear();
-        File::open(path)?.take(cap as u64).read_to_end(buf)?;
-        Ok(())
+    /// `/proc`, read through one reused buffer.
+    #[derive(Default)]
+    pub(super) struct Proc {
+        pub(super) buf: Vec<u8>,
     }
 
-    /// A process's arguments, read with `buf`.
-    pub(super) fn argv(pid: u32, buf: &mut Vec<u8>) -> std::io::Result<Vec<String>> {
-        read_capped(&format!("/proc/{pid}/cmdline"), CMDLINE_CAP, buf)?;
-        Ok(split_cmdline(buf, buf.len() >= CMDLINE_CAP))
-    }
-
-    /// A process's parent, read with `buf`.
-    fn parent(pid: u32, buf: &mut Vec<u8>) -> Option<u32> {
-        // pid, the command name (16 bytes at most for processes), state and ppid fit in this.
-        read_capped(&format!("/proc/{pid}/stat"), 256, buf).ok()?;
-        parent_in_stat(buf)
-    }
-
-    /// Classifies `first` and its ancestors, `count` processes at most, stopping at the first
-    /// that decides.
-    pub(super) fn walk(first: u32, count: usize) -> Detection {
-        let mut chain = Chain::default();
-        let mut buf = Vec::with_capacity(512);
-        let mut pid = first;
-        for level in 0..count {
-            let argv = match argv(pid, &mut buf) {
-                Ok(argv) => argv,
-                Err(_) if level == 0 => {
-                    return unavailable(if super::super::available().is_ok() {
-                        GONE
-                    } else {
-                        NO_PROC
-                    });
-                }
-                // An ancestor exited meanwhile: judge by what was seen.
-                Err(_) => break,
-            };
-            if let Some(detection) = chain.push(&argv) {
-                return detection;
-            }
-            match parent(pid, &mut buf) {
-                Some(next) if next != 0 => pid = next,
-                _ => break,
-            }
+    impl Proc {
+        /// The first `cap` bytes of `path`, into the buffer (cleared first).
+        fn read_capped(&mut self, path: &str, cap: usize) -> std::io::Result<()> {
+            self.buf.clear();
+            File::open(path)?
+                .take(cap as u64)
+                .read_to_end(&mut self.buf)?;
+            Ok(())
         }
-        chain.finish()
+
+        /// A process's arguments.
+        pub(super) fn read_argv(&mut self, pid: u32) -> std::io::Result<Vec<String>> {
+            self.read_capped(&format!("/proc/{pid}/cmdline"), CMDLINE_CAP)?;
+            Ok(split_cmdline(&self.buf, self.buf.len() >= CMDLINE_CAP))
+        }
     }
 
-    /// The walk `detect` makes: from this process's parent.
-    pub(super) fn from_parent() -> Detection {
-        walk(std::os::unix::process::parent_id(), MAX_ANCESTORS)
+    impl ProcessTable for Proc {
+        fn argv(&mut self, pid: u32) -> Option<Vec<String>> {
+            self.read_argv(pid).ok()
+        }
+
+        fn parent(&mut self, pid: u32) -> Option<u32> {
+            // pid, the command name (16 bytes at most), state and ppid fit in this.
+            self.read_capped(&format!("/proc/{pid}/stat"), 256).ok()?;
+            parent_in_stat(&self.buf)
+        }
+
+        fn unreadable(&mut self) -> &'static str {
+            if available().is_ok() { GONE } else { NO_PROC }
+        }
     }
 
     /// Whether `/proc` answers for this process.
     pub(super) fn available() -> Result<(), &'static str> {
-        let mut buf = Vec::new();
-        match parent(std::process::id(), &mut buf) {
-            Some(_) if argv(std::process::id(), &mut buf).is_ok_and(|a| !a.is_empty()) => Ok(()),
+        let mut proc = Proc::default();
+        let me = std::process::id();
+        match proc.parent(me) {
+            Some(_) if proc.argv(me).is_some_and(|a| !a.is_empty()) => Ok(()),
             _ => Err(NO_PROC),
         }
     }
 }
 
-/// Classifies `pid` and up to [`MAX_ANCESTORS`](super::MAX_ANCESTORS) of its ancestors.
+#[cfg(target_os = "macos")]
+mod macos {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+    use super::{HIDDEN, ProcessTable};
+
+    /// The kernel's process table, asked one process at a time (never the whole table).
+    pub(super) struct Kernel {
+        system: System,
+    }
+
+    impl Kernel {
+        /// A table that has read nothing yet.
+        pub(super) fn new() -> Self {
+            Self {
+                system: System::new(),
+            }
+        }
+
+        /// Reads `pid`'s entry: its parent always, its arguments as asked.
+        fn refresh(&mut self, pid: Pid) -> Option<&sysinfo::Process> {
+            self.system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                true,
+                ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+            );
+            self.system.process(pid)
+        }
+    }
+
+    impl ProcessTable for Kernel {
+        fn argv(&mut self, pid: u32) -> Option<Vec<String>> {
+            let process = self.refresh(Pid::from_u32(pid))?;
+            let argv: Vec<String> = process
+                .cmd()
+                .iter()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect();
+            // The kernel hides other users' arguments: an empty list says nothing.
+            (!argv.is_empty()).then_some(argv)
+        }
+
+        fn parent(&mut self, pid: u32) -> Option<u32> {
+            let pid = Pid::from_u32(pid);
+            let parent = match self.system.process(pid) {
+                Some(process) => process.parent(),
+                None => self.refresh(pid)?.parent(),
+            };
+            parent.map(|p| p.as_u32())
+        }
+
+        fn unreadable(&mut self) -> &'static str {
+            HIDDEN
+        }
+    }
+
+    /// Whether the kernel shows this process's own arguments.
+    pub(super) fn available() -> Result<(), &'static str> {
+        match Kernel::new().argv(std::process::id()) {
+            Some(_) => Ok(()),
+            None => Err(HIDDEN),
+        }
+    }
+}
+
+/// Classifies `pid` and up to [`MAX_ANCESTORS`] of its ancestors.
 pub(super) fn from_pid(pid: u32) -> Detection {
     #[cfg(target_os = "linux")]
     {
         if pid == 0 {
             return unavailable(GONE);
         }
-        linux::walk(pid, super::MAX_ANCESTORS + 1)
+        walk(&mut linux::Proc::default(), pid, MAX_ANCESTORS + 1)
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        if pid == 0 {
+            return unavailable(HIDDEN);
+        }
+        walk(&mut macos::Kernel::new(), pid, MAX_ANCESTORS + 1)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = pid;
-        unavailable(NOT_LINUX)
+        unavailable(UNSUPPORTED)
     }
 }
 
@@ -155,11 +253,23 @@ pub(super) fn from_pid(pid: u32) -> Detection {
 pub(super) fn from_parent() -> Detection {
     #[cfg(target_os = "linux")]
     {
-        linux::from_parent()
+        walk(
+            &mut linux::Proc::default(),
+            std::os::unix::process::parent_id(),
+            MAX_ANCESTORS,
+        )
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
     {
-        unavailable(NOT_LINUX)
+        walk(
+            &mut macos::Kernel::new(),
+            std::os::unix::process::parent_id(),
+            MAX_ANCESTORS,
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        unavailable(UNSUPPORTED)
     }
 }
 
@@ -169,9 +279,13 @@ pub(super) fn available() -> Result<(), &'static str> {
     {
         linux::available()
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
     {
-        Err(NOT_LINUX)
+        macos::available()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        Err(UNSUPPORTED)
     }
 }
 
@@ -242,8 +356,9 @@ mod tests {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut started)
             .unwrap();
-        let mut buf = Vec::new();
-        let result = linux::argv(child.id(), &mut buf).unwrap();
+        let mut proc = linux::Proc::default();
+        let result = proc.read_argv(child.id()).unwrap();
+        let buf = proc.buf;
         drop(child.stdin.take());
         child.wait().unwrap();
         assert_eq!(started, "started\n");
