@@ -2,6 +2,7 @@
 //! through CODESTORAGE_INSTALL_BINARY; the build tests run the real release builds (install.sh's
 //! and README's `cargo install`) once into a target directory they share, and check that the
 //! result is a static executable that signs tokens.
+#![cfg(unix)]
 
 #[path = "support/dist.rs"]
 mod dist;

@@ -1,5 +1,6 @@
 //! `setup` as a user runs it: the config file edited without losing a comment, git's config
 //! written once and only once, `--dry-run` and `--remove`, and git itself then asking the helper.
+#![cfg(unix)]
 
 mod support;
 

@@ -216,6 +216,7 @@ mod tests {
     use super::*;
     use crate::env::MapEnv;
     use std::path::Path;
+    #[cfg(unix)]
     use std::time::{Duration, Instant};
 
     fn fixture(name: &str) -> Vec<u8> {

@@ -4,8 +4,10 @@
 //! `KERN_PROCARGS2` sysctl for the arguments) through the `sysinfo` crate. Elsewhere detection
 //! is unavailable and git's trace2 is the signal.
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+use super::MAX_ANCESTORS;
 use super::classify::Chain;
-use super::{Detection, Evidence, MAX_ANCESTORS, Operation};
+use super::{Detection, Evidence, Operation};
 
 /// The most bytes of one `cmdline` read: git's command line is short, a huge one is cut here.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]

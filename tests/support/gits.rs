@@ -270,7 +270,11 @@ pub fn path_with(git: &Path) -> OsString {
         std::fs::create_dir_all(&dir).unwrap();
         // The directory is named after the binary, so a link already there is the right one
         // (another test may have made it a moment ago).
-        match std::os::unix::fs::symlink(git, dir.join("git")) {
+        #[cfg(unix)]
+        let linked = std::os::unix::fs::symlink(git, dir.join("git"));
+        #[cfg(windows)]
+        let linked = std::os::windows::fs::symlink_file(git, dir.join("git"));
+        match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => panic!("{}: {e}", dir.display()),
