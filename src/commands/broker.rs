@@ -8,6 +8,31 @@ use crate::commands::CommandError;
 use crate::env::Env;
 use crate::log::PREFIX;
 
+/// Why `broker` stopped, or what `--check` found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerCommandError {
+    /// The config, a key, a socket or the serving loop failed.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Broker(#[from] crate::broker::server::BrokerError),
+    /// `--audit-log FILE` cannot be opened for appending.
+    #[error("cannot open the audit log {}: {source}; fix: name a file in a directory the broker may write", .path.display())]
+    AuditLog {
+        /// The file named.
+        path: std::path::PathBuf,
+        /// Why it cannot be opened.
+        source: io::Error,
+    },
+    /// `--check`'s report could not be printed.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(io::Error),
+    /// Not a Unix system.
+    #[error(
+        "the broker serves sandboxes over Unix sockets, which this system lacks; run it on Linux or macOS"
+    )]
+    Unsupported,
+}
+
 /// Runs `broker` as `args` say; problems are printed here and reported as
 /// [`CommandError::Reported`] (exit 1).
 pub fn run(args: &BrokerArgs, env: &dyn Env) -> Result<(), CommandError> {
@@ -19,7 +44,7 @@ pub fn run(args: &BrokerArgs, env: &dyn Env) -> Result<(), CommandError> {
 }
 
 #[cfg(unix)]
-fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
+fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), BrokerCommandError> {
     use std::sync::Arc;
 
     use crate::broker::audit::Audit;
@@ -28,14 +53,12 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
 
     let config_path = match &args.config {
         Some(path) => path.clone(),
-        None => {
-            crate::config::default_path(env).ok_or_else(|| BrokerError::NoConfigPath.to_string())?
-        }
+        None => crate::config::default_path(env).ok_or(BrokerError::NoConfigPath)?,
     };
     let stderr = io::stderr();
     if args.check {
-        let loaded = server::load(&config_path, env).map_err(|e| e.to_string())?;
-        server::check_sockets(&loaded).map_err(|e| e.to_string())?;
+        let loaded = server::load(&config_path, env)?;
+        server::check_sockets(&loaded)?;
         let mut out = io::stdout().lock();
         let mut lines = format!("{}: ok\n", config_path.display());
         for sandbox in &loaded.config.sandboxes {
@@ -44,11 +67,13 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
         return out
             .write_all(lines.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(|e| format!("cannot write to stdout: {e}"));
+            .map_err(BrokerCommandError::Stdout);
     }
     let audit = match &args.audit_log {
-        Some(path) => Audit::file(path)
-            .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?,
+        Some(path) => Audit::file(path).map_err(|source| BrokerCommandError::AuditLog {
+            path: path.clone(),
+            source,
+        })?,
         None => Audit::stderr(),
     };
     let options = Options {
@@ -56,10 +81,10 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
         audit,
         env: Arc::new(ProcessEnv),
     };
-    server::run(options, &mut stderr.lock()).map_err(|e| e.to_string())
+    Ok(server::run(options, &mut stderr.lock())?)
 }
 
 #[cfg(not(unix))]
-fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), String> {
-    Err("the broker serves sandboxes over Unix sockets, which this system lacks".into())
+fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), BrokerCommandError> {
+    Err(BrokerCommandError::Unsupported)
 }
