@@ -4,8 +4,6 @@
 //! clones and pushes through the agent against the emulator.
 #![cfg(feature = "emulator")]
 
-// Shared with tests/ssh_agent.rs, which uses all of it.
-#[allow(dead_code)]
 #[path = "support/ssh_agent.rs"]
 mod ssh_agent_support;
 mod support;
@@ -47,25 +45,6 @@ fn add_with_client(agent: &SshAgent, key: &TestKey, comment: &str) {
         .unwrap();
 }
 
-/// The fingerprint `ssh-add -l -E sha256` lists for the key whose comment is `comment`.
-pub fn listed_fingerprint(agent: &SshAgent, comment: &str) -> String {
-    let listed = agent.listed();
-    listed
-        .lines()
-        .find(|line| line.split_whitespace().nth(2).is_some_and(|c| c == comment))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no key {comment:?} in the agent: {listed}"))
-        .to_owned()
-}
-
-/// Loads a private key file into `agent` with `ssh-add`, then deletes the file: from then on the
-/// key exists only in the agent.
-pub fn add_and_delete(agent: &SshAgent, private: &Path) {
-    agent.add(&[], private.to_str().unwrap(), b"");
-    std::fs::remove_file(private).unwrap();
-    assert!(!private.exists());
-}
-
 #[test]
 fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
     let agent = SshAgent::start();
@@ -78,15 +57,14 @@ fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
     let p256_public = openssl_key(&p256_file, "EC");
     let rsa_file = agent.dir().join("rsa.pem");
     let rsa_public = openssl_key(&rsa_file, "RSA");
-    add_and_delete(&agent, &p256_file);
-    add_and_delete(&agent, &rsa_file);
+    agent.add_and_delete(&p256_file);
+    let rsa_fingerprint = agent.add_and_delete(&rsa_file);
     std::fs::write(config_dir.join("p256.pub.pem"), &p256_public).unwrap();
-    let rsa_fingerprint = listed_fingerprint(&agent, rsa_file.to_str().unwrap());
 
     // Ed25519 made by ring, never written anywhere.
     let ed25519 = TestKey::ed25519();
     add_with_client(&agent, &ed25519, "ed25519-from-ring");
-    let ed25519_fingerprint = listed_fingerprint(&agent, "ed25519-from-ring");
+    let ed25519_fingerprint = agent.fingerprint("ed25519-from-ring");
 
     // A relative public key path is relative to the config file; the Ed25519 key is found
     // through agent_socket, not SSH_AUTH_SOCK.
@@ -131,7 +109,7 @@ fn real_git_clones_and_pushes_through_an_agent_key() {
     let key = TestKey::p256();
     // Straight from memory into the agent: `ssh-add -` reads the key on stdin.
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     for git in each_git() {
         let emulator = Emulator::start(&[("acme", &key.public_pem)]);
         let user = User::new(git)
@@ -173,7 +151,7 @@ fn a_key_removed_from_the_agent_is_one_clear_line_and_quit() {
     let agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
     let signed = get(&home, "acme.code.storage", Some(agent.socket()));
@@ -204,7 +182,7 @@ fn no_agent_unset_or_dead_is_one_clear_line_and_quit() {
     let mut agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
 
@@ -260,7 +238,7 @@ fn doctor_names_the_agent_socket_when_the_key_signs_and_the_fix_when_it_does_not
     let agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
     let socket = agent.socket().display().to_string();
