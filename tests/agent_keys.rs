@@ -391,3 +391,58 @@ fn keygen_into_the_agent_then_setup_then_git_clone() {
     );
     assert_eq!(user.head(&clone), commit);
 }
+
+#[test]
+fn keygen_ed25519_into_the_agent_then_setup_by_public_key_file_then_git_push() {
+    let agent = SshAgent::start();
+    let socket = agent.socket().to_str().unwrap();
+    let user = User::new(new_git()).env("SSH_AUTH_SOCK", socket);
+    let made = helper(
+        &user,
+        socket,
+        &["keygen", "--org", "acme", "--ssh-agent", "--ed25519"],
+    );
+    assert!(
+        agent.listed().contains("codestorage acme (ED25519)"),
+        "{}",
+        agent.listed()
+    );
+    // The public key keygen printed is what the server knows and what setup is pointed at.
+    let public = user.home.path().join("acme.pub.pem");
+    std::fs::write(&public, &made.stdout).unwrap();
+    let emulator = Emulator::start(&[("acme", &made.stdout)]);
+    let user = user.trust(&emulator);
+    let setup = helper(
+        &user,
+        socket,
+        &[
+            "setup",
+            "--org",
+            "acme",
+            "--ssh-agent",
+            public.to_str().unwrap(),
+            "--host",
+            &emulator.host,
+        ],
+    );
+    assert!(setup.stdout.contains("signs (EdDSA)"), "{}", setup.stdout);
+    let config = std::fs::read_to_string(user.home.config_path()).unwrap();
+    assert!(config.contains("key_agent = "), "{config}");
+    assert!(config.contains("acme.pub.pem"), "{config}");
+
+    let url = emulator.repo_url("team/ed25519-agent");
+    let work = user.init("work");
+    let commit = user.commit(&work, "a.txt", b"one\n");
+    user.git_ok(&work, &["push", "-q", &url, "main"]);
+    assert_eq!(
+        emulator.rev("team/ed25519-agent", "refs/heads/main"),
+        Some(commit)
+    );
+    // Checked by ring with the printed public key, not by the helper's code.
+    let token = get(&user.home, &emulator.host, Some(agent.socket())).password();
+    let verified = verify(
+        &token,
+        &TestKey::from_pems(String::new(), made.stdout.clone(), "EdDSA"),
+    );
+    assert_eq!(verified.claims["iss"], "acme");
+}
