@@ -498,6 +498,13 @@ echo "== sandbox pid of this shell: $$"
         granted_ops.contains(&"read") && granted_ops.contains(&"write"),
         "{granted_ops:?}"
     );
+    // git's `store` after a successful request is forwarded too, and noted.
+    assert!(
+        audit.iter().any(|r| r["action"] == "store"
+            && r["decision"] == "noted"
+            && r["sandbox"] == "agent-42"),
+        "{audit:#?}"
+    );
     let refusal = gets.iter().find(|r| r["decision"] == "refused").unwrap();
     assert_eq!(refusal["repo"], "secret/plans");
     assert!(
