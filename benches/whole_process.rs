@@ -10,6 +10,11 @@
 //! every case once, from a rotating start) so that all cases share whatever else the machine is
 //! doing, and medians are reported.
 //!
+//! The ES256 key is timed twice with each build: from a key file, and held by a real
+//! `ssh-agent` the bench starts on a private socket (the key made, `ssh-add`ed and its file
+//! deleted, `key_agent = "SHA256:…"` in the config), so the two rows show what the agent's socket
+//! round trip and signature cost.
+//!
 //! `cargo bench --bench whole_process`; BENCH_ROUNDS=N changes the number of rounds (default
 //! 300), BENCH_STATIC_HELPER=PATH times that binary instead of building one with install.sh.
 
@@ -18,8 +23,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+// A real ssh-agent on a private socket, stopped when dropped: the tests' own fixture.
+#[path = "../tests/support/ssh_agent.rs"]
+mod ssh_agent_support;
+
 const HELPER: &str = env!("CARGO_BIN_EXE_git-credential-codestorage");
 const REQUEST: &[u8] = b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
+/// The name of the agent-held key's rows.
+const AGENT_ROW: &str = "ES256 (P-256) in ssh-agent";
 const STORE_REQUEST: &[u8] =
     b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\n\n";
 
@@ -203,6 +214,9 @@ fn main() {
         ("EdDSA (Ed25519)", keygen("eddsa.pem", &["--ed25519"])),
         ("RS256 (RSA-2048)", rsa),
     ];
+    // A P-256 key that lives only in the agent: made by keygen, added, its file deleted.
+    let agent = ssh_agent_support::SshAgent::start();
+    let agent_fingerprint = agent.add_and_delete(&keygen("agent.pem", &[]));
 
     // A token-sized password, as the store would hold one of ours.
     let store_file = home.join("store");
@@ -230,6 +244,13 @@ fn main() {
         stdin: STORE_REQUEST,
         times: Vec::new(),
     });
+    let agent_config = home.join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!("subject = \"bench\"\n[org.acme]\nkey_agent = \"{agent_fingerprint}\"\n"),
+    )
+    .unwrap();
+    let mut configs: Vec<(String, PathBuf)> = Vec::new();
     for (alg, key) in &keys {
         let config = home.join(key.file_name().unwrap()).with_extension("toml");
         std::fs::write(
@@ -240,9 +261,16 @@ fn main() {
             ),
         )
         .unwrap();
+        configs.push(((*alg).to_owned(), config));
+    }
+    configs.push((AGENT_ROW.to_owned(), agent_config));
+    for (alg, config) in &configs {
         for (linking, program) in [("static", &fixed), ("dynamic", &dynamic)] {
             let mut command = base(program);
-            command.arg("get").env("CODESTORAGE_CONFIG", &config);
+            command
+                .arg("get")
+                .env("CODESTORAGE_CONFIG", config)
+                .env("SSH_AUTH_SOCK", agent.socket());
             cases.push(Case {
                 name: format!("get, {alg}, {linking}"),
                 command,
@@ -282,12 +310,23 @@ fn main() {
             m.as_secs_f64() / floor.as_secs_f64(),
         );
     }
+    // Cases after credential-store come in (static, dynamic) pairs, one pair per config.
+    let pair = |i: usize| (medians[1 + 2 * i], medians[2 + 2 * i]);
     println!("\nstatic / dynamic:");
-    for (i, (alg, _)) in keys.iter().enumerate() {
-        let (fixed, dynamic) = (medians[1 + 2 * i], medians[2 + 2 * i]);
+    for (i, (alg, _)) in configs.iter().enumerate() {
+        let (fixed, dynamic) = pair(i);
         println!(
             "  {alg}: {:.2}",
             fixed.as_secs_f64() / dynamic.as_secs_f64()
         );
     }
+    // The file-key ES256 rows are the first pair, the agent's the last: same key type, same
+    // rounds, so their ratio is what the agent costs.
+    let (file_static, file_dynamic) = pair(0);
+    let (agent_static, agent_dynamic) = pair(configs.len() - 1);
+    println!(
+        "\nssh-agent / key file (ES256): {:.2} static, {:.2} dynamic",
+        agent_static.as_secs_f64() / file_static.as_secs_f64(),
+        agent_dynamic.as_secs_f64() / file_dynamic.as_secs_f64()
+    );
 }

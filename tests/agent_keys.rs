@@ -4,8 +4,6 @@
 //! clones and pushes through the agent against the emulator.
 #![cfg(feature = "emulator")]
 
-// Shared with tests/ssh_agent.rs, which uses all of it.
-#[allow(dead_code)]
 #[path = "support/ssh_agent.rs"]
 mod ssh_agent_support;
 mod support;
@@ -47,25 +45,6 @@ fn add_with_client(agent: &SshAgent, key: &TestKey, comment: &str) {
         .unwrap();
 }
 
-/// The fingerprint `ssh-add -l -E sha256` lists for the key whose comment is `comment`.
-pub fn listed_fingerprint(agent: &SshAgent, comment: &str) -> String {
-    let listed = agent.listed();
-    listed
-        .lines()
-        .find(|line| line.split_whitespace().nth(2).is_some_and(|c| c == comment))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no key {comment:?} in the agent: {listed}"))
-        .to_owned()
-}
-
-/// Loads a private key file into `agent` with `ssh-add`, then deletes the file: from then on the
-/// key exists only in the agent.
-pub fn add_and_delete(agent: &SshAgent, private: &Path) {
-    agent.add(&[], private.to_str().unwrap(), b"");
-    std::fs::remove_file(private).unwrap();
-    assert!(!private.exists());
-}
-
 #[test]
 fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
     let agent = SshAgent::start();
@@ -78,15 +57,14 @@ fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
     let p256_public = openssl_key(&p256_file, "EC");
     let rsa_file = agent.dir().join("rsa.pem");
     let rsa_public = openssl_key(&rsa_file, "RSA");
-    add_and_delete(&agent, &p256_file);
-    add_and_delete(&agent, &rsa_file);
+    agent.add_and_delete(&p256_file);
+    let rsa_fingerprint = agent.add_and_delete(&rsa_file);
     std::fs::write(config_dir.join("p256.pub.pem"), &p256_public).unwrap();
-    let rsa_fingerprint = listed_fingerprint(&agent, rsa_file.to_str().unwrap());
 
     // Ed25519 made by ring, never written anywhere.
     let ed25519 = TestKey::ed25519();
     add_with_client(&agent, &ed25519, "ed25519-from-ring");
-    let ed25519_fingerprint = listed_fingerprint(&agent, "ed25519-from-ring");
+    let ed25519_fingerprint = agent.fingerprint("ed25519-from-ring");
 
     // A relative public key path is relative to the config file; the Ed25519 key is found
     // through agent_socket, not SSH_AUTH_SOCK.
@@ -131,7 +109,7 @@ fn real_git_clones_and_pushes_through_an_agent_key() {
     let key = TestKey::p256();
     // Straight from memory into the agent: `ssh-add -` reads the key on stdin.
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     for git in each_git() {
         let emulator = Emulator::start(&[("acme", &key.public_pem)]);
         let user = User::new(git)
@@ -173,7 +151,7 @@ fn a_key_removed_from_the_agent_is_one_clear_line_and_quit() {
     let agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
     let signed = get(&home, "acme.code.storage", Some(agent.socket()));
@@ -204,7 +182,7 @@ fn no_agent_unset_or_dead_is_one_clear_line_and_quit() {
     let mut agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
 
@@ -260,7 +238,7 @@ fn doctor_names_the_agent_socket_when_the_key_signs_and_the_fix_when_it_does_not
     let agent = SshAgent::start();
     let key = TestKey::p256();
     agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = listed_fingerprint(&agent, "(stdin)");
+    let fingerprint = agent.fingerprint("(stdin)");
     let home = Home::new();
     home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
     let socket = agent.socket().display().to_string();
@@ -412,4 +390,59 @@ fn keygen_into_the_agent_then_setup_then_git_clone() {
         &["clone", "-q", &url, clone.to_str().unwrap()],
     );
     assert_eq!(user.head(&clone), commit);
+}
+
+#[test]
+fn keygen_ed25519_into_the_agent_then_setup_by_public_key_file_then_git_push() {
+    let agent = SshAgent::start();
+    let socket = agent.socket().to_str().unwrap();
+    let user = User::new(new_git()).env("SSH_AUTH_SOCK", socket);
+    let made = helper(
+        &user,
+        socket,
+        &["keygen", "--org", "acme", "--ssh-agent", "--ed25519"],
+    );
+    assert!(
+        agent.listed().contains("codestorage acme (ED25519)"),
+        "{}",
+        agent.listed()
+    );
+    // The public key keygen printed is what the server knows and what setup is pointed at.
+    let public = user.home.path().join("acme.pub.pem");
+    std::fs::write(&public, &made.stdout).unwrap();
+    let emulator = Emulator::start(&[("acme", &made.stdout)]);
+    let user = user.trust(&emulator);
+    let setup = helper(
+        &user,
+        socket,
+        &[
+            "setup",
+            "--org",
+            "acme",
+            "--ssh-agent",
+            public.to_str().unwrap(),
+            "--host",
+            &emulator.host,
+        ],
+    );
+    assert!(setup.stdout.contains("signs (EdDSA)"), "{}", setup.stdout);
+    let config = std::fs::read_to_string(user.home.config_path()).unwrap();
+    assert!(config.contains("key_agent = "), "{config}");
+    assert!(config.contains("acme.pub.pem"), "{config}");
+
+    let url = emulator.repo_url("team/ed25519-agent");
+    let work = user.init("work");
+    let commit = user.commit(&work, "a.txt", b"one\n");
+    user.git_ok(&work, &["push", "-q", &url, "main"]);
+    assert_eq!(
+        emulator.rev("team/ed25519-agent", "refs/heads/main"),
+        Some(commit)
+    );
+    // Checked by ring with the printed public key, not by the helper's code.
+    let token = get(&user.home, &emulator.host, Some(agent.socket())).password();
+    let verified = verify(
+        &token,
+        &TestKey::from_pems(String::new(), made.stdout.clone(), "EdDSA"),
+    );
+    assert_eq!(verified.claims["iss"], "acme");
 }

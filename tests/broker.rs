@@ -7,6 +7,9 @@
 //! wait for the broker's own log lines.
 #![cfg(all(feature = "emulator", target_os = "linux"))]
 
+// A real ssh-agent on a private socket.
+#[path = "support/ssh_agent.rs"]
+mod ssh_agent_support;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,10 +20,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use ssh_agent_support::SshAgent;
 use support::emulator::{Emulator, Record, Service};
 use support::git::new_git;
 use support::home::{HELPER, Home, Run, run, set_mode};
 use support::jwt::{TestKey, verify};
+use support::signers::{openssl_key, script};
 
 /// How long any awaited event may take before the test fails (never a wait in itself).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -35,7 +40,13 @@ impl Broker {
     /// Starts the broker on `config`, appending audit lines to `audit`; returns once it says it
     /// is ready (or fails the test with what it said).
     fn start(config: &Path, audit: &Path) -> Self {
-        let mut child = Command::new(HELPER)
+        Self::start_with(config, audit, &[])
+    }
+
+    /// [`Broker::start`] with extra environment (an ssh-agent's `SSH_AUTH_SOCK`, say).
+    fn start_with(config: &Path, audit: &Path, env: &[(&str, &Path)]) -> Self {
+        let mut command = Command::new(HELPER);
+        command
             .arg("broker")
             .arg("--config")
             .arg(config)
@@ -43,6 +54,11 @@ impl Broker {
             .arg(audit)
             .env_remove("CODESTORAGE_CONFIG")
             .env_remove("CODESTORAGE_BROKER")
+            .env_remove("SSH_AUTH_SOCK");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -188,8 +204,13 @@ impl World {
 
     /// The config's organisation (the emulator's host) followed by `sandboxes`.
     fn config_text(&self, sandboxes: &str) -> String {
+        self.config_text_with_key("key_file = \"acme.pem\"", sandboxes)
+    }
+
+    /// [`World::config_text`] with `key` (one or more TOML lines) as the organisation's key.
+    fn config_text_with_key(&self, key: &str, sandboxes: &str) -> String {
         format!(
-            "ttl = \"1h\"\n[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"{}\"]\n{sandboxes}",
+            "ttl = \"1h\"\n[org.acme]\n{key}\nhosts = [\"{}\"]\n{sandboxes}",
             self.emulator.host
         )
         .replace("\"run/", &format!("\"{}/", self.path("run").display()))
@@ -240,7 +261,17 @@ impl World {
     /// HOME with only git's config and the socket in it, the host's config and key directory
     /// and the other sockets hidden under empty tmpfs, an environment of a few variables.
     fn in_sandbox(&self, sandbox: &str, script: &str) -> Run {
+        self.in_sandbox_hiding(sandbox, &[], script)
+    }
+
+    /// [`World::in_sandbox`] with the directories `hidden` (an ssh-agent's, say) also under
+    /// empty tmpfs, as a platform mounts nothing of the host's but the one socket.
+    fn in_sandbox_hiding(&self, sandbox: &str, hidden: &[&Path], script: &str) -> Run {
         let git = new_git();
+        let hide: String = hidden
+            .iter()
+            .map(|dir| format!("mount -t tmpfs -o mode=0700 tmpfs '{}'\n", dir.display()))
+            .collect();
         let prelude = format!(
             r#"set -e
 mount -t tmpfs -o mode=0700 tmpfs "$BOX"
@@ -248,7 +279,7 @@ touch "$BOX/broker.sock"
 mount --bind "$SOCK" "$BOX/broker.sock"
 mount -t tmpfs -o mode=0700 tmpfs "$HIDE_ETC"
 mount -t tmpfs -o mode=0700 tmpfs "$HIDE_RUN"
-export HOME="$BOX" CODESTORAGE_BROKER="$BOX/broker.sock"
+{hide}export HOME="$BOX" CODESTORAGE_BROKER="$BOX/broker.sock"
 unset SOCK HIDE_ETC HIDE_RUN BOX
 cd "$HOME"
 git config --global user.name Agent
@@ -466,6 +497,13 @@ echo "== sandbox pid of this shell: $$"
     assert!(
         granted_ops.contains(&"read") && granted_ops.contains(&"write"),
         "{granted_ops:?}"
+    );
+    // git's `store` after a successful request is forwarded too, and noted.
+    assert!(
+        audit.iter().any(|r| r["action"] == "store"
+            && r["decision"] == "noted"
+            && r["sandbox"] == "agent-42"),
+        "{audit:#?}"
     );
     let refusal = gets.iter().find(|r| r["decision"] == "refused").unwrap();
     assert_eq!(refusal["repo"], "secret/plans");
@@ -837,4 +875,248 @@ fn a_sandbox_config_with_only_broker_forwards_and_a_down_broker_quits() {
         "{}",
         down.stderr
     );
+}
+
+/// `broker --check` on `config`, with the ssh-agent at `agent` or none.
+fn check_with_agent(config: &Path, agent: Option<&Path>) -> Run {
+    let mut command = Command::new(HELPER);
+    command
+        .args(["broker", "--check", "--config"])
+        .arg(config)
+        .env_remove("SSH_AUTH_SOCK");
+    if let Some(socket) = agent {
+        command.env("SSH_AUTH_SOCK", socket);
+    }
+    run(command, "")
+}
+
+/// A shell line that asks the helper inside the sandbox for a token for `repo` and prints its
+/// answer between `== get` and `== end`.
+fn sandbox_get(world: &World, repo: &str) -> String {
+    format!(
+        "echo '== get'; printf 'protocol=https\\nhost={}\\npath={repo}.git\\n\\n' | '{HELPER}' get || exit 51; echo '== end'\n",
+        world.emulator.host
+    )
+}
+
+/// The password in what [`sandbox_get`] printed.
+fn sandbox_token(stdout: &str) -> String {
+    stdout
+        .lines()
+        .skip_while(|line| *line != "== get")
+        .take_while(|line| *line != "== end")
+        .find_map(|line| line.strip_prefix("password="))
+        .unwrap_or_else(|| panic!("no token from the sandbox's get:\n{stdout}"))
+        .to_owned()
+}
+
+#[test]
+fn a_broker_whose_key_lives_only_in_ssh_agent_serves_a_sandbox_that_clones_and_pushes() {
+    require_namespaces();
+    let world = World::new();
+    seed(&world.emulator, "agents/42/held");
+    // The organisation's key goes into a real agent and its file is deleted: from here on the
+    // broker reads no private key anywhere, and asks the agent for every signature.
+    let agent = SshAgent::start();
+    let fingerprint = agent.add_and_delete(&world.path("etc/acme.pem"));
+    world.write_config(
+        &world.config_text_with_key(&format!("key_agent = \"{fingerprint}\""), AGENT_42),
+    );
+
+    // --check probes the agent: a signature that verifies, or one line that says what to do.
+    let good = check_with_agent(&world.config_path(), Some(agent.socket()));
+    assert_eq!(good.code, Some(0), "{good:?}");
+    assert!(good.stdout.contains("sandbox agent-42 on "), "{good:?}");
+    let no_agent = check_with_agent(&world.config_path(), None);
+    assert_eq!(no_agent.code, Some(1), "{no_agent:?}");
+    assert_eq!(no_agent.stderr.lines().count(), 1, "{}", no_agent.stderr);
+    assert!(
+        no_agent.stderr.contains(&format!(
+            "organisation \"acme\": ssh-agent key {fingerprint}: SSH_AUTH_SOCK is not set"
+        )),
+        "{}",
+        no_agent.stderr
+    );
+
+    let broker = Broker::start_with(
+        &world.config_path(),
+        &world.path("audit.jsonl"),
+        &[("SSH_AUTH_SOCK", agent.socket())],
+    );
+    // The agent's directory is hidden from the sandbox too: only the broker's socket is there.
+    let socket = agent.socket().display().to_string();
+    let run = world.in_sandbox_hiding(
+        "agent-42",
+        &[agent.dir()],
+        &format!(
+            r#"
+if [ -e '{socket}' ]; then exit 41; fi
+git clone -q "${{REMOTE}}agents/42/held.git" work || exit 42
+echo two > work/b.txt && git -C work add b.txt && git -C work commit -q -m two
+git -C work push -q || exit 43
+echo "pushed $(git -C work rev-parse HEAD)"
+{get}"#,
+            get = sandbox_get(&world, "agents/42/held")
+        ),
+    );
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    // The token the sandbox got verifies with the public key, checked by ring in the test.
+    let token = sandbox_token(&run.stdout);
+    let claims = verify(&token, &world.key).claims;
+    assert_eq!(
+        (&claims["sub"], &claims["repo"]),
+        (
+            &serde_json::json!("sandbox:agent-42"),
+            &serde_json::json!("agents/42/held")
+        )
+    );
+    // And the server took the agent's signatures for the clone and the push.
+    let reads = world.claims_for("agents/42/held", Service::UploadPack);
+    let pushes = world.claims_for("agents/42/held", Service::ReceivePack);
+    assert!(
+        !reads.is_empty() && !pushes.is_empty(),
+        "{reads:?} {pushes:?}"
+    );
+    assert!(
+        reads
+            .iter()
+            .chain(&pushes)
+            .all(|c| c.sub == "sandbox:agent-42")
+    );
+    let pushed = run
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("pushed "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert_eq!(
+        world
+            .emulator
+            .rev("agents/42/held", "refs/heads/main")
+            .as_deref(),
+        Some(pushed),
+        "the push landed"
+    );
+
+    // The key taken out of the agent: the sandbox gets one line saying the broker could not
+    // sign, and no token; the broker keeps serving.
+    assert!(agent.ssh_add(&["-D"], b"").status.success());
+    let refused = world.get_via("agent-42", "agents/42/held");
+    assert_eq!(refused.stdout, "quit=1\n", "{refused:?}");
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "the token broker could not sign: organisation \"acme\": the ssh-agent refused to sign"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        world.audit().iter().any(|r| r["decision"] == "error"
+            && r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("the ssh-agent refused to sign")),
+        "{:#?}",
+        world.audit()
+    );
+    // Added back (from memory, no file): the running broker signs with it again, no reload.
+    agent.add(&[], "-", world.key.pem.as_bytes());
+    let again = world.get_via("agent-42", "agents/42/held");
+    verify(&again.password(), &world.key);
+    assert_eq!(
+        broker.count(|l| l.contains("broker: reload")),
+        0,
+        "no reload was needed"
+    );
+}
+
+#[test]
+fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_signer() {
+    require_namespaces();
+    let world = World::new();
+    // A KMS stand-in on the host: a script around openssl that signs what it reads with the
+    // organisation's key and counts its calls. The sandbox sees neither it nor the key.
+    let calls = world.path("etc/signer-calls");
+    let signer = script(
+        &world.path("etc"),
+        "kms-sign",
+        &format!(
+            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
+            calls.display(),
+            world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    let count = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let good = check_with_agent(&world.config_path(), None);
+    assert_eq!(good.code, Some(0), "{good:?}");
+    assert_eq!(count(), 1, "--check signs one probe");
+
+    let broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(count(), 2, "the broker probes its signer once at start");
+    let run = world.in_sandbox(
+        "agent-42",
+        &format!(
+            "if [ -e '{}' ]; then exit 41; fi\n{}",
+            signer.display(),
+            sandbox_get(&world, "agents/42/kms")
+        ),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let claims = verify(&sandbox_token(&run.stdout), &world.key).claims;
+    assert_eq!(claims["sub"], "sandbox:agent-42");
+    assert_eq!(claims["repo"], "agents/42/kms");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+    assert_eq!(count(), 3, "one signature per token");
+
+    // A signer that signs with another key than public_key_file holds: --check says so in one
+    // line, and a reload to it keeps the working signer serving.
+    let other = world.path("etc/other.pem");
+    openssl_key(&other, "EC");
+    let wrong_key = format!(
+        "sign_command = [\"openssl\", \"dgst\", \"-sha256\", \"-sign\", \"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        other.display()
+    );
+    world.write_config(&world.config_text_with_key(&wrong_key, AGENT_42));
+    let wrong = check_with_agent(&world.config_path(), None);
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    assert_eq!(wrong.stderr.lines().count(), 1, "{}", wrong.stderr);
+    assert!(
+        wrong
+            .stderr
+            .contains("broker: organisation \"acme\": sign_command `openssl dgst -sha256 -sign")
+            && wrong
+                .stderr
+                .contains("signature that does not verify with public_key_file"),
+        "{}",
+        wrong.stderr
+    );
+    let outcome = broker.reload(1);
+    assert!(
+        outcome.contains("reload failed, still serving the previous config")
+            && outcome.contains("does not verify"),
+        "{outcome}"
+    );
+    let still = world.get_via("agent-42", "agents/42/kms");
+    verify(&still.password(), &world.key);
+    assert_eq!(count(), 4);
 }

@@ -793,6 +793,25 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
     }
 
     #[test]
+    fn a_rule_with_a_shorter_ttl_than_the_sandbox_keeps_its_own() {
+        let config = parse(&format!(
+            "[[org.acme.repo]]\nmatch = \"agents/42/short\"\nttl = \"5m\"\n{AGENT}"
+        ))
+        .unwrap();
+        let grant = decide_for(
+            &config,
+            "protocol=https\nhost=acme.code.storage\npath=agents/42/short.git\n",
+            Operation::Read,
+        )
+        .unwrap();
+        assert_eq!(
+            grant.settings.ttl.seconds(),
+            300,
+            "5m is under the sandbox's 15m"
+        );
+    }
+
+    #[test]
     fn refusals_name_the_sandbox_and_the_repository() {
         let config = parse(AGENT).unwrap();
         let outside = decide_for(

@@ -25,7 +25,7 @@ use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
 use crate::commands::git::GitAction;
 use crate::config::{self, Config, ConfigError};
 use crate::env::Env;
-use crate::key::{self, KeyError};
+use crate::key::{self, KeyError, KeySource};
 use crate::log::{Escaped, Log};
 use crate::operation::{self, Operation};
 use crate::protocol::{self, Response};
@@ -62,11 +62,14 @@ pub enum BrokerError {
         /// Why.
         source: KeyError,
     },
-    /// An organisation's key loads but does not sign.
-    #[error("organisation \"{org}\": the key {source}")]
+    /// An organisation's key loads but does not sign. The reason names the key source and,
+    /// for an agent or a sign_command, the fix (the same line `doctor` and `setup` give).
+    #[error("organisation \"{org}\": {}", .source.about(.key))]
     Probe {
         /// The organisation.
         org: String,
+        /// Where its key comes from.
+        key: Box<KeySource>,
         /// Why.
         source: ProbeError,
     },
@@ -154,6 +157,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
             })?;
             signer::probe(&*signer).map_err(|source| BrokerError::Probe {
                 org: org_name.clone(),
+                key: Box::new(org.key.clone()),
                 source,
             })?;
             signers.insert(org_name, Arc::from(signer));
@@ -921,7 +925,9 @@ fn respond(
                     let _ = response.write_to(answer.expose_mut());
                     answer
                 }
-                Err(e) => fail(record, e.to_string()),
+                // The key lives with the broker, so the fix is its operator's, not the
+                // sandbox's: say whose failure it is before what failed.
+                Err(e) => fail(record, format!("the token broker could not sign: {e}")),
             }
         }
     }

@@ -7,6 +7,15 @@
 //! mpints are laid side by side, an Ed25519 one is EdDSA as is, and an RSA one asked for with
 //! `rsa-sha2-256` is RS256. Each call opens its own connection: an agent serves many clients
 //! and a `get` signs once.
+//!
+//! The client is this crate's own rather than a published one: the Rust agent clients
+//! (`ssh-agent-client-rs`, `ssh-agent-lib`) build on the `ssh-key` crate, which brings
+//! RustCrypto's hashes and, for these key types, its `rsa`, `p256` and Ed25519 crates, where
+//! this crate keeps all of its cryptography in ring (fingerprints, the check of every agent
+//! signature) and a small `get`. The subset needed is four messages and SSH's string and mpint
+//! encoding ([`wire`]), bounded in size and time, and tested against a real OpenSSH
+//! `ssh-agent`, with `ssh-keygen` as the independent reference for fingerprints and public key
+//! formats.
 
 pub mod pubkey;
 pub mod wire;

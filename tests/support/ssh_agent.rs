@@ -1,5 +1,7 @@
 //! A real OpenSSH `ssh-agent` for one test, on a private socket, stopped when dropped (even
 //! when the test fails), with `ssh-add` and `ssh-keygen` run against it.
+// Each test crate that includes this file uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -90,6 +92,29 @@ impl SshAgent {
     pub fn listed(&self) -> String {
         let output = self.ssh_add(&["-l", "-E", "sha256"], b"");
         String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The `SHA256:` fingerprint `ssh-add -l -E sha256` lists for the key whose comment is
+    /// `comment` (`(stdin)` for a key added with `ssh-add -`, else the file it was added from).
+    pub fn fingerprint(&self, comment: &str) -> String {
+        let listed = self.listed();
+        listed
+            .lines()
+            .find(|line| line.split_whitespace().nth(2).is_some_and(|c| c == comment))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no key {comment:?} in the agent: {listed}"))
+            .to_owned()
+    }
+
+    /// Loads a private key file with `ssh-add`, then deletes the file: from then on the key
+    /// exists only in the agent. Returns its fingerprint as the agent lists it.
+    pub fn add_and_delete(&self, private: &Path) -> String {
+        let name = private.to_str().unwrap();
+        self.add(&[], name, b"");
+        let fingerprint = self.fingerprint(name);
+        std::fs::remove_file(private).unwrap();
+        assert!(!private.exists());
+        fingerprint
     }
 
     /// Makes a key with `ssh-keygen -t kind -b bits` and extra options, no passphrase, and
