@@ -6,7 +6,7 @@
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 use super::MAX_ANCESTORS;
-use super::classify::Chain;
+use super::classify::{Chain, basename, needs_arguments};
 use super::{Detection, Evidence, Operation};
 
 /// The most bytes of one `cmdline` read: git's command line is short, a huge one is cut here.
@@ -43,10 +43,9 @@ fn unavailable(why: &'static str) -> Detection {
 /// What the system tells about a process: its arguments and its parent.
 #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
 trait ProcessTable {
-    /// The arguments of `pid`, or `None` when it is gone or hidden.
-    fn argv(&mut self, pid: u32) -> Option<Vec<String>>;
-    /// The parent of `pid`, or `None` (or 0) at the top.
-    fn parent(&mut self, pid: u32) -> Option<u32>;
+    /// The arguments of `pid` (or only its name, where they cannot matter) and its parent;
+    /// `None` when it is gone or hidden.
+    fn read(&mut self, pid: u32) -> Option<(Vec<String>, Option<u32>)>;
     /// Why the first process could not be read.
     fn unreadable(&mut self) -> &'static str;
 }
@@ -58,7 +57,7 @@ fn walk(table: &mut impl ProcessTable, first: u32, count: usize) -> Detection {
     let mut chain = Chain::default();
     let mut pid = first;
     for level in 0..count {
-        let Some(argv) = table.argv(pid) else {
+        let Some((argv, parent)) = table.read(pid) else {
             if level == 0 {
                 return unavailable(table.unreadable());
             }
@@ -68,7 +67,17 @@ fn walk(table: &mut impl ProcessTable, first: u32, count: usize) -> Detection {
         if let Some(detection) = chain.push(&argv) {
             return detection;
         }
-        match table.parent(pid) {
+        // git runs helpers through shells and its own programs only: past any other process
+        // (a CI runner, an IDE, a bench), no git command above it is the one asking, and the
+        // walk ends with one small read instead of six. (A helper wrapped in, say, a Python
+        // script is therefore not narrowed: it keeps the configured scopes.)
+        if !argv
+            .first()
+            .is_some_and(|program| needs_arguments(basename(program)))
+        {
+            break;
+        }
+        match parent {
             Some(next) if next != 0 => pid = next,
             _ => break,
         }
@@ -85,6 +94,15 @@ pub(super) fn parent_in_stat(stat: &[u8]) -> Option<u32> {
     let mut fields = rest.split_ascii_whitespace();
     let _state = fields.next()?;
     fields.next()?.parse().ok()
+}
+
+/// The command name (`comm`) in the text of `/proc/<pid>/stat`: from the first `(` to the last
+/// `)`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(super) fn comm_in_stat(stat: &[u8]) -> Option<String> {
+    let start = stat.iter().position(|&b| b == b'(')? + 1;
+    let end = stat.iter().rposition(|&b| b == b')')?;
+    Some(String::from_utf8_lossy(stat.get(start..end)?).into_owned())
 }
 
 /// The arguments in the bytes of `/proc/<pid>/cmdline` (NUL-terminated strings). When the read
@@ -111,15 +129,24 @@ mod linux {
     use std::fs::File;
     use std::io::Read;
 
-    use super::{CMDLINE_CAP, GONE, NO_PROC, ProcessTable, parent_in_stat, split_cmdline};
+    use super::super::classify::needs_arguments;
+    use super::{
+        CMDLINE_CAP, GONE, NO_PROC, ProcessTable, comm_in_stat, parent_in_stat, split_cmdline,
+    };
 
     /// `/proc`, read through one reused buffer.
-    #[derive(Default)]
     pub(super) struct Proc {
         pub(super) buf: Vec<u8>,
     }
 
     impl Proc {
+        /// A reader whose buffer holds a usual `stat` or command line in one read.
+        pub(super) fn new() -> Self {
+            Self {
+                buf: Vec::with_capacity(4096),
+            }
+        }
+
         /// The first `cap` bytes of `path`, into the buffer (cleared first).
         fn read_capped(&mut self, path: &str, cap: usize) -> std::io::Result<()> {
             self.buf.clear();
@@ -137,14 +164,20 @@ mod linux {
     }
 
     impl ProcessTable for Proc {
-        fn argv(&mut self, pid: u32) -> Option<Vec<String>> {
-            self.read_argv(pid).ok()
-        }
-
-        fn parent(&mut self, pid: u32) -> Option<u32> {
-            // pid, the command name (16 bytes at most), state and ppid fit in this.
+        /// `stat` first (name and parent in one read); the command line only for a process
+        /// whose name says it may matter, so that a walk through a CI runner's or an IDE's
+        /// processes costs one small read each.
+        fn read(&mut self, pid: u32) -> Option<(Vec<String>, Option<u32>)> {
+            // pid, the command name (15 bytes at most), state and ppid fit in this.
             self.read_capped(&format!("/proc/{pid}/stat"), 256).ok()?;
-            parent_in_stat(&self.buf)
+            let parent = parent_in_stat(&self.buf);
+            let comm = comm_in_stat(&self.buf)?;
+            let argv = if needs_arguments(&comm) {
+                self.read_argv(pid).ok()?
+            } else {
+                vec![comm]
+            };
+            Some((argv, parent))
         }
 
         fn unreadable(&mut self) -> &'static str {
@@ -154,10 +187,10 @@ mod linux {
 
     /// Whether `/proc` answers for this process.
     pub(super) fn available() -> Result<(), &'static str> {
-        let mut proc = Proc::default();
+        let mut proc = Proc::new();
         let me = std::process::id();
-        match proc.parent(me) {
-            Some(_) if proc.argv(me).is_some_and(|a| !a.is_empty()) => Ok(()),
+        match proc.read(me) {
+            Some(_) if proc.read_argv(me).is_ok_and(|a| !a.is_empty()) => Ok(()),
             _ => Err(NO_PROC),
         }
     }
@@ -194,7 +227,7 @@ mod macos {
     }
 
     impl ProcessTable for Kernel {
-        fn argv(&mut self, pid: u32) -> Option<Vec<String>> {
+        fn read(&mut self, pid: u32) -> Option<(Vec<String>, Option<u32>)> {
             let process = self.refresh(Pid::from_u32(pid))?;
             let argv: Vec<String> = process
                 .cmd()
@@ -202,16 +235,10 @@ mod macos {
                 .map(|arg| arg.to_string_lossy().into_owned())
                 .collect();
             // The kernel hides other users' arguments: an empty list says nothing.
-            (!argv.is_empty()).then_some(argv)
-        }
-
-        fn parent(&mut self, pid: u32) -> Option<u32> {
-            let pid = Pid::from_u32(pid);
-            let parent = match self.system.process(pid) {
-                Some(process) => process.parent(),
-                None => self.refresh(pid)?.parent(),
-            };
-            parent.map(|p| p.as_u32())
+            if argv.is_empty() {
+                return None;
+            }
+            Some((argv, process.parent().map(|p| p.as_u32())))
         }
 
         fn unreadable(&mut self) -> &'static str {
@@ -221,7 +248,7 @@ mod macos {
 
     /// Whether the kernel shows this process's own arguments.
     pub(super) fn available() -> Result<(), &'static str> {
-        match Kernel::new().argv(std::process::id()) {
+        match Kernel::new().read(std::process::id()) {
             Some(_) => Ok(()),
             None => Err(HIDDEN),
         }
@@ -235,7 +262,7 @@ pub(super) fn from_pid(pid: u32) -> Detection {
         if pid == 0 {
             return unavailable(GONE);
         }
-        walk(&mut linux::Proc::default(), pid, MAX_ANCESTORS + 1)
+        walk(&mut linux::Proc::new(), pid, MAX_ANCESTORS + 1)
     }
     #[cfg(target_os = "macos")]
     {
@@ -256,7 +283,7 @@ pub(super) fn from_parent() -> Detection {
     #[cfg(target_os = "linux")]
     {
         walk(
-            &mut linux::Proc::default(),
+            &mut linux::Proc::new(),
             std::os::unix::process::parent_id(),
             MAX_ANCESTORS,
         )
@@ -321,6 +348,99 @@ mod tests {
         }
     }
 
+    /// A process table given as argv lists, each process the parent of the one before.
+    struct Listed {
+        chain: Vec<Vec<String>>,
+        reads: usize,
+    }
+
+    impl ProcessTable for Listed {
+        fn read(&mut self, pid: u32) -> Option<(Vec<String>, Option<u32>)> {
+            self.reads += 1;
+            let argv = self.chain.get(pid as usize)?.clone();
+            Some((argv, Some(pid + 1)))
+        }
+        fn unreadable(&mut self) -> &'static str {
+            "gone"
+        }
+    }
+
+    fn listed(chain: &[&str]) -> Listed {
+        Listed {
+            chain: chain
+                .iter()
+                .map(|p| p.split(' ').map(str::to_owned).collect())
+                .collect(),
+            reads: 0,
+        }
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_process_that_is_neither_git_nor_a_shell() {
+        let mut through_git = listed(&[
+            "sh -c git-credential-codestorage get",
+            "git-remote-https origin https://acme.code.storage/x",
+            "git push origin main",
+        ]);
+        let found = walk(&mut through_git, 0, MAX_ANCESTORS);
+        assert_eq!(found.operation, Operation::Write);
+        assert_eq!(through_git.reads, 3);
+
+        // A bench, a CI runner or a script calling the helper: one read, and unknown.
+        let mut direct = listed(&["python3 bench.py", "bash", "git push origin main"]);
+        let found = walk(&mut direct, 0, MAX_ANCESTORS);
+        assert_eq!(found.operation, Operation::Unknown);
+        assert_eq!(direct.reads, 1);
+
+        // Shells pass without ending the walk, as git's aliases and scripts need.
+        let mut alias = listed(&[
+            "sh -c git-credential-codestorage get",
+            "git-remote-https origin https://acme.code.storage/x",
+            "git remote-https origin https://acme.code.storage/x",
+            "git fetch",
+            "sh -c git fetch && git merge",
+            "git sync",
+        ]);
+        assert_eq!(
+            walk(&mut alias, 0, MAX_ANCESTORS).operation,
+            Operation::Read
+        );
+    }
+
+    #[test]
+    fn the_command_name_is_everything_between_the_first_and_last_parenthesis() {
+        for (stat, comm) in [
+            (
+                &b"1234 (git-remote-http) S 99 1"[..],
+                Some("git-remote-http"),
+            ),
+            (b"1234 (sh -c (x)) S 42 1", Some("sh -c (x)")),
+            (b"1234 () S 5 1", Some("")),
+            (b"1234 git S 5 1", None),
+            (b"", None),
+        ] {
+            assert_eq!(comm_in_stat(stat).as_deref(), comm);
+        }
+    }
+
+    #[test]
+    fn only_git_and_shells_have_their_arguments_read() {
+        use super::super::classify::needs_arguments;
+        for comm in [
+            "git",
+            "git-remote-http",
+            "git-submodule",
+            "sh",
+            "bash",
+            "dash",
+        ] {
+            assert!(needs_arguments(comm), "{comm}");
+        }
+        for comm in ["python3", "cargo", "sshd", "node", "make", "", "agit"] {
+            assert!(!needs_arguments(comm), "{comm}");
+        }
+    }
+
     #[test]
     fn cmdline_splits_on_nul_and_drops_a_cut_argument() {
         assert_eq!(
@@ -358,7 +478,7 @@ mod tests {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut started)
             .unwrap();
-        let mut proc = linux::Proc::default();
+        let mut proc = linux::Proc::new();
         let result = proc.read_argv(child.id()).unwrap();
         let buf = proc.buf;
         drop(child.stdin.take());

@@ -232,12 +232,19 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
     (shown(&label), Role::Decides(Some(word.to_owned()), kind))
 }
 
+/// The shells that may run one of git's `git-<cmd>` scripts by name.
+const SHELLS: [&str; 7] = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"];
+
+/// Whether a process whose kernel name (`comm`, at most 15 bytes) is `comm` could decide or be
+/// git's transport, so that its arguments must be read: git's programs and the shells that run
+/// git's scripts. Any other process passes whatever its arguments say.
+pub(super) fn needs_arguments(comm: &str) -> bool {
+    comm.starts_with("git") || SHELLS.contains(&comm)
+}
+
 /// The script's name when `argv` is a shell running one of git's `git-<cmd>` scripts.
 fn git_script<'a, S: AsRef<str>>(name: &str, argv: &'a [S]) -> Option<&'a str> {
-    if !matches!(
-        name,
-        "sh" | "bash" | "dash" | "ash" | "ksh" | "mksh" | "zsh"
-    ) {
+    if !SHELLS.contains(&name) {
         return None;
     }
     let script = argv.get(1)?.as_ref();
@@ -304,7 +311,7 @@ fn global_options_end<S: AsRef<str>>(args: &[S]) -> Option<usize> {
 }
 
 /// The part after the last `/`.
-fn basename(path: &str) -> &str {
+pub(super) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
