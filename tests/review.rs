@@ -4,6 +4,7 @@
 
 mod support;
 
+use support::cli::User;
 use support::home::{Home, Run, set_mode};
 use support::jwt::{self, TestKey};
 
@@ -275,4 +276,77 @@ fn odd_server_headers_and_large_requests_still_get_a_token() {
     );
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("carriage return"), "{}", run.stderr);
+}
+
+#[test]
+fn doctor_warns_about_a_remote_that_carries_a_token_and_never_shows_it() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    // A real token, as an SDK puts it in a remote URL.
+    let token = user.ok(&["token", "--org", "acme", "team/x"]).stdout;
+    let token = token.trim();
+    assert!(token.starts_with("eyJ"), "{token}");
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut command = user.command("git");
+        command.args(args).current_dir(&repo);
+        let run = support::home::run(command, "");
+        assert_eq!(run.code, Some(0), "git {args:?}: {run:?}");
+    };
+    git(&["init", "-q"]);
+    let with_token = format!("https://t:{token}@acme.code.storage/team/x.git");
+    git(&["remote", "add", "origin", &with_token]);
+    // Another host's credentials are not this helper's business.
+    git(&[
+        "remote",
+        "add",
+        "gh",
+        &format!("https://u:{token}@github.com/x.git"),
+    ]);
+
+    let run = user.run_in(&repo, &["doctor"], "");
+    assert!(
+        !run.stdout.contains(token) && !run.stderr.contains(token),
+        "the token was shown: {run:?}"
+    );
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("carries a token"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    let warning = warnings[0];
+    assert!(
+        warning
+            .starts_with("warn  remote \"origin\"'s URL https://***@acme.code.storage/team/x.git")
+            && warning.contains("never asks this helper")
+            && warning.contains("plain text in .git/config"),
+        "{warning}"
+    );
+    // A warning is not a failure: the remote works, only not through this helper.
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+
+    // The fix, pasted as printed, leaves the remote clean and doctor quiet about it.
+    let (_, fix) = warning.split_once("; fix: ").unwrap();
+    assert_eq!(
+        fix,
+        "git remote set-url origin https://acme.code.storage/team/x.git"
+    );
+    let mut shell = user.command("sh");
+    shell.args(["-c", fix]).current_dir(&repo);
+    let fixed = support::home::run(shell, "");
+    assert_eq!(fixed.code, Some(0), "{fixed:?}");
+    let mut get_url = user.command("git");
+    get_url
+        .args(["remote", "get-url", "origin"])
+        .current_dir(&repo);
+    assert_eq!(
+        support::home::run(get_url, "").stdout.trim(),
+        "https://acme.code.storage/team/x.git"
+    );
+    let run = user.run_in(&repo, &["doctor"], "");
+    assert!(!run.stdout.contains("carries a token"), "{}", run.stdout);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
 }
