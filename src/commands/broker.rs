@@ -18,8 +18,34 @@ pub fn run(args: &BrokerArgs, env: &dyn Env) -> Result<(), CommandError> {
     result.map_err(|_| CommandError::Reported)
 }
 
+/// Why the broker did not start or stopped.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    /// The config, a key or a socket is wrong.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Broker(#[from] crate::broker::server::BrokerError),
+    /// `--check`'s report could not be written.
+    #[cfg(unix)]
+    #[error("cannot write to stdout: {0}")]
+    Stdout(io::Error),
+    /// `--audit-log` names a file that cannot be opened for appending.
+    #[cfg(unix)]
+    #[error("cannot open the audit log {}: {source}", .path.display())]
+    AuditLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// Not a Unix system.
+    #[cfg(not(unix))]
+    #[error("the broker serves sandboxes over Unix sockets, which this system lacks")]
+    NoUnixSockets,
+}
+
 #[cfg(unix)]
-fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
+fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), ServeError> {
     use std::sync::Arc;
 
     use crate::broker::audit::Audit;
@@ -28,14 +54,12 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
 
     let config_path = match &args.config {
         Some(path) => path.clone(),
-        None => {
-            crate::config::default_path(env).ok_or_else(|| BrokerError::NoConfigPath.to_string())?
-        }
+        None => crate::config::default_path(env).ok_or(BrokerError::NoConfigPath)?,
     };
     let stderr = io::stderr();
     if args.check {
-        let loaded = server::load(&config_path, env).map_err(|e| e.to_string())?;
-        server::check_sockets(&loaded).map_err(|e| e.to_string())?;
+        let loaded = server::load(&config_path, env)?;
+        server::check_sockets(&loaded)?;
         let mut out = io::stdout().lock();
         let mut lines = format!("{}: ok\n", config_path.display());
         for sandbox in &loaded.config.sandboxes {
@@ -44,11 +68,13 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
         return out
             .write_all(lines.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(|e| format!("cannot write to stdout: {e}"));
+            .map_err(ServeError::Stdout);
     }
     let audit = match &args.audit_log {
-        Some(path) => Audit::file(path)
-            .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?,
+        Some(path) => Audit::file(path).map_err(|source| ServeError::AuditLog {
+            path: path.clone(),
+            source,
+        })?,
         None => Audit::stderr(),
     };
     let options = Options {
@@ -56,10 +82,10 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), String> {
         audit,
         env: Arc::new(ProcessEnv),
     };
-    server::run(options, &mut stderr.lock()).map_err(|e| e.to_string())
+    Ok(server::run(options, &mut stderr.lock())?)
 }
 
 #[cfg(not(unix))]
-fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), String> {
-    Err("the broker serves sandboxes over Unix sockets, which this system lacks".into())
+fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), ServeError> {
+    Err(ServeError::NoUnixSockets)
 }
