@@ -286,7 +286,10 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
         // an agent that proves it is reachable and holds the key; through a sign_command, that
         // the program signs with the key the public key file holds.
         let checked = key::load(&source, env, options)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match org {
+                Some(org) => e.for_org(org.name.as_str()).to_string(),
+                None => e.to_string(),
+            })
             .and_then(|signer| {
                 signer::probe(&*signer)
                     .map(|()| signer.algorithm())
@@ -788,7 +791,7 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
         Err(source) => {
             let e = mint::MintError::Key {
                 org: settings.org.clone(),
-                source,
+                source: source.for_org(settings.org.as_str()),
             };
             report.push(Status::Fail, format!("{url}: {e}"));
             return;
