@@ -106,6 +106,16 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A field of the configuration is wrong (the key fields, a subject, scopes).
+    #[error("{}:{line}: {source}", .path.display())]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong and how to fix it.
+        source: FieldError,
+    },
     /// The file is not valid TOML or not a valid configuration.
     #[error("{}:{line}: {message}", .path.display())]
     Invalid {
@@ -174,6 +184,142 @@ struct RawRefRule {
     pattern: String,
     ops: Vec<Op>,
 }
+
+/// What is wrong with one organisation's key fields, or a subject or scopes anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// `key_file` or `key_env` holds the key itself.
+    #[error(
+        "[org.{org}] {field} holds the PEM text of a key; {field} takes {}: save the key to a file (mode 600) and set key_file = \"~/.config/codestorage/{org}.pem\", and take the key out of this file",
+        if *.field == "key_file" { "the path of a PEM file" } else { "the name of an environment variable that holds the PEM text" }
+    )]
+    PemText {
+        /// The organisation.
+        org: String,
+        /// `key_file` or `key_env`.
+        field: &'static str,
+    },
+    /// `key_env = ""`.
+    #[error("[org.{org}] key_env is empty; name the environment variable that holds the PEM key")]
+    KeyEnvEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// `key_command = []` or an empty program.
+    #[error(
+        "[org.{org}] key_command is empty; give the program and its arguments, e.g. [\"op\", \"read\", \"op://vault/key\"]"
+    )]
+    KeyCommandEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// No key field at all.
+    #[error(
+        "[org.{org}] needs a key: add key_file = \"~/.config/codestorage/{org}.pem\" (or key_env, key_command, key_agent = \"SHA256:...\" for an ssh-agent key, or sign_command with public_key_file)"
+    )]
+    NoKey {
+        /// The organisation.
+        org: String,
+    },
+    /// More than one key field.
+    #[error(
+        "[org.{org}] sets more than one of key_file, key_env, key_command, key_agent, sign_command; keep exactly one"
+    )]
+    SeveralKeys {
+        /// The organisation.
+        org: String,
+    },
+    /// `agent_socket` without `key_agent`.
+    #[error(
+        "[org.{org}] agent_socket is only used with key_agent; add key_agent = \"SHA256:...\" (from `ssh-add -l -E sha256`) or remove agent_socket"
+    )]
+    SocketWithoutAgent {
+        /// The organisation.
+        org: String,
+    },
+    /// `agent_socket = ""`.
+    #[error(
+        "[org.{org}] agent_socket is empty; give the agent's socket path, or remove it to use SSH_AUTH_SOCK"
+    )]
+    SocketEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// `key_agent = ""`.
+    #[error("[org.{org}] key_agent is empty; {AGENT_KEY_FIX}")]
+    AgentEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// `key_agent` holds a private key.
+    #[error(
+        "[org.{org}] key_agent holds PEM text; {AGENT_KEY_FIX}, and take the key text out of this file"
+    )]
+    AgentPem {
+        /// The organisation.
+        org: String,
+    },
+    /// A `SHA256:` fingerprint that does not parse.
+    #[error("[org.{org}] key_agent: {reason}")]
+    AgentFingerprint {
+        /// The organisation.
+        org: String,
+        /// What is wrong with it.
+        reason: crate::sshagent::PublicKeyError,
+    },
+    /// An `MD5:` fingerprint.
+    #[error(
+        "[org.{org}] key_agent is an MD5 fingerprint; use the SHA256 one that `ssh-add -l -E sha256` prints"
+    )]
+    AgentMd5 {
+        /// The organisation.
+        org: String,
+    },
+    /// `public_key_file` without `sign_command`.
+    #[error(
+        "[org.{org}] public_key_file is only used with sign_command; for a key in an ssh-agent write key_agent = {file:?} instead"
+    )]
+    PublicKeyWithoutSignCommand {
+        /// The organisation.
+        org: String,
+        /// The file it names.
+        file: String,
+    },
+    /// `sign_command = []` or an empty program.
+    #[error(
+        "[org.{org}] sign_command is empty; give the program and its arguments, e.g. [\"/usr/local/bin/kms-sign\", \"--key\", \"acme\"]"
+    )]
+    SignCommandEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// `public_key_file = ""`.
+    #[error("[org.{org}] public_key_file is empty; give {PUBLIC_KEY_HELP}")]
+    PublicKeyFileEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// `sign_command` without `public_key_file`.
+    #[error("[org.{org}] sign_command needs public_key_file = \"PATH\": {PUBLIC_KEY_HELP}")]
+    PublicKeyFileMissing {
+        /// The organisation.
+        org: String,
+    },
+    /// A subject that is empty or holds control characters.
+    #[error("subject must be non-empty and hold no control characters")]
+    Subject,
+    /// `scopes = []`.
+    #[error(
+        "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read"
+    )]
+    ScopesEmpty,
+}
+
+/// How to name an agent's key, for `key_agent` messages.
+const AGENT_KEY_FIX: &str = "give the key's SHA256 fingerprint as `ssh-add -l -E sha256` prints it, or the path of its public key file (`.pub` or `PUBLIC KEY` PEM)";
+
+/// What `public_key_file` holds, for `sign_command` messages.
+const PUBLIC_KEY_HELP: &str = "the public key its signatures are checked with (the `PUBLIC KEY` PEM registered with Code Storage, or an OpenSSH `.pub`)";
 
 /// Where the configuration lives: `$CODESTORAGE_CONFIG`, else `<config dir>/codestorage/config.toml`.
 pub fn default_path(env: &dyn Env) -> Option<PathBuf> {
@@ -273,6 +419,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         line: line_of(text, offset),
         message,
     };
+    let field = |(offset, source): (usize, FieldError)| ConfigError::Field {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        source,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |span| span.start);
         invalid(offset, e.message().trim().replace('\n', " "))
@@ -285,7 +436,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw_org = spanned.into_inner();
         let org_name = OrgName::parse(&name)
             .map_err(|e| invalid(at, format!("[org.{}]: {e}", crate::log::Escaped(&name))))?;
-        let key = key_source(&raw_org, &name, base, at).map_err(|(o, m)| invalid(o, m))?;
+        let key = key_source(&raw_org, &name, base, at).map_err(field)?;
         let hosts = match raw_org.hosts {
             None => vec![org_name.default_host()],
             Some(hosts) if hosts.is_empty() => {
@@ -322,7 +473,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw_org.subject,
             raw_org.least_privilege,
         )
-        .map_err(|(o, m)| invalid(o, m))?;
+        .map_err(field)?;
         let mut rules = Vec::with_capacity(raw_org.repo.len());
         for rule in raw_org.repo {
             let at = rule.span().start;
@@ -358,7 +509,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             rules.push(RepoRule {
                 pattern: rule.pattern,
                 level: make_level(rule.ttl, rule.scopes, rule.subject, rule.least_privilege)
-                    .map_err(|(o, m)| invalid(o, m))?,
+                    .map_err(field)?,
                 ops: rule.ops,
                 refs,
                 line: line_of(text, at),
@@ -397,8 +548,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         path: path.to_owned(),
-        level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege)
-            .map_err(|(o, m)| invalid(o, m))?,
+        level: make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege).map_err(field)?,
         orgs,
         broker,
         sandboxes,
@@ -410,22 +560,16 @@ fn make_level(
     scopes: Option<Spanned<Vec<Scope>>>,
     subject: Option<Spanned<String>>,
     least_privilege: Option<bool>,
-) -> Result<Level, (usize, String)> {
+) -> Result<Level, (usize, FieldError)> {
     if let Some(subject) = &subject
         && !valid_subject(subject.get_ref())
     {
-        return Err((
-            subject.span().start,
-            "subject must be non-empty and hold no control characters".into(),
-        ));
+        return Err((subject.span().start, FieldError::Subject));
     }
     if let Some(scopes) = &scopes
         && scopes.get_ref().is_empty()
     {
-        return Err((
-            scopes.span().start,
-            "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read".into(),
-        ));
+        return Err((scopes.span().start, FieldError::ScopesEmpty));
     }
     Ok(Level {
         ttl,
@@ -442,23 +586,19 @@ fn key_source(
     name: &str,
     base: &Path,
     at: usize,
-) -> Result<KeySource, (usize, String)> {
+) -> Result<KeySource, (usize, FieldError)> {
     let mut sources = Vec::with_capacity(1);
     for (field, value) in [("key_file", &org.key_file), ("key_env", &org.key_env)] {
         if value
             .as_deref()
             .is_some_and(crate::key::pem::looks_like_pem)
         {
-            let what = if field == "key_file" {
-                "the path of a PEM file"
-            } else {
-                "the name of an environment variable that holds the PEM text"
-            };
             return Err((
                 at,
-                format!(
-                    "[org.{name}] {field} holds the PEM text of a key; {field} takes {what}: save the key to a file (mode 600) and set key_file = \"~/.config/codestorage/{name}.pem\", and take the key out of this file"
-                ),
+                FieldError::PemText {
+                    org: name.to_owned(),
+                    field,
+                },
             ));
         }
     }
@@ -469,9 +609,9 @@ fn key_source(
         if var.is_empty() {
             return Err((
                 at,
-                format!(
-                    "[org.{name}] key_env is empty; name the environment variable that holds the PEM key"
-                ),
+                FieldError::KeyEnvEmpty {
+                    org: name.to_owned(),
+                },
             ));
         }
         sources.push(KeySource::Env(var.clone()));
@@ -480,9 +620,9 @@ fn key_source(
         if argv.first().is_none_or(String::is_empty) {
             return Err((
                 at,
-                format!(
-                    "[org.{name}] key_command is empty; give the program and its arguments, e.g. [\"op\", \"read\", \"op://vault/key\"]"
-                ),
+                FieldError::KeyCommandEmpty {
+                    org: name.to_owned(),
+                },
             ));
         }
         sources.push(KeySource::Command(argv.clone()));
@@ -497,15 +637,15 @@ fn key_source(
         1 => Ok(sources.remove(0)),
         0 => Err((
             at,
-            format!(
-                "[org.{name}] needs a key: add key_file = \"~/.config/codestorage/{name}.pem\" (or key_env, key_command, key_agent = \"SHA256:...\" for an ssh-agent key, or sign_command with public_key_file)"
-            ),
+            FieldError::NoKey {
+                org: name.to_owned(),
+            },
         )),
         _ => Err((
             at,
-            format!(
-                "[org.{name}] sets more than one of key_file, key_env, key_command, key_agent, sign_command; keep exactly one"
-            ),
+            FieldError::SeveralKeys {
+                org: name.to_owned(),
+            },
         )),
     }
 }
@@ -516,23 +656,20 @@ fn agent_source(
     org: &RawOrg,
     name: &str,
     base: &Path,
-) -> Result<Option<KeySource>, (usize, String)> {
+) -> Result<Option<KeySource>, (usize, FieldError)> {
+    let owner = || name.to_owned();
     let socket = match &org.agent_socket {
         None => None,
         Some(socket) if org.key_agent.is_none() => {
             return Err((
                 socket.span().start,
-                format!(
-                    "[org.{name}] agent_socket is only used with key_agent; add key_agent = \"SHA256:...\" (from `ssh-add -l -E sha256`) or remove agent_socket"
-                ),
+                FieldError::SocketWithoutAgent { org: owner() },
             ));
         }
         Some(socket) if socket.get_ref().trim().is_empty() => {
             return Err((
                 socket.span().start,
-                format!(
-                    "[org.{name}] agent_socket is empty; give the agent's socket path, or remove it to use SSH_AUTH_SOCK"
-                ),
+                FieldError::SocketEmpty { org: owner() },
             ));
         }
         Some(socket) => Some(expand_path(socket.get_ref(), base)),
@@ -542,31 +679,27 @@ fn agent_source(
     };
     let at = agent.span().start;
     let value = agent.get_ref().trim();
-    let fix = "give the key's SHA256 fingerprint as `ssh-add -l -E sha256` prints it, or the path of its public key file (`.pub` or `PUBLIC KEY` PEM)";
     if value.is_empty() {
-        return Err((at, format!("[org.{name}] key_agent is empty; {fix}")));
+        return Err((at, FieldError::AgentEmpty { org: owner() }));
     }
     if crate::key::pem::looks_like_pem(value) {
-        return Err((
-            at,
-            format!(
-                "[org.{name}] key_agent holds PEM text; {fix}, and take the key text out of this file"
-            ),
-        ));
+        return Err((at, FieldError::AgentPem { org: owner() }));
     }
     let key = match value.split_once(':') {
         Some((prefix, _)) if prefix.eq_ignore_ascii_case("SHA256") => {
-            let fingerprint = crate::sshagent::Fingerprint::parse(value)
-                .map_err(|e| (at, format!("[org.{name}] key_agent: {e}")))?;
+            let fingerprint = crate::sshagent::Fingerprint::parse(value).map_err(|reason| {
+                (
+                    at,
+                    FieldError::AgentFingerprint {
+                        org: owner(),
+                        reason,
+                    },
+                )
+            })?;
             AgentKeyId::Fingerprint(fingerprint)
         }
         Some((prefix, _)) if prefix.eq_ignore_ascii_case("MD5") => {
-            return Err((
-                at,
-                format!(
-                    "[org.{name}] key_agent is an MD5 fingerprint; use the SHA256 one that `ssh-add -l -E sha256` prints"
-                ),
-            ));
+            return Err((at, FieldError::AgentMd5 { org: owner() }));
         }
         _ => AgentKeyId::PublicKeyFile(expand_path(value, base)),
     };
@@ -578,44 +711,34 @@ fn sign_command_source(
     org: &RawOrg,
     name: &str,
     base: &Path,
-) -> Result<Option<KeySource>, (usize, String)> {
-    let public_key_help = "the public key its signatures are checked with (the `PUBLIC KEY` PEM registered with Code Storage, or an OpenSSH `.pub`)";
+) -> Result<Option<KeySource>, (usize, FieldError)> {
+    let owner = || name.to_owned();
     let Some(argv) = &org.sign_command else {
         return match &org.public_key_file {
             Some(file) => Err((
                 file.span().start,
-                format!(
-                    "[org.{name}] public_key_file is only used with sign_command; for a key in an ssh-agent write key_agent = \"{}\" instead",
-                    file.get_ref()
-                ),
+                FieldError::PublicKeyWithoutSignCommand {
+                    org: owner(),
+                    file: file.get_ref().clone(),
+                },
             )),
             None => Ok(None),
         };
     };
     let at = argv.span().start;
     if argv.get_ref().first().is_none_or(String::is_empty) {
-        return Err((
-            at,
-            format!(
-                "[org.{name}] sign_command is empty; give the program and its arguments, e.g. [\"/usr/local/bin/kms-sign\", \"--key\", \"acme\"]"
-            ),
-        ));
+        return Err((at, FieldError::SignCommandEmpty { org: owner() }));
     }
     let public_key_file = match &org.public_key_file {
         Some(file) if !file.get_ref().trim().is_empty() => expand_path(file.get_ref(), base),
         Some(file) => {
             return Err((
                 file.span().start,
-                format!("[org.{name}] public_key_file is empty; give {public_key_help}"),
+                FieldError::PublicKeyFileEmpty { org: owner() },
             ));
         }
         None => {
-            return Err((
-                at,
-                format!(
-                    "[org.{name}] sign_command needs public_key_file = \"PATH\": {public_key_help}"
-                ),
-            ));
+            return Err((at, FieldError::PublicKeyFileMissing { org: owner() }));
         }
     };
     Ok(Some(KeySource::sign_command(
@@ -749,6 +872,34 @@ key_env = "BETA_KEY"
         );
         assert!(error("[org.acme]\nkey_env = \"A\"\nkey_file = \"b\"\n").contains("more than one"));
         assert!(error("[org.acme]\nkey_command = []\n").contains("key_command is empty"));
+    }
+
+    #[test]
+    fn field_mistakes_are_typed_with_their_line() {
+        let parsed = |text: &str| parse(text, Path::new("/etc/cs/config.toml"));
+        assert!(matches!(
+            parsed("[org.acme]\nkey_env = \"A\"\nkey_file = \"b\"\n"),
+            Err(ConfigError::Field { line: 1, source: FieldError::SeveralKeys { org }, .. })
+                if org == "acme"
+        ));
+        assert!(matches!(
+            parsed("ttl = 60\nscopes = []"),
+            Err(ConfigError::Field {
+                line: 2,
+                source: FieldError::ScopesEmpty,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parsed("[org.a]\nkey_env = \"-----BEGIN PRIVATE KEY-----\\nAAAA\"\n"),
+            Err(ConfigError::Field {
+                source: FieldError::PemText {
+                    field: "key_env",
+                    ..
+                },
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn mint(settings: &Settings, env: &dyn Env, now: i64) -> Result<Minted, Mint
     let signer =
         key::load(&settings.key, env, settings.load_options).map_err(|source| MintError::Key {
             org: settings.org.clone(),
-            source,
+            source: source.for_org(settings.org.as_str()),
         })?;
     sign(settings, &*signer, now)
 }

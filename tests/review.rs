@@ -4,6 +4,7 @@
 
 mod support;
 
+use support::cli::User;
 use support::home::{Home, Run, set_mode};
 use support::jwt::{self, TestKey};
 
@@ -275,4 +276,208 @@ fn odd_server_headers_and_large_requests_still_get_a_token() {
     );
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("carriage return"), "{}", run.stderr);
+}
+
+#[test]
+fn doctor_warns_about_a_remote_that_carries_a_token_and_never_shows_it() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    // A real token, as an SDK puts it in a remote URL.
+    let token = user.ok(&["token", "--org", "acme", "team/x"]).stdout;
+    let token = token.trim();
+    assert!(token.starts_with("eyJ"), "{token}");
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut command = user.command("git");
+        command.args(args).current_dir(&repo);
+        let run = support::home::run(command, "");
+        assert_eq!(run.code, Some(0), "git {args:?}: {run:?}");
+    };
+    git(&["init", "-q"]);
+    let with_token = format!("https://t:{token}@acme.code.storage/team/x.git");
+    git(&["remote", "add", "origin", &with_token]);
+    // Another host's credentials are not this helper's business.
+    git(&[
+        "remote",
+        "add",
+        "gh",
+        &format!("https://u:{token}@github.com/x.git"),
+    ]);
+
+    let run = user.run_in(&repo, &["doctor"], "");
+    assert!(
+        !run.stdout.contains(token) && !run.stderr.contains(token),
+        "the token was shown: {run:?}"
+    );
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("carries a token"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    let warning = warnings[0];
+    assert!(
+        warning
+            .starts_with("warn  remote \"origin\"'s URL https://***@acme.code.storage/team/x.git")
+            && warning.contains("never asks this helper")
+            && warning.contains("plain text in .git/config"),
+        "{warning}"
+    );
+    // A warning is not a failure: the remote works, only not through this helper.
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+
+    // The fix, pasted as printed, leaves the remote clean and doctor quiet about it.
+    let (_, fix) = warning.split_once("; fix: ").unwrap();
+    assert_eq!(
+        fix,
+        "git remote set-url origin https://acme.code.storage/team/x.git"
+    );
+    let mut shell = user.command("sh");
+    shell.args(["-c", fix]).current_dir(&repo);
+    let fixed = support::home::run(shell, "");
+    assert_eq!(fixed.code, Some(0), "{fixed:?}");
+    let mut get_url = user.command("git");
+    get_url
+        .args(["remote", "get-url", "origin"])
+        .current_dir(&repo);
+    assert_eq!(
+        support::home::run(get_url, "").stdout.trim(),
+        "https://acme.code.storage/team/x.git"
+    );
+    let run = user.run_in(&repo, &["doctor"], "");
+    assert!(!run.stdout.contains("carries a token"), "{}", run.stdout);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+}
+
+/// The text between the first pair of backticks after `after` in `message`: a command the
+/// helper tells the user to run.
+fn command_after<'m>(message: &'m str, after: &str) -> &'m str {
+    let (_, rest) = message
+        .split_once(after)
+        .unwrap_or_else(|| panic!("no {after:?} in {message}"));
+    let (_, rest) = rest.split_once('`').unwrap();
+    rest.split_once('`').unwrap().0
+}
+
+/// Runs `script` with `sh -c` in `home`'s environment plus `env`; fails the test unless it
+/// exits 0.
+fn sh(home: &Home, script: &str, env: &[(&str, &str)]) -> Run {
+    let mut command = home.command("sh");
+    command.args(["-c", script]).envs(env.iter().copied());
+    let run = support::home::run(command, "");
+    assert_eq!(run.code, Some(0), "{script}: {run:?}");
+    run
+}
+
+#[test]
+fn key_fixes_name_the_real_organisation_file_and_variable_and_work_as_printed() {
+    let home = Home::new();
+    let fixture = |name: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    };
+    // A configured key file that is not there: keygen for this organisation, to that file.
+    let missing = home.path().join("keys/acme key.pem");
+    home.write_config(&format!(
+        "[org.acme]\nkey_file = {:?}\n",
+        missing.to_str().unwrap()
+    ));
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    let keygen = command_after(&run.stderr, "make a key there with");
+    assert_eq!(
+        keygen,
+        format!(
+            "git-credential-codestorage keygen --org acme --out '{}'",
+            missing.display()
+        )
+    );
+    // An encrypted key file: the printed command (given the passphrase) writes a copy that works.
+    let encrypted = home.write_key("acme.pem", &fixture("p256.encrypted.pem"));
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(!run.stderr.contains(" KEY"), "{}", run.stderr);
+    let decrypt = command_after(&run.stderr, "decrypt a copy with");
+    let decrypt = decrypt.replacen(" -out ", " -passin pass:test -out ", 1);
+    sh(&home, &decrypt, &[]);
+    let decrypted = encrypted.with_file_name("acme.decrypted.pem");
+    home.write_config("[org.acme]\nkey_file = \"acme.decrypted.pem\"\n");
+    // Its public half by OpenSSL, to check the signatures independently of the helper.
+    let public_pem = sh(
+        &home,
+        &format!("openssl pkey -in '{}' -pubout", decrypted.display()),
+        &[],
+    )
+    .stdout;
+    let public = TestKey::from_pems(
+        std::fs::read_to_string(&decrypted).unwrap(),
+        public_pem,
+        "ES256",
+    );
+    jwt::verify(&home.get(GOOD, &[]).password(), &public);
+    // An encrypted key in a variable: the printed pipeline names that variable.
+    let pem = fixture("p256.encrypted.pem");
+    home.write_config("");
+    let env = [("CODESTORAGE_PRIVATE_KEY", pem.as_str())];
+    let run = home.get(GOOD, &env);
+    assert_eq!(run.stdout, "quit=1\n");
+    let pipeline = command_after(&run.stderr, "passphrase: ");
+    assert!(
+        pipeline.contains("\"$CODESTORAGE_PRIVATE_KEY\""),
+        "{pipeline}"
+    );
+    let printed = sh(&home, &format!("{pipeline} -passin pass:test"), &env).stdout;
+    jwt::verify(
+        &home
+            .get(GOOD, &[("CODESTORAGE_PRIVATE_KEY", printed.as_str())])
+            .password(),
+        &public,
+    );
+}
+
+#[test]
+fn doctor_fills_the_organisation_and_program_from_the_repository_it_runs_in() {
+    let user = User::new();
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://acme.code.storage/team/x.git",
+        ],
+    ] {
+        let mut command = user.command("git");
+        command.args(args).current_dir(&repo);
+        assert_eq!(support::home::run(command, "").code, Some(0), "{args:?}");
+    }
+    let run = user.run_in(&repo, &["doctor"], "");
+    let key = user.path().join(".config/codestorage/acme.pem");
+    let program = support::cli::helper_path();
+    assert!(
+        run.stdout.contains(&format!(
+            "fix: {program} setup --org acme --key-file {} (make the key first with `{program} keygen --org acme`)",
+            key.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("ORG"), "{}", run.stdout);
+    // Outside any repository, nothing names the organisation: the placeholder stays.
+    let run = user.run(&["doctor"], "");
+    assert!(
+        run.stdout
+            .contains(&format!("fix: {program} setup --org ORG --key-file PATH")),
+        "{}",
+        run.stdout
+    );
 }

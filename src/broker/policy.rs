@@ -325,35 +325,46 @@ fn valid_ref_pattern(pattern: &str) -> bool {
     !pattern.is_empty() && !pattern.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
+/// What is wrong with a sandbox socket's `mode`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    /// Text that is not octal digits.
+    #[error("mode {} is not an octal mode; write it as \"0600\" or \"0660\"", Shown(.0))]
+    NotOctal(String),
+    /// A number that cannot be a mode.
+    #[error("mode {0} is not a mode; write it as \"0600\" or \"0660\"")]
+    NotAMode(i64),
+    /// Bits beyond the permission bits.
+    #[error(
+        "mode {0:o} (octal) has bits beyond 0777; write it as a string of octal digits, e.g. \"0660\""
+    )]
+    ExtraBits(u32),
+    /// The broker's own user could not use its socket.
+    #[error("mode {0:04o} does not let the broker's own user use the socket; start from \"0600\"")]
+    OwnerLacks(u32),
+    /// Every user of the machine could ask for tokens.
+    #[error(
+        "mode {0:04o} lets every user of the machine get this sandbox's tokens; allow a group instead: mode = \"0660\" and group = \"NAME\""
+    )]
+    Everyone(u32),
+}
+
 /// Reads a socket mode: octal text (`"0660"`) or a TOML octal integer (`0o660`). Whoever can
 /// write the socket can get tokens, so the owner must, and "everyone" may not.
-fn parse_mode(raw: &RawMode) -> Result<u32, String> {
+fn parse_mode(raw: &RawMode) -> Result<u32, ModeError> {
     let mode = match raw {
-        RawMode::Text(text) => {
-            u32::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| {
-                format!(
-                    "mode {} is not an octal mode; write it as \"0600\" or \"0660\"",
-                    Shown(text)
-                )
-            })?
-        }
-        RawMode::Number(n) => u32::try_from(*n)
-            .map_err(|_| format!("mode {n} is not a mode; write it as \"0600\" or \"0660\""))?,
+        RawMode::Text(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .map_err(|_| ModeError::NotOctal(text.clone()))?,
+        RawMode::Number(n) => u32::try_from(*n).map_err(|_| ModeError::NotAMode(*n))?,
     };
     if mode & !0o777 != 0 {
-        return Err(format!(
-            "mode {mode:o} (octal) has bits beyond 0777; write it as a string of octal digits, e.g. \"0660\""
-        ));
+        return Err(ModeError::ExtraBits(mode));
     }
     if mode & 0o600 != 0o600 {
-        return Err(format!(
-            "mode {mode:04o} does not let the broker's own user use the socket; start from \"0600\""
-        ));
+        return Err(ModeError::OwnerLacks(mode));
     }
     if mode & 0o007 != 0 {
-        return Err(format!(
-            "mode {mode:04o} lets every user of the machine get this sandbox's tokens; allow a group instead: mode = \"0660\" and group = \"NAME\""
-        ));
+        return Err(ModeError::Everyone(mode));
     }
     Ok(mode)
 }

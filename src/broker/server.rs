@@ -153,7 +153,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
             let options = crate::resolve::load_options(Some(org), env).map_err(BrokerError::Env)?;
             let signer = key::load(&org.key, env, options).map_err(|source| BrokerError::Key {
                 org: org_name.clone(),
-                source,
+                source: source.for_org(&org_name),
             })?;
             signer::probe(&*signer).map_err(|source| BrokerError::Probe {
                 org: org_name.clone(),

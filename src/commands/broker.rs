@@ -8,31 +8,6 @@ use crate::commands::CommandError;
 use crate::env::Env;
 use crate::log::PREFIX;
 
-/// Why `broker` stopped, or what `--check` found wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerCommandError {
-    /// The config, a key, a socket or the serving loop failed.
-    #[cfg(unix)]
-    #[error(transparent)]
-    Broker(#[from] crate::broker::server::BrokerError),
-    /// `--audit-log FILE` cannot be opened for appending.
-    #[error("cannot open the audit log {}: {source}; fix: name a file in a directory the broker may write", .path.display())]
-    AuditLog {
-        /// The file named.
-        path: std::path::PathBuf,
-        /// Why it cannot be opened.
-        source: io::Error,
-    },
-    /// `--check`'s report could not be printed.
-    #[error("cannot write to stdout: {0}")]
-    Stdout(io::Error),
-    /// Not a Unix system.
-    #[error(
-        "the broker serves sandboxes over Unix sockets, which this system lacks; run it on Linux or macOS"
-    )]
-    Unsupported,
-}
-
 /// Runs `broker` as `args` say; problems are printed here and reported as
 /// [`CommandError::Reported`] (exit 1).
 pub fn run(args: &BrokerArgs, env: &dyn Env) -> Result<(), CommandError> {
@@ -43,8 +18,34 @@ pub fn run(args: &BrokerArgs, env: &dyn Env) -> Result<(), CommandError> {
     result.map_err(|_| CommandError::Reported)
 }
 
+/// Why the broker did not start or stopped.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    /// The config, a key or a socket is wrong.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Broker(#[from] crate::broker::server::BrokerError),
+    /// `--check`'s report could not be written.
+    #[cfg(unix)]
+    #[error("cannot write to stdout: {0}")]
+    Stdout(io::Error),
+    /// `--audit-log` names a file that cannot be opened for appending.
+    #[cfg(unix)]
+    #[error("cannot open the audit log {}: {source}", .path.display())]
+    AuditLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// Not a Unix system.
+    #[cfg(not(unix))]
+    #[error("the broker serves sandboxes over Unix sockets, which this system lacks")]
+    NoUnixSockets,
+}
+
 #[cfg(unix)]
-fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), BrokerCommandError> {
+fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), ServeError> {
     use std::sync::Arc;
 
     use crate::broker::audit::Audit;
@@ -67,10 +68,10 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), BrokerCommandError> {
         return out
             .write_all(lines.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(BrokerCommandError::Stdout);
+            .map_err(ServeError::Stdout);
     }
     let audit = match &args.audit_log {
-        Some(path) => Audit::file(path).map_err(|source| BrokerCommandError::AuditLog {
+        Some(path) => Audit::file(path).map_err(|source| ServeError::AuditLog {
             path: path.clone(),
             source,
         })?,
@@ -85,6 +86,6 @@ fn serve(args: &BrokerArgs, env: &dyn Env) -> Result<(), BrokerCommandError> {
 }
 
 #[cfg(not(unix))]
-fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), BrokerCommandError> {
-    Err(BrokerCommandError::Unsupported)
+fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), ServeError> {
+    Err(ServeError::NoUnixSockets)
 }

@@ -122,9 +122,16 @@ impl fmt::Display for Report {
 /// Runs every check, with `url` (as typed by the user) if given, at time `now`.
 pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     let mut report = Report::default();
-    let config = check_config(&mut report, env);
+    // Read once, before the config check, so that its fix can name the organisation a remote
+    // here or the URL asked about belongs to.
+    let listed = git.list();
+    let names = FixNames::new(env, url, listed.as_deref().ok());
+    let config = check_config(&mut report, env, &names);
     check_keys(&mut report, config.as_ref(), env);
-    let entries = check_git(&mut report, git, config.as_ref(), url, env);
+    let entries = check_git(&mut report, git, listed, config.as_ref(), url, env, &names);
+    if let Some(entries) = &entries {
+        check_remotes(&mut report, entries, config.as_ref());
+    }
     check_operation(&mut report, operation::available(), entries.as_deref(), env);
     check_clock(&mut report, now);
     if let Some(url) = url {
@@ -133,7 +140,66 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     report
 }
 
-fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
+/// The real values a fix can name: this program as the user can run it, and the organisation
+/// (from the URL asked about, else from a Code Storage remote of this repository) if known.
+struct FixNames {
+    /// This binary: its name if PATH finds it, else its absolute path.
+    program: String,
+    /// The organisation, if the URL or a remote names one.
+    org: Option<String>,
+}
+
+impl FixNames {
+    fn new(env: &dyn Env, url: Option<&str>, entries: Option<&[ConfigEntry]>) -> Self {
+        let path_var = env.var("PATH");
+        let program = std::env::current_exe().map_or_else(
+            |_| gitconfig::BINARY_NAME.to_owned(),
+            |exe| {
+                crate::setup::Program::locate(&exe, path_var.as_deref().map(std::ffi::OsStr::new))
+                    .command
+            },
+        );
+        let remotes = entries
+            .into_iter()
+            .flatten()
+            .filter(|e| remote_url_key(&e.key).is_some())
+            .filter_map(|e| e.value.as_deref());
+        let org = url
+            .into_iter()
+            .chain(remotes)
+            .filter_map(|u| crate::url::parse(u).ok())
+            .find_map(|u| Host::parse(&u.host).ok()?.code_storage_org())
+            .map(|org| org.to_string());
+        Self { program, org }
+    }
+
+    /// `setup --org ... --key-file ...` with what is known, and `keygen` first when the key
+    /// file keygen would write is not there yet.
+    fn setup_fix(&self) -> String {
+        let Some(org) = &self.org else {
+            return format!(
+                "{program} setup --org ORG --key-file PATH (make a key first with `{program} keygen --org ORG`)",
+                program = self.program
+            );
+        };
+        let key = crate::keygen::default_path(org).ok();
+        let key_file = key.as_ref().map_or_else(
+            || "PATH".to_owned(),
+            |k| gitconfig::shell_quote(&k.to_string_lossy()),
+        );
+        let setup = format!("{} setup --org {org} --key-file {key_file}", self.program);
+        if key.is_some_and(|k| k.exists()) {
+            setup
+        } else {
+            format!(
+                "{setup} (make the key first with `{} keygen --org {org}`)",
+                self.program
+            )
+        }
+    }
+}
+
+fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<Config> {
     let Some(path) = crate::config::default_path(env) else {
         report.push(
             Status::Fail,
@@ -143,15 +209,17 @@ fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
     };
     match crate::config::load(&path) {
         Ok(Some(config)) => {
-            let names: Vec<&str> = config.orgs.keys().map(String::as_str).collect();
-            let (status, what) = match names.len() {
+            let orgs: Vec<&str> = config.orgs.keys().map(String::as_str).collect();
+            let (status, what) = match orgs.len() {
                 0 => (
                     Status::Warn,
-                    "no organisations; fix: git-credential-codestorage setup --org ORG --key-file PATH"
-                        .to_owned(),
+                    format!("no organisations; fix: {}", names.setup_fix()),
                 ),
-                1 => (Status::Ok, format!("organisation {}", names[0])),
-                n => (Status::Ok, format!("{n} organisations: {}", names.join(", "))),
+                1 => (Status::Ok, format!("organisation {}", orgs[0])),
+                n => (
+                    Status::Ok,
+                    format!("{n} organisations: {}", orgs.join(", ")),
+                ),
             };
             report.push(status, format!("config {} parses: {what}", path.display()));
             Some(config)
@@ -168,8 +236,9 @@ fn check_config(report: &mut Report, env: &dyn Env) -> Option<Config> {
                 None => report.push(
                     Status::Fail,
                     format!(
-                        "no config file at {} and no key in the environment; fix: git-credential-codestorage setup --org ORG --key-file PATH (make a key first with `git-credential-codestorage keygen --org ORG`)",
-                        path.display()
+                        "no config file at {} and no key in the environment; fix: {}",
+                        path.display(),
+                        names.setup_fix()
                     ),
                 ),
             }
@@ -217,7 +286,10 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
         // an agent that proves it is reachable and holds the key; through a sign_command, that
         // the program signs with the key the public key file holds.
         let checked = key::load(&source, env, options)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match org {
+                Some(org) => e.for_org(org.name.as_str()).to_string(),
+                None => e.to_string(),
+            })
             .and_then(|signer| {
                 signer::probe(&*signer)
                     .map(|()| signer.algorithm())
@@ -252,9 +324,11 @@ fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
 fn check_git(
     report: &mut Report,
     git: &Git,
+    listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
     config: Option<&Config>,
     url: Option<&str>,
     env: &dyn Env,
+    names: &FixNames,
 ) -> Option<Vec<ConfigEntry>> {
     let version = match git.version() {
         Ok(version) => version,
@@ -274,7 +348,7 @@ fn check_git(
     } else {
         report.push(Status::Ok, format!("git {version}"));
     }
-    let entries = match git.list() {
+    let entries = match listed {
         Ok(entries) => entries,
         Err(e) => {
             report.push(Status::Fail, format!("cannot read git's config: {e}"));
@@ -293,11 +367,9 @@ fn check_git(
     if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
         && parsed.protocol == "https"
         && let Ok(host) = Host::parse(&parsed.host)
-        && crate::resolve::owner(config, &host).is_some()
+        && let Some(owner) = crate::resolve::owner(config, &host)
     {
-        let org = host
-            .code_storage_org()
-            .map_or_else(|| "ORG".to_owned(), |o| o.to_string());
+        let org = owner.name().to_string();
         hosts
             .entry(gitconfig::credential_url("https", &host))
             .or_insert_with(|| (host, org));
@@ -306,7 +378,7 @@ fn check_git(
         let host = Host::parse("org.code.storage").expect("a valid host");
         hosts.insert(
             gitconfig::credential_url("https", &host),
-            (host, "ORG".into()),
+            (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
         );
     }
     let exec_path = git.exec_path();
@@ -577,6 +649,71 @@ fn scoped_urls(entries: &[ConfigEntry], host: &Host) -> Vec<String> {
         .collect()
 }
 
+/// `remote.<name>.url` or `remote.<name>.pushurl`: the remote's name, and whether it is the
+/// push URL.
+fn remote_url_key(key: &str) -> Option<(&str, bool)> {
+    let (name, field) = key.strip_prefix("remote.")?.rsplit_once('.')?;
+    match field {
+        "url" => Some((name, false)),
+        "pushurl" => Some((name, true)),
+        _ => None,
+    }
+}
+
+/// Warns about each remote whose URL carries a password (`https://t:TOKEN@acme.code.storage/...`,
+/// as the SDKs make them) for a host this helper serves: git sends that password and never asks
+/// a helper, so the token outlives its purpose in plain text in the config file. Only the
+/// remotes git's config already lists are looked at: nothing else on disk is read.
+fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&Config>) {
+    for entry in entries {
+        let (Some((name, push)), Some(value)) =
+            (remote_url_key(&entry.key), entry.value.as_deref())
+        else {
+            continue;
+        };
+        let Ok(url) = crate::url::parse(value) else {
+            continue;
+        };
+        let served = Host::parse(&url.host)
+            .ok()
+            .is_some_and(|host| resolve::owner(config, &host).is_some());
+        if url.password.is_none() || !served {
+            continue;
+        }
+        let clean = without_userinfo(value.trim());
+        let mut fix = vec!["remote", "set-url"];
+        if push {
+            fix.push("--push");
+        }
+        fix.extend([name, clean.as_str()]);
+        report.push(
+            Status::Warn,
+            format!(
+                "remote {}'s {} {} carries a token, so git sends that token and never asks this helper, and it is kept in plain text in {}; fix: {}",
+                crate::log::Shown(name),
+                if push { "push URL" } else { "URL" },
+                crate::url::redact(value.trim()),
+                crate::log::Escaped(entry.origin.trim_start_matches("file:")),
+                crate::log::Escaped(&gitconfig::command_line(&fix)),
+            ),
+        );
+    }
+}
+
+/// `url` without its userinfo: `https://t:TOKEN@acme.code.storage/x.git` becomes
+/// `https://acme.code.storage/x.git`.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{after}")
+}
+
 /// Why git could not run the helper `value` names, if it could not, judged by git's own rules.
 fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) -> Option<String> {
     let fix = "fix: re-run `git-credential-codestorage setup` with the installed binary, which writes a value git can run";
@@ -654,7 +791,7 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
         Err(source) => {
             let e = mint::MintError::Key {
                 org: settings.org.clone(),
-                source,
+                source: source.for_org(settings.org.as_str()),
             };
             report.push(Status::Fail, format!("{url}: {e}"));
             return;
@@ -938,6 +1075,59 @@ mod tests {
         );
         let value = gitconfig::helper_value(&exe, None);
         assert_eq!(helper_program_problem(&value, None, &env), None, "{value}");
+    }
+
+    #[test]
+    fn a_remote_url_with_a_token_for_a_served_host_warns_without_the_token() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJhY21lIn0.c2ln";
+        let entries = [
+            entry(
+                ".git/config",
+                "remote.origin.url",
+                &format!("https://t:{token}@acme.code.storage/team/x.git"),
+            ),
+            entry(
+                ".git/config",
+                "remote.my.fork.pushurl",
+                &format!("https://t:{token}@Acme.code.storage:443/x.git?a#b"),
+            ),
+            // Another host's credentials are none of this helper's business.
+            entry(
+                ".git/config",
+                "remote.gh.url",
+                &format!("https://u:{token}@github.com/x.git"),
+            ),
+            // A user name alone does not stop git asking the helper.
+            entry(
+                ".git/config",
+                "remote.plain.url",
+                "https://t@acme.code.storage/x.git",
+            ),
+            entry(".git/config", "remote.origin.fetch", "+refs/*:refs/*"),
+        ];
+        let mut report = Report::default();
+        check_remotes(&mut report, &entries, None);
+        let texts: Vec<&str> = report.findings.iter().map(|f| f.text.as_str()).collect();
+        assert_eq!(
+            statuses(&report.findings),
+            [Status::Warn, Status::Warn],
+            "{texts:?}"
+        );
+        assert!(
+            texts[0].starts_with(
+                "remote \"origin\"'s URL https://***@acme.code.storage/team/x.git carries a token"
+            ) && texts[0].ends_with(
+                "in plain text in .git/config; fix: git remote set-url origin https://acme.code.storage/team/x.git"
+            ),
+            "{texts:?}"
+        );
+        assert!(
+            texts[1].ends_with(
+                "fix: git remote set-url --push my.fork 'https://Acme.code.storage:443/x.git?a#b'"
+            ),
+            "{texts:?}"
+        );
+        assert!(texts.iter().all(|t| !t.contains(token)), "{texts:?}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub use source::{
 
 use crate::env::Env;
 use crate::fs::ReadError;
+use crate::gitconfig::shell_quote;
 use crate::signer::Signer;
 use crate::signer::agent::{self, AgentSigner};
 use crate::signer::command::CommandSigner;
@@ -94,14 +95,20 @@ fn encode_pem(block: &::pem::Pem) -> String {
 pub enum KeyError {
     /// The key file does not exist.
     #[error(
-        "{0} does not exist; make a key with `git-credential-codestorage keygen --org ORG` or point key_file at yours"
+        "{origin} does not exist; make a key there with `{}` or point key_file at yours",
+        keygen_command(.org.as_deref(), .origin)
     )]
-    NotFound(KeySource),
+    NotFound {
+        /// The key source.
+        origin: KeySource,
+        /// The organisation, once known: the fix names it.
+        org: Option<String>,
+    },
     /// The key file is a directory or another non-file.
     #[error("{0} is not a regular file")]
     NotAFile(KeySource),
     /// Group or others may access the key file.
-    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or for a mounted secret {allow}", path = .path.display())]
+    #[error("{origin} is accessible by others (mode {mode:03o}); run `chmod 600 {path}`, or for a mounted secret {allow}", path = shell_quote(&.path.to_string_lossy()))]
     InsecurePermissions {
         /// The key source.
         origin: KeySource,
@@ -141,14 +148,22 @@ pub enum KeyError {
     PublicKeyOnly(KeySource),
     /// The key is encrypted with a passphrase.
     #[error(
-        "{0} is encrypted; the helper cannot prompt for a passphrase: decrypt it with `openssl pkey -in KEY -out KEY.pem` and keep that file at mode 600, or print it from key_command"
+        "{0} is encrypted; the helper cannot prompt for a passphrase: {fix}, or print it from key_command",
+        fix = decrypt_fix(.0)
     )]
     Encrypted(KeySource),
     /// An OpenSSH-format key.
     #[error(
-        "{0} is an OpenSSH key; convert it with `ssh-keygen -p -m PKCS8 -f KEY` (or make a new one with `git-credential-codestorage keygen`)"
+        "{origin} is an OpenSSH key; convert it with `ssh-keygen -p -m PKCS8 -f {}` (or make a new one with `{}`)",
+        .origin.file().map_or_else(|| "FILE".to_owned(), |p| shell_quote(&p.to_string_lossy())),
+        keygen_command(.org.as_deref(), &KeySource::Env(String::new()))
     )]
-    OpenSsh(KeySource),
+    OpenSsh {
+        /// The key source.
+        origin: KeySource,
+        /// The organisation, once known: the fix names it.
+        org: Option<String>,
+    },
     /// A key of a type Code Storage does not accept.
     #[error("{origin} is {kind}; {ACCEPTED}")]
     Unsupported {
@@ -180,8 +195,9 @@ pub enum KeyError {
     },
     /// The public key file of `key_agent` or `sign_command` does not exist.
     #[error(
-        "{origin}: the public key file {} does not exist; write the key's public half there (`ssh-keygen -y -f KEY > KEY.pub`, `ssh-add -L`, or `openssl pkey -in KEY -pubout`)",
-        .path.display()
+        "{origin}: the public key file {} does not exist; write the key's public half there (`ssh-keygen -y -f KEY > {public}`, `ssh-add -L > {public}` keeping the key's line, or `openssl pkey -in KEY -pubout > {public}`)",
+        .path.display(),
+        public = shell_quote(&.path.to_string_lossy())
     )]
     PublicKeyMissing {
         /// The key source.
@@ -209,6 +225,65 @@ pub enum KeyError {
         /// What is wrong with it, and what to give instead; boxed to keep every key error small.
         reason: Box<PublicKeyError>,
     },
+}
+
+impl KeyError {
+    /// The same error, its fix naming `org` (`keygen --org acme`): sources know no organisation,
+    /// whoever loads a key for one does.
+    pub fn for_org(self, org: &str) -> Self {
+        match self {
+            Self::NotFound { origin, org: None } => Self::NotFound {
+                origin,
+                org: Some(org.to_owned()),
+            },
+            Self::OpenSsh { origin, org: None } => Self::OpenSsh {
+                origin,
+                org: Some(org.to_owned()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// `keygen` making the key `origin` names, for `org` (`ORG` when no organisation is known):
+/// `--out` only when the file is not where keygen puts it anyway.
+fn keygen_command(org: Option<&str>, origin: &KeySource) -> String {
+    let program = crate::gitconfig::BINARY_NAME;
+    let name = org.unwrap_or("ORG");
+    let default = org.and_then(|org| crate::keygen::default_path(org).ok());
+    match origin.file() {
+        Some(path) if default.as_deref() != Some(path) => format!(
+            "{program} keygen --org {name} --out {}",
+            shell_quote(&path.to_string_lossy())
+        ),
+        _ => format!("{program} keygen --org {name}"),
+    }
+}
+
+/// How to get a passphrase-free copy of the encrypted key `origin` holds.
+fn decrypt_fix(origin: &KeySource) -> String {
+    match origin {
+        KeySource::File(path) => {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            let decrypted = path.with_file_name(format!("{stem}.decrypted.pem"));
+            format!(
+                "decrypt a copy with `(umask 077; openssl pkey -in {} -out {})` and use that file",
+                shell_quote(&path.to_string_lossy()),
+                shell_quote(&decrypted.to_string_lossy())
+            )
+        }
+        KeySource::Env(name) => format!(
+            "`printf '%s\\n' \"${name}\" | openssl pkey` prints it decrypted; put that in {name}"
+        ),
+        KeySource::Command(argv) => format!(
+            "`{} | openssl pkey` prints it decrypted; make key_command print that",
+            argv.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        _ => "decrypt it with `openssl pkey`".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -310,8 +385,70 @@ mod tests {
             b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         assert!(matches!(
             parse_pem(openssh, &source()),
-            Err(KeyError::OpenSsh(_))
+            Err(KeyError::OpenSsh { .. })
         ));
+    }
+
+    #[test]
+    fn fixes_name_the_real_file_variable_command_and_organisation() {
+        let file = KeySource::File(PathBuf::from("/keys/my acme.pem"));
+        let missing = KeyError::NotFound {
+            origin: file.clone(),
+            org: None,
+        };
+        assert!(missing.to_string().contains("--org ORG"), "{missing}");
+        let message = missing.for_org("acme").to_string();
+        assert!(
+            message.contains(
+                "`git-credential-codestorage keygen --org acme --out '/keys/my acme.pem'`"
+            ),
+            "{message}"
+        );
+        let default = crate::keygen::default_path("acme").unwrap();
+        let message = KeyError::NotFound {
+            origin: KeySource::File(default),
+            org: None,
+        }
+        .for_org("acme")
+        .to_string();
+        assert!(
+            message.contains("`git-credential-codestorage keygen --org acme`"),
+            "keygen's default needs no --out: {message}"
+        );
+        let cases = [
+            (
+                KeyError::Encrypted(file.clone()),
+                "`(umask 077; openssl pkey -in '/keys/my acme.pem' -out '/keys/my acme.decrypted.pem')`",
+            ),
+            (
+                KeyError::Encrypted(KeySource::Env("ACME_KEY".into())),
+                "`printf '%s\\n' \"$ACME_KEY\" | openssl pkey` prints it decrypted; put that in ACME_KEY",
+            ),
+            (
+                KeyError::Encrypted(KeySource::Command(vec![
+                    "op".into(),
+                    "read".into(),
+                    "op://v/k".into(),
+                ])),
+                "`op read op://v/k | openssl pkey`",
+            ),
+            (
+                KeyError::OpenSsh {
+                    origin: file.clone(),
+                    org: None,
+                }
+                .for_org("acme"),
+                "`ssh-keygen -p -m PKCS8 -f '/keys/my acme.pem'` (or make a new one with `git-credential-codestorage keygen --org acme`)",
+            ),
+        ];
+        for (error, fix) in cases {
+            let message = error.to_string();
+            assert!(message.contains(fix), "{message}");
+            assert!(
+                !message.contains("ORG") && !message.contains(" KEY"),
+                "a placeholder is left: {message}"
+            );
+        }
     }
 
     #[test]
@@ -362,7 +499,7 @@ mod tests {
         let strict = LoadOptions::default();
         assert!(matches!(
             load(&file, &env, strict),
-            Err(KeyError::NotFound(_))
+            Err(KeyError::NotFound { .. })
         ));
         std::fs::write(&path, fixture("p256.sec1.pem")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -74,7 +74,12 @@ pub fn parse_pem(text: &[u8], source: &KeySource) -> Result<PrivateKey, KeyError
                 continue;
             }
             "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted(source.clone())),
-            "OPENSSH PRIVATE KEY" => return Err(KeyError::OpenSsh(source.clone())),
+            "OPENSSH PRIVATE KEY" => {
+                return Err(KeyError::OpenSsh {
+                    origin: source.clone(),
+                    org: None,
+                });
+            }
             _ if encrypted => return Err(KeyError::Encrypted(source.clone())),
             "PRIVATE KEY" => from_pkcs8(contents, source),
             "EC PRIVATE KEY" => {

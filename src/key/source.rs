@@ -52,6 +52,14 @@ pub struct SignCommandSource {
 }
 
 impl KeySource {
+    /// The key file, for a key read from one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// An ssh-agent key: `key` in the agent at `socket`, else at `SSH_AUTH_SOCK`.
     pub fn agent(key: AgentKeyId, socket: Option<PathBuf>) -> Self {
         Self::Agent(Box::new(AgentSource { key, socket }))
@@ -151,7 +159,10 @@ fn read_file(
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(KeyError::NotFound(source.clone()));
+            return Err(KeyError::NotFound {
+                origin: source.clone(),
+                org: None,
+            });
         }
         Err(e) => return Err(unreadable(e)),
     };

@@ -237,7 +237,10 @@ fn key_error(org: &str, source: KeyError, program: &str) -> SetupError {
     let org = org.to_owned();
     let program = program.to_owned();
     match source {
-        KeyError::NotFound(KeySource::File(path)) => {
+        KeyError::NotFound {
+            origin: KeySource::File(path),
+            ..
+        } => {
             let default = crate::keygen::default_path(&org).ok();
             SetupError::KeyFileMissing {
                 out: (default.as_deref() != Some(path.as_path())).then(|| path.clone()),
@@ -252,8 +255,14 @@ fn key_error(org: &str, source: KeyError, program: &str) -> SetupError {
             path,
             program,
         },
-        KeyError::OpenSsh(KeySource::File(path)) => SetupError::KeyOpenSsh { org, path, program },
-        source => SetupError::Key { org, source },
+        KeyError::OpenSsh {
+            origin: KeySource::File(path),
+            ..
+        } => SetupError::KeyOpenSsh { org, path, program },
+        source => SetupError::Key {
+            source: source.for_org(&org),
+            org,
+        },
     }
 }
 
@@ -289,7 +298,10 @@ mod tests {
         let file = || KeySource::File(path.clone());
         let cases = [
             (
-                KeyError::NotFound(file()),
+                KeyError::NotFound {
+                    origin: file(),
+                    org: None,
+                },
                 "`/opt/cs keygen --org acme --out '/keys/my acme.pem'`",
             ),
             (
@@ -297,7 +309,10 @@ mod tests {
                 "`(umask 077; openssl pkey -in '/keys/my acme.pem' -out '/keys/my acme.decrypted.pem')`, then run `/opt/cs setup --org acme --key-file '/keys/my acme.decrypted.pem'`",
             ),
             (
-                KeyError::OpenSsh(file()),
+                KeyError::OpenSsh {
+                    origin: file(),
+                    org: None,
+                },
                 "`ssh-keygen -p -m PKCS8 -f '/keys/my acme.pem'`",
             ),
         ];
@@ -310,7 +325,14 @@ mod tests {
             );
         }
         let default = crate::keygen::default_path("acme").unwrap();
-        let message = key_error("acme", KeyError::NotFound(KeySource::File(default)), "cs");
+        let message = key_error(
+            "acme",
+            KeyError::NotFound {
+                origin: KeySource::File(default),
+                org: None,
+            },
+            "cs",
+        );
         assert!(
             message.to_string().contains("`cs keygen --org acme`"),
             "keygen's own default needs no --out: {message}"
