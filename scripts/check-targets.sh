@@ -42,5 +42,5 @@ for target in "${targets[@]}"; do
   echo "== cargo check --target $target --all-targets --all-features"
   env "CC_$var=$work/cc" "AR_$var=ar" CARGO_TARGET_DIR="$repo_root/target/check-targets" \
     cargo check --manifest-path "$repo_root/Cargo.toml" --locked --target "$target" \
-    --all-targets --all-features
+    --all-targets --all-features --keep-going
 done

@@ -24,6 +24,7 @@ fn claims_of(token: &str) -> serde_json::Value {
     serde_json::from_str(&decoded.claims_json).unwrap()
 }
 
+#[cfg(unix)]
 #[test]
 fn keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key() {
     use std::os::unix::fs::PermissionsExt;

@@ -194,6 +194,7 @@ fn broken_config_files_give_one_clear_line_and_are_left_alone() {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn a_directory_or_a_symlink_loop_as_config_is_an_error() {
     let key = TestKey::p256();
@@ -248,6 +249,7 @@ fn an_empty_or_missing_config_is_environment_only_use() {
     support::jwt::verify(&run.password(), &key);
 }
 
+#[cfg(unix)]
 #[test]
 fn broken_keys_give_one_clear_line_and_are_left_alone() {
     let key = TestKey::p256();

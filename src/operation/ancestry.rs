@@ -382,13 +382,13 @@ mod tests {
             "git-remote-https origin https://acme.code.storage/x",
             "git push origin main",
         ]);
-        let found = walk(&mut through_git, 0, MAX_ANCESTORS);
+        let found = walk(&mut through_git, 0, super::super::MAX_ANCESTORS);
         assert_eq!(found.operation, Operation::Write);
         assert_eq!(through_git.reads, 3);
 
         // A bench, a CI runner or a script calling the helper: one read, and unknown.
         let mut direct = listed(&["python3 bench.py", "bash", "git push origin main"]);
-        let found = walk(&mut direct, 0, MAX_ANCESTORS);
+        let found = walk(&mut direct, 0, super::super::MAX_ANCESTORS);
         assert_eq!(found.operation, Operation::Unknown);
         assert_eq!(direct.reads, 1);
 
@@ -402,7 +402,7 @@ mod tests {
             "git sync",
         ]);
         assert_eq!(
-            walk(&mut alias, 0, MAX_ANCESTORS).operation,
+            walk(&mut alias, 0, super::super::MAX_ANCESTORS).operation,
             Operation::Read
         );
     }

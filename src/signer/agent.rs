@@ -148,6 +148,7 @@ mod tests {
         assert!(!message.contains("agent socket"), "{message}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_dead_socket_names_its_path_once() {
         let dir = tempfile::tempdir().unwrap();

@@ -657,7 +657,8 @@ fn set_timeout(_: &std::fs::File, _: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+// The tests serve answers over Unix sockets.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
