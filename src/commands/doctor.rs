@@ -843,6 +843,20 @@ mod tests {
     /// A git that knows no proactiveAuth, so that only the routing is judged.
     const OLD: Version = Version(2, 45, 0);
 
+    /// How git `version` would treat `https://acme.code.storage/` with `entries`, fixes naming
+    /// `codestorage`.
+    fn judge(entries: &[ConfigEntry], version: Version) -> Vec<Finding> {
+        judge_routing(
+            entries,
+            URL,
+            "https://acme.code.storage/",
+            &acme(),
+            "acme",
+            "codestorage",
+            version,
+        )
+    }
+
     fn acme() -> Host {
         Host::parse("acme.code.storage").unwrap()
     }
@@ -872,15 +886,7 @@ mod tests {
     fn a_setup_as_setup_writes_it_is_ok() {
         let mut entries = vec![entry("/etc/gitconfig", "credential.helper", "store")];
         entries.extend(ours());
-        let findings = judge_routing(
-            &entries,
-            URL,
-            "https://acme.code.storage/",
-            &acme(),
-            "acme",
-            "codestorage",
-            OLD,
-        );
+        let findings = judge(&entries, OLD);
         assert_eq!(statuses(&findings), [Status::Ok], "{findings:?}");
     }
 
@@ -889,15 +895,7 @@ mod tests {
         let mut entries = ours();
         entries.remove(0);
         entries.insert(0, entry("/g", "credential.helper", "osxkeychain"));
-        let findings = judge_routing(
-            &entries,
-            URL,
-            "https://acme.code.storage/",
-            &acme(),
-            "acme",
-            "codestorage",
-            OLD,
-        );
+        let findings = judge(&entries, OLD);
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0]
@@ -918,15 +916,7 @@ mod tests {
         let mut entries = ours();
         entries.push(entry("/repo/.git/config", "credential.helper", "store"));
         entries.push(entry("/repo/.git/config", "credential.helper", "manager"));
-        let findings = judge_routing(
-            &entries,
-            URL,
-            "https://acme.code.storage/",
-            &acme(),
-            "acme",
-            "codestorage",
-            OLD,
-        );
+        let findings = judge(&entries, OLD);
         assert_eq!(
             statuses(&findings),
             [Status::Fail, Status::Warn],
@@ -937,15 +927,7 @@ mod tests {
 
     #[test]
     fn missing_helper_or_path_fails() {
-        let findings = judge_routing(
-            &[entry("/g", "credential.helper", "store")],
-            URL,
-            "https://acme.code.storage/",
-            &acme(),
-            "acme",
-            "codestorage",
-            OLD,
-        );
+        let findings = judge(&[entry("/g", "credential.helper", "store")], OLD);
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("does not ask this helper")
@@ -953,15 +935,7 @@ mod tests {
         );
         let mut entries = ours();
         entries.retain(|e| !e.key.ends_with("usehttppath"));
-        let findings = judge_routing(
-            &entries,
-            URL,
-            "https://acme.code.storage/",
-            &acme(),
-            "acme",
-            "codestorage",
-            OLD,
-        );
+        let findings = judge(&entries, OLD);
         assert_eq!(statuses(&findings), [Status::Fail]);
         assert!(
             findings[0].text.contains("useHttpPath' true"),
@@ -971,17 +945,6 @@ mod tests {
 
     #[test]
     fn proactive_auth_is_judged_only_for_a_git_that_reads_it() {
-        let judge = |entries: &[ConfigEntry], version| {
-            judge_routing(
-                entries,
-                URL,
-                "https://acme.code.storage/",
-                &acme(),
-                "acme",
-                "codestorage",
-                version,
-            )
-        };
         let new = gitconfig::PROACTIVE_AUTH_VERSION;
         let findings = judge(&ours(), new);
         assert_eq!(
