@@ -251,6 +251,41 @@ fn a_failing_or_relative_signer_is_a_clear_error() {
 }
 
 #[test]
+fn a_private_key_given_as_public_key_file_gets_the_command_that_writes_its_public_half() {
+    let home = Home::new();
+    let dir = home.path().join("my keys");
+    std::fs::create_dir(&dir).unwrap();
+    let (private, public) = p256(&dir, "acme");
+    let sign = toml_argv(&["openssl", "dgst", "-sha256", "-sign", &private]);
+    home.write_config(&format!(
+        "[org.acme]\nsign_command = {sign}\npublic_key_file = {private:?}\n"
+    ));
+    let refused = get(&home, "acme", &[]);
+    assert_quit_saying(&refused, &["this is a private key, not a public one"]);
+    // The fix names this file, quoted for the shell, and is a command that works as printed.
+    let fix = refused
+        .stderr
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {}", refused.stderr));
+    assert_eq!(
+        fix,
+        format!("openssl pkey -in '{private}' -pubout -out '{private}.pub'")
+    );
+    output("sh", &["-c", fix]);
+    home.write_config(&format!(
+        "[org.acme]\nsign_command = {sign}\npublic_key_file = \"{private}.pub\"\n"
+    ));
+    let answered = get(&home, "acme", &[]);
+    let token = answered
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap_or_else(|| panic!("{answered:?}"));
+    verify(token, &public);
+}
+
+#[test]
 fn doctor_signs_a_probe_through_the_sign_command() {
     let home = Home::new();
     let dir = home.path().join("signers");

@@ -216,7 +216,7 @@ pub enum KeyError {
         reason: Box<ReadError>,
     },
     /// The public key file holds no usable public key.
-    #[error("{origin}: {}: {reason}", .path.display())]
+    #[error("{origin}: {}: {reason}{}", .path.display(), .reason.fix(.path).map(|fix| format!(": {fix}")).unwrap_or_default())]
     PublicKey {
         /// The key source.
         origin: KeySource,

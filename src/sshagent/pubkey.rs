@@ -6,6 +6,7 @@
 //! refusal so that a user who points at an ECDSA P-384 or a security key learns why it fails.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine;
@@ -43,10 +44,11 @@ pub enum PublicKeyError {
     )]
     NotAPublicKey,
     /// The text holds a private key where a public key was expected.
-    #[error(
-        "this is a private key, not a public one; give its public half (the `.pub` file beside it, or `openssl pkey -in KEY -pubout`)"
-    )]
-    PrivateKey,
+    #[error("this is a private key, not a public one; give its public half")]
+    PrivateKey {
+        /// Whether it is in OpenSSH's own format, which `ssh-keygen` reads and OpenSSL does not.
+        openssh: bool,
+    },
     /// The text holds more than one key, so which one is meant is unclear.
     #[error("the text holds {0} public keys; give exactly one")]
     MultipleKeys(usize),
@@ -58,12 +60,12 @@ pub enum PublicKeyError {
     },
     /// A P-256 key whose point is compressed, which SSH and ring's verifier do not take.
     #[error(
-        "the EC public key has a compressed point; re-export it uncompressed with `openssl ec -pubin -in KEY -pubout -conv_form uncompressed`"
+        "the EC public key has a compressed point, which OpenSSH does not take; re-export it uncompressed"
     )]
     CompressedPoint,
     /// The key's encoding is broken.
     #[error(
-        "the public key is malformed ({0}); export it again, e.g. `ssh-keygen -y -f PRIVATE_KEY`"
+        "the public key is malformed ({0}); export it again from its private key (`ssh-keygen -y -f` reads it)"
     )]
     Malformed(&'static str),
     /// Text that should be a `SHA256:` fingerprint is not one.
@@ -71,6 +73,30 @@ pub enum PublicKeyError {
         "{0:?} is not a SHA256 key fingerprint; `ssh-add -l -E sha256` lists them (`SHA256:` and 43 characters)"
     )]
     BadFingerprint(String),
+}
+
+impl PublicKeyError {
+    /// The command that mends the file at `path`, filled in, when there is one: the public half
+    /// of a private key given by mistake, or a compressed point written out uncompressed.
+    pub fn fix(&self, path: &Path) -> Option<String> {
+        let file = crate::gitconfig::shell_quote(&path.to_string_lossy());
+        let public = crate::gitconfig::shell_quote(&format!("{}.pub", path.to_string_lossy()));
+        match self {
+            Self::PrivateKey { openssh: true } => Some(format!(
+                "`ssh-keygen -y -f {file} > {public}` writes it; then name {public} instead"
+            )),
+            Self::PrivateKey { openssh: false } => Some(format!(
+                "`openssl pkey -in {file} -pubout -out {public}` writes it; then name {public} instead"
+            )),
+            Self::CompressedPoint => {
+                let new = crate::gitconfig::shell_quote(&format!("{}.new", path.to_string_lossy()));
+                Some(format!(
+                    "`openssl ec -pubin -in {file} -pubout -conv_form uncompressed -out {new} && mv {new} {file}`"
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// An OpenSSH SHA-256 key fingerprint, `SHA256:` and the unpadded base64 of the blob's digest,
@@ -422,7 +448,11 @@ fn read_pem(text: &[u8]) -> Result<PublicKeyInfo, PublicKeyError> {
             "RSA PUBLIC KEY" => {
                 found.push(PublicKeyInfo::from_rsa_public_key_der(block.contents())?);
             }
-            tag if tag.ends_with("PRIVATE KEY") => return Err(PublicKeyError::PrivateKey),
+            tag if tag.ends_with("PRIVATE KEY") => {
+                return Err(PublicKeyError::PrivateKey {
+                    openssh: tag == "OPENSSH PRIVATE KEY",
+                });
+            }
             _ => {}
         }
     }
@@ -694,6 +724,34 @@ mod tests {
             PublicKeyInfo::from_spki_der(&spki),
             Err(PublicKeyError::CompressedPoint)
         );
+        assert!(
+            PublicKeyError::CompressedPoint
+                .fix(Path::new("k.pub"))
+                .unwrap()
+                .contains(
+                    "-in k.pub -pubout -conv_form uncompressed -out k.pub.new && mv k.pub.new k.pub"
+                )
+        );
+    }
+
+    #[test]
+    fn a_private_key_is_named_with_the_command_for_its_own_format() {
+        let block = |tag: &str| format!("-----BEGIN {tag}-----\nAAAA\n-----END {tag}-----\n");
+        let path = Path::new("/keys/my acme");
+        let openssh = read_public_key(block("OPENSSH PRIVATE KEY").as_bytes()).unwrap_err();
+        assert_eq!(openssh, PublicKeyError::PrivateKey { openssh: true });
+        assert_eq!(
+            openssh.fix(path).unwrap(),
+            "`ssh-keygen -y -f '/keys/my acme' > '/keys/my acme.pub'` writes it; then name '/keys/my acme.pub' instead"
+        );
+        let pkcs8 = read_public_key(block("PRIVATE KEY").as_bytes()).unwrap_err();
+        assert!(
+            pkcs8
+                .fix(path)
+                .unwrap()
+                .starts_with("`openssl pkey -in '/keys/my acme' -pubout -out '/keys/my acme.pub'`")
+        );
+        assert_eq!(PublicKeyError::NotAPublicKey.fix(path), None);
     }
 
     #[test]
