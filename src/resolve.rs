@@ -3,6 +3,7 @@
 //! how git must be answered. `get`, `token` and `doctor URL` all go through [`resolve`].
 
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::config::{Config, ConfigError, Org};
 use crate::env::{self, Env, vars};
@@ -117,11 +118,14 @@ pub enum ResolveError {
     },
     /// A `*.code.storage` host with no key anywhere.
     #[error(
-        "no key for organisation {org}: add it with `git-credential-codestorage setup --org {org} --key-file ~/.config/codestorage/{org}.pem` (make the key with `git-credential-codestorage keygen --org {org}`), or set CODESTORAGE_PRIVATE_KEY_FILE"
+        "no key for organisation {org}: make one with `git-credential-codestorage keygen --org {org}` and add it with `git-credential-codestorage setup --org {org} --key-file {}`, or set CODESTORAGE_PRIVATE_KEY_FILE",
+        crate::gitconfig::shell_quote(&.key_file.to_string_lossy())
     )]
     NoKey {
         /// The organisation.
         org: OrgName,
+        /// Where `keygen --org ORG` writes the key, so the fix works as printed.
+        key_file: PathBuf,
     },
     /// A switch variable is neither on nor off.
     #[error(transparent)]
@@ -482,6 +486,8 @@ fn settings(
         Some(org) => org.key.clone(),
         None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
             org: owner.name().clone(),
+            key_file: crate::keygen::default_path(owner.name().as_str())
+                .unwrap_or_else(|_| PathBuf::from(format!("{}.pem", owner.name()))),
         })?,
     };
     let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
@@ -862,7 +868,14 @@ ops = ["no-force-push"]
             for_repo(None, "beta", "x", &MapEnv::default(), &Overrides::default()).unwrap_err();
         assert!(matches!(err, ResolveError::NoKey { .. }));
         assert_eq!(err.disposition(), Disposition::DeclineWithHint);
-        assert!(err.to_string().contains("setup --org beta"));
+        let keygen_writes = crate::keygen::default_path("beta").unwrap();
+        assert!(
+            err.to_string().contains(&format!(
+                "keygen --org beta` and add it with `git-credential-codestorage setup --org beta --key-file {}`",
+                crate::gitconfig::shell_quote(&keygen_writes.to_string_lossy())
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -229,9 +229,36 @@ fn an_unusable_key_quits_with_one_line_naming_the_fix() {
 #[test]
 fn an_unconfigured_code_storage_host_hints_but_lets_other_helpers_try() {
     let home = acme(&TestKey::p256(), "");
-    let run = home.get("protocol=https\nhost=other.code.storage\npath=x.git\n", &[]);
+    // A config directory of the user's own choosing, with a space the commands must quote.
+    let xdg = home.path().join("my config");
+    let xdg_env = [("XDG_CONFIG_HOME", xdg.to_str().unwrap())];
+    let request = "protocol=https\nhost=other.code.storage\npath=x.git\n";
+    let run = home.get(request, &xdg_env);
     assert_eq!(run.stdout, "");
-    assert!(run.stderr.contains("setup --org other"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+
+    // The hint's two commands, run as printed, are all it takes.
+    let commands: Vec<&str> = run.stderr.split('`').skip(1).step_by(2).collect();
+    assert_eq!(commands.len(), 2, "{}", run.stderr);
+    let key_file = xdg.join("codestorage/other.pem");
+    let expected = format!("--key-file '{}'", key_file.display());
+    assert!(commands[1].ends_with(&expected), "{}", run.stderr);
+    let bin = std::path::Path::new(support::home::HELPER)
+        .parent()
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for command in commands {
+        let mut sh = home.command("sh");
+        sh.args(["-c", command]).envs(xdg_env).env("PATH", &path);
+        let done = support::home::run(sh, "");
+        assert_eq!(done.code, Some(0), "{command}: {done:?}");
+    }
+    let public = support::signers::output(
+        "openssl",
+        &["pkey", "-in", key_file.to_str().unwrap(), "-pubout"],
+    );
+    let made = TestKey::from_pems(String::new(), public, "ES256");
+    verify(&home.get(request, &xdg_env).password(), &made);
 }
 
 #[test]
