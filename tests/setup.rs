@@ -101,6 +101,36 @@ fn setup_twice_changes_nothing() {
 }
 
 #[test]
+fn setup_without_a_key_keeps_the_configured_one_and_sets_gits_config_again() {
+    let (user, _, key) = user_with_key();
+    user.write_config(USER_CONFIG);
+    user.ok(&["setup", "--org", "acme", "--key-file", &key]);
+    let (config, list) = (user.config_text(), user.git_list());
+    user.git(&["config", "--global", "--unset-all", HELPER_KEY], "");
+
+    // doctor's fix is a command that works as printed, with nothing left to fill in.
+    let doctor = user.run(&["doctor", "https://acme.code.storage/x.git"], "");
+    let fix = "re-run `git-credential-codestorage setup --org acme`, which keeps its key";
+    assert!(doctor.stdout.contains(fix), "{}", doctor.stdout);
+
+    let again = user.ok(&["setup", "--org", "acme"]);
+    assert_eq!(user.config_text(), config, "{}", again.stdout);
+    assert_eq!(user.git_values(HELPER_KEY), ["", &helper_path()]);
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(user.git_list()), sorted(list));
+
+    // An organisation the config does not have yet still needs its key.
+    let new = user.run(&["setup", "--org", "gamma"], "");
+    assert_eq!(new.code, Some(2), "{new:?}");
+    assert!(new.stderr.contains("setup needs the key"), "{}", new.stderr);
+    assert_eq!(user.config_text(), config);
+}
+
+#[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let (user, _, key) = user_with_key();
     let run = user.ok(&["setup", "--org", "acme", "--key-file", &key, "--dry-run"]);

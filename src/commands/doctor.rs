@@ -412,7 +412,7 @@ fn check_git(
         if let Some(ours) = helpers
             .iter()
             .find_map(|e| e.value.as_deref().filter(|v| gitconfig::is_ours(v)))
-            && let Some(problem) = helper_program_problem(ours, exec_path.as_deref(), env)
+            && let Some(problem) = helper_program_problem(ours, &org, exec_path.as_deref(), env)
         {
             report.push(Status::Fail, problem);
         }
@@ -439,7 +439,7 @@ pub fn judge_routing(
     };
     let helper_key = format!("credential.{credential_url}.helper");
     let reset_fix = format!(
-        "fix: {} && {}  (or re-run `git-credential-codestorage setup --org {org} ...`)",
+        "fix: {} && {}  (or re-run `git-credential-codestorage setup --org {org}`, which keeps its key)",
         gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
         gitconfig::command_line(&["config", "--global", "--add", &helper_key, helper]),
     );
@@ -558,7 +558,7 @@ fn judge_proactive_auth(
         found => Finding {
             status: Status::Warn,
             text: format!(
-                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  (or re-run `git-credential-codestorage setup --org {org} ...`)",
+                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  (or re-run `git-credential-codestorage setup --org {org}`, which keeps its key)",
                 found
                     .as_deref()
                     .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
@@ -715,8 +715,15 @@ fn without_userinfo(url: &str) -> String {
 }
 
 /// Why git could not run the helper `value` names, if it could not, judged by git's own rules.
-fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) -> Option<String> {
-    let fix = "fix: re-run `git-credential-codestorage setup` with the installed binary, which writes a value git can run";
+fn helper_program_problem(
+    value: &str,
+    org: &str,
+    exec_path: Option<&Path>,
+    env: &dyn Env,
+) -> Option<String> {
+    let fix = format!(
+        "fix: re-run `git-credential-codestorage setup --org {org}` with the installed binary, which writes a value git can run"
+    );
     match gitconfig::HelperCommand::parse(value) {
         gitconfig::HelperCommand::Named(name) => {
             let program = format!("git-credential-{name}");
@@ -730,10 +737,14 @@ fn helper_program_problem(value: &str, exec_path: Option<&Path>, env: &dyn Env) 
                 });
             (!found).then(|| {
                 format!(
-                    "git runs `git credential-{}` for the helper value `{}`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or re-run setup, which then writes its absolute path",
+                    "git runs `git credential-{}` for the helper value `{}`, but {} is not on PATH; fix: add its directory to PATH (./install.sh says which), or run `{} setup --org {org}`, which then writes the binary's full path",
                     crate::log::Escaped(&name),
                     crate::log::Escaped(value),
                     crate::log::Escaped(&program),
+                    std::env::current_exe().map_or_else(
+                        |_| program.clone(),
+                        |exe| gitconfig::shell_quote(&exe.to_string_lossy())
+                    ),
                 )
             })
         }
@@ -1019,12 +1030,15 @@ mod tests {
     fn the_helper_program_must_exist() {
         let env = crate::env::MapEnv::from([("PATH", "/nonexistent")]);
         assert!(
-            helper_program_problem("codestorage", None, &env)
+            helper_program_problem("codestorage", "acme", None, &env)
                 .unwrap()
-                .contains("not on PATH")
+                .contains(&format!(
+                    "not on PATH; fix: add its directory to PATH (./install.sh says which), or run `{} setup --org acme`",
+                    gitconfig::shell_quote(&std::env::current_exe().unwrap().to_string_lossy())
+                ))
         );
         assert!(
-            helper_program_problem("!'/no/such/git-credential-codestorage'", None, &env)
+            helper_program_problem("!'/no/such/git-credential-codestorage'", "acme", None, &env)
                 .unwrap()
                 .contains("does not exist")
         );
@@ -1032,12 +1046,16 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let quoted = format!("'{}'", exe.display());
         assert!(
-            helper_program_problem(&quoted, None, &env)
+            helper_program_problem(&quoted, "acme", None, &env)
                 .unwrap()
                 .contains("is not on PATH")
         );
         let value = gitconfig::helper_value(&exe, None);
-        assert_eq!(helper_program_problem(&value, None, &env), None, "{value}");
+        assert_eq!(
+            helper_program_problem(&value, "acme", None, &env),
+            None,
+            "{value}"
+        );
     }
 
     #[test]

@@ -20,12 +20,9 @@ pub fn run(args: SetupArgs, env: &dyn Env) -> Result<(), CommandError> {
         (_, Some(var), _, _) => Some(KeyChoice::Env(var)),
         (_, _, Some(argv), _) => Some(KeyChoice::Command(argv)),
         (_, _, _, Some(key)) => Some(KeyChoice::Agent(key)),
-        (None, None, None, None) if args.remove => None,
-        (None, None, None, None) => {
-            return Err(
-                Usage::MissingKey(setup::missing_key(&args.org, &context.program.command)).into(),
-            );
-        }
+        // Without a key, an organisation already in the config keeps its own (setup then
+        // re-applies git's settings); for a new one, plan says a key is missing.
+        (None, None, None, None) => None,
     };
     let options = setup::Options {
         org: args.org,
@@ -40,6 +37,10 @@ pub fn run(args: SetupArgs, env: &dyn Env) -> Result<(), CommandError> {
         remove: args.remove,
     };
     let stdout = std::io::stdout();
-    setup::run(&options, &context, env, &Git::default(), &mut stdout.lock())?;
-    Ok(())
+    match setup::run(&options, &context, env, &Git::default(), &mut stdout.lock()) {
+        Err(setup::SetupError::NoKey { org }) => {
+            Err(Usage::MissingKey(setup::missing_key(&org, &context.program.command)).into())
+        }
+        result => Ok(result?),
+    }
 }

@@ -32,14 +32,14 @@ const COMPANIONS: [(&str, &str); 2] = [
 /// The first lines of a config file setup creates.
 const HEADER: &str = "# git-credential-codestorage: organisations, keys and token settings.\n# Reference: docs/configuration.md\n\n";
 
-/// Adds `[org.NAME]` to the config text or updates its key (and hosts, when given), keeping
-/// everything else as it was. A key of another kind (`key_env` for `key_file`, say) takes the
-/// old one's place, with its comments. Values already equal are not touched.
+/// Adds `[org.NAME]` to the config text or updates its key (when given) and hosts (when given),
+/// keeping everything else as it was. A key of another kind (`key_env` for `key_file`, say)
+/// takes the old one's place, with its comments. Values already equal are not touched.
 pub fn upsert_org(
     text: &str,
     path: &Path,
     org: &str,
-    key: &KeyChoice,
+    key: Option<&KeyChoice>,
     hosts: &[String],
 ) -> Result<String, SetupError> {
     let mut doc = parse_document(text, path)?;
@@ -58,13 +58,15 @@ pub fn upsert_org(
         table.set_implicit(false);
     }
     let table = item.as_table_like_mut().ok_or_else(not_a_table)?;
-    let (field, value) = match key {
-        KeyChoice::File(file) => ("key_file", Value::from(file.as_str())),
-        KeyChoice::Env(name) => ("key_env", Value::from(name.as_str())),
-        KeyChoice::Command(argv) => ("key_command", Value::Array(Array::from_iter(argv))),
-        KeyChoice::Agent(key) => ("key_agent", Value::from(key.as_str())),
-    };
-    set_key(table, field, value);
+    if let Some(key) = key {
+        let (field, value) = match key {
+            KeyChoice::File(file) => ("key_file", Value::from(file.as_str())),
+            KeyChoice::Env(name) => ("key_env", Value::from(name.as_str())),
+            KeyChoice::Command(argv) => ("key_command", Value::Array(Array::from_iter(argv))),
+            KeyChoice::Agent(key) => ("key_agent", Value::from(key.as_str())),
+        };
+        set_key(table, field, value);
+    }
     if !hosts.is_empty() {
         set(table, "hosts", Value::Array(Array::from_iter(hosts)));
     }
@@ -315,7 +317,7 @@ key_env = "BETA_KEY"
     }
 
     fn upsert(text: &str, org: &str, key: &KeyChoice, hosts: &[String]) -> String {
-        upsert_org(text, at(), org, key, hosts).unwrap()
+        upsert_org(text, at(), org, Some(key), hosts).unwrap()
     }
 
     #[test]
@@ -481,7 +483,7 @@ key_env = "BETA_KEY"
 
     #[test]
     fn broken_toml_names_the_file() {
-        let err = upsert_org("[org", at(), "a", &file("/k"), &[]).unwrap_err();
+        let err = upsert_org("[org", at(), "a", Some(&file("/k")), &[]).unwrap_err();
         assert!(
             err.to_string().starts_with("/c.toml is not valid TOML"),
             "{err}"

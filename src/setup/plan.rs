@@ -154,12 +154,17 @@ pub fn plan(
         let after = edit::remove_org(&file.text, path, org)?.unwrap_or_else(|| file.text.clone());
         (after, removal)
     } else {
-        let key = options
-            .key
-            .as_ref()
-            .ok_or_else(|| SetupError::NoKey { org: org.clone() })?;
-        let key = checked_key(key, org, &context.cwd, &context.program.command)?;
-        let after = edit::upsert_org(&file.text, path, org, &key, &options.hosts)?;
+        let key = match &options.key {
+            Some(key) => Some(checked_key(
+                key,
+                org,
+                &context.cwd,
+                &context.program.command,
+            )?),
+            None if old_config.orgs.contains_key(org.as_str()) => None,
+            None => return Err(SetupError::NoKey { org: org.clone() }),
+        };
+        let after = edit::upsert_org(&file.text, path, org, key.as_ref(), &options.hosts)?;
         (after, None)
     };
     let new_config = config::parse(&after, path).map_err(SetupError::Config)?;
