@@ -159,6 +159,9 @@ plan_build() {
           /*)
             triple=$host
             rustflags="${rustflags:+$rustflags }-C target-feature=+crt-static"
+            if command -v rustup >/dev/null 2>&1; then
+              echo "note: a musl build starts faster still (about 0.5 of git's credential-store against 0.75 for glibc, docs/performance.md): rustup target add $musl, then run ./install.sh again"
+            fi
             ;;
           *)
             echo "note: the static C library (libc.a) is not installed, so the binary will be linked dynamically and start more slowly; for a static one install it (Debian/Ubuntu: libc6-dev; Fedora: glibc-static) or add the musl target (rustup target add $musl), then run ./install.sh again"

@@ -418,6 +418,30 @@ fn with_the_musl_target_installed_install_sh_builds_for_musl() {
 }
 
 #[test]
+fn without_the_musl_target_install_sh_links_glibc_statically_and_names_the_faster_route() {
+    let install = Install::new();
+    let host = dist::host_triple();
+    if !host.contains("-linux-gnu") {
+        return;
+    }
+    let musl = host.replace("-linux-gnu", "-linux-musl");
+    let tools = FakeTools::new(&install.user, &format!("{host}\\n"), "/usr/lib/libc.a");
+    let (result, log) = tools.run(&install, &[]);
+    assert_eq!(
+        log,
+        format!(
+            "RUSTFLAGS=-C target-feature=+crt-static\nargs=build --release --locked --bin git-credential-codestorage --target {host}\n"
+        )
+    );
+    assert!(
+        result
+            .stdout
+            .contains(&format!("rustup target add {musl}, then run ./install.sh again")),
+        "{result:?}"
+    );
+}
+
+#[test]
 fn without_a_static_libc_install_sh_says_how_to_get_one_and_links_dynamically() {
     let install = Install::new();
     let host = dist::host_triple();
