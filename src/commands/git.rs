@@ -122,8 +122,9 @@ fn forward(
 }
 
 fn write_response(response: &Response, log: &mut Log<'_>) {
+    // Buffered so that the answer leaves in one write, not one per line.
     let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = io::BufWriter::new(stdout.lock());
     if let Err(e) = response.write_to(&mut out).and_then(|()| out.flush()) {
         log.error(format_args!("cannot write the answer to git: {e}"));
     }
