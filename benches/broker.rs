@@ -7,14 +7,17 @@
 //! and medians are compared. Target: at most 1.5x the local `get`.
 //! `cargo bench --bench broker` (BENCH_ROUNDS=N to change the count).
 
+#[cfg(unix)]
+mod support;
+
 /// The broker serves Unix sockets: everything measured here needs them.
 #[cfg(unix)]
 mod unix {
-    use std::io::{BufRead, BufReader, Write};
+    use super::support::{fresh_copy, median, run_once};
+    use std::io::{BufRead, BufReader};
     use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
 
     use git_credential_codestorage::key::{self, NewKey};
 
@@ -23,42 +26,9 @@ mod unix {
         b"capability[]=authtype\nprotocol=https\nhost=acme.code.storage\npath=agents/42/project.git\n\n";
     const TARGET: f64 = 1.5;
 
-    /// A fresh copy of the helper binary at `dir/name`.
-    fn fresh_copy(dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::copy(HELPER, &path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
-
     fn write_private(path: &Path, text: &str) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-
-    fn run_once(command: &mut Command) -> Duration {
-        let started = Instant::now();
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child.stdin.take().unwrap().write_all(REQUEST).unwrap();
-        let output = child.wait_with_output().unwrap();
-        let elapsed = started.elapsed();
-        assert!(
-            output.stdout.windows(9).any(|w| w == b"password=")
-                || output.stdout.windows(11).any(|w| w == b"credential="),
-            "no credential: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        elapsed
-    }
-
-    fn median(times: &mut [Duration]) -> Duration {
-        times.sort();
-        times[times.len() / 2]
     }
 
     /// The broker on `config`, once it says it is ready; killed when dropped.
@@ -124,9 +94,9 @@ mod unix {
                 socket.display()
             ),
         );
-        let local_program = fresh_copy(home, "local-get");
-        let client_program = fresh_copy(home, "sandbox-get");
-        let broker_program = fresh_copy(home, "broker");
+        let local_program = fresh_copy(Path::new(HELPER), home, "local-get");
+        let client_program = fresh_copy(Path::new(HELPER), home, "sandbox-get");
+        let broker_program = fresh_copy(Path::new(HELPER), home, "broker");
         let _broker = Broker::start(&broker_program, &home.join("broker.toml"));
 
         let base = |program: &Path| {
@@ -151,11 +121,11 @@ mod unix {
             ("get through the broker (ES256)", sandboxed, Vec::new()),
         ];
         for (_, command, _) in &mut cases {
-            run_once(command); // warm the page cache
+            run_once(command, REQUEST); // warm the page cache
         }
         for _ in 0..rounds {
             for (_, command, times) in &mut cases {
-                times.push(run_once(command));
+                times.push(run_once(command, REQUEST));
             }
         }
         let local_median = median(&mut cases[0].2.clone());

@@ -22,16 +22,19 @@
 #[cfg(unix)]
 #[path = "../tests/support/ssh_agent.rs"]
 mod ssh_agent_support;
+#[cfg(unix)]
+mod support;
 
 /// The helper runs through Unix shells, sockets and agents here: everything needs Unix.
 #[cfg(unix)]
 mod unix {
     use super::ssh_agent_support;
+    use super::support::{fresh_copy, median, run_once};
 
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     const HELPER: &str = env!("CARGO_BIN_EXE_git-credential-codestorage");
     const REQUEST: &[u8] = b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=acme.code.storage\npath=team/project-alpha.git\n\n";
@@ -45,26 +48,6 @@ mod unix {
         command: Command,
         stdin: &'static [u8],
         times: Vec<Duration>,
-    }
-
-    fn run_once(command: &mut Command, stdin: &[u8]) -> Duration {
-        let started = Instant::now();
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let output = child.wait_with_output().unwrap();
-        let elapsed = started.elapsed();
-        assert!(
-            output.stdout.windows(9).any(|w| w == b"password="),
-            "no credential from {:?}: {}",
-            command.get_program(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        elapsed
     }
 
     /// Peak resident set in KiB, from GNU time when the machine has it.
@@ -98,21 +81,6 @@ mod unix {
             .trim()
             .parse()
             .ok()
-    }
-
-    fn median(times: &mut [Duration]) -> Duration {
-        times.sort();
-        times[times.len() / 2]
-    }
-
-    /// Copies `from` to `dir/name` (executable), a fresh file the kernel has not yet aged.
-    fn fresh_copy(from: &Path, dir: &Path, name: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir).unwrap();
-        let to = dir.join(name);
-        std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
-        to
     }
 
     /// The static binary, built exactly as a user's `./install.sh` builds it, into a target directory

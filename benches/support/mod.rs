@@ -1,0 +1,47 @@
+//! What the whole-process benches share: fresh copies of the binaries they time, one timed run
+//! of a credential helper as git runs it, and medians.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Copies `from` to `dir/name` (executable): a fresh file the kernel has not yet aged, since an
+/// executable long in the page cache starts with 6-8 more page faults than a new copy.
+pub fn fresh_copy(from: &Path, dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let to = dir.join(name);
+    std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    to
+}
+
+/// Runs `command` once with `stdin` as git would, and how long it took from spawn to exit;
+/// fails unless it answered with a credential.
+pub fn run_once(command: &mut Command, stdin: &[u8]) -> Duration {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let elapsed = started.elapsed();
+    let answered = |field: &[u8]| output.stdout.windows(field.len()).any(|w| w == field);
+    assert!(
+        answered(b"password=") || answered(b"credential="),
+        "no credential from {:?}: {}",
+        command.get_program(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    elapsed
+}
+
+/// The median of `times` (which it sorts).
+pub fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
