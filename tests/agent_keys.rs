@@ -45,6 +45,23 @@ fn add_with_client(agent: &SshAgent, key: &TestKey, comment: &str) {
         .unwrap();
 }
 
+/// A running agent holding a new P-256 key (added from memory: `ssh-add -` reads it on stdin),
+/// the key, and its SHA256 fingerprint.
+fn agent_with_p256() -> (SshAgent, TestKey, String) {
+    let agent = SshAgent::start();
+    let key = TestKey::p256();
+    agent.add(&[], "-", key.pem.as_bytes());
+    let fingerprint = agent.fingerprint("(stdin)");
+    (agent, key, fingerprint)
+}
+
+/// A home whose organisation `acme` signs with the agent key `fingerprint`.
+fn acme_by_fingerprint(fingerprint: &str) -> Home {
+    let home = Home::new();
+    home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
+    home
+}
+
 #[test]
 fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
     let agent = SshAgent::start();
@@ -105,11 +122,7 @@ fn get_signs_with_p256_ed25519_and_rsa_keys_that_live_only_in_the_agent() {
 
 #[test]
 fn real_git_clones_and_pushes_through_an_agent_key() {
-    let agent = SshAgent::start();
-    let key = TestKey::p256();
-    // Straight from memory into the agent: `ssh-add -` reads the key on stdin.
-    agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = agent.fingerprint("(stdin)");
+    let (agent, key, fingerprint) = agent_with_p256();
     for git in each_git() {
         let emulator = Emulator::start(&[("acme", &key.public_pem)]);
         let user = User::new(git)
@@ -148,12 +161,8 @@ fn real_git_clones_and_pushes_through_an_agent_key() {
 
 #[test]
 fn a_key_removed_from_the_agent_is_one_clear_line_and_quit() {
-    let agent = SshAgent::start();
-    let key = TestKey::p256();
-    agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = agent.fingerprint("(stdin)");
-    let home = Home::new();
-    home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
+    let (agent, key, fingerprint) = agent_with_p256();
+    let home = acme_by_fingerprint(&fingerprint);
     let signed = get(&home, "acme.code.storage", Some(agent.socket()));
     verify(&signed.password(), &key);
 
@@ -179,12 +188,8 @@ fn a_key_removed_from_the_agent_is_one_clear_line_and_quit() {
 
 #[test]
 fn no_agent_unset_or_dead_is_one_clear_line_and_quit() {
-    let mut agent = SshAgent::start();
-    let key = TestKey::p256();
-    agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = agent.fingerprint("(stdin)");
-    let home = Home::new();
-    home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
+    let (mut agent, _, fingerprint) = agent_with_p256();
+    let home = acme_by_fingerprint(&fingerprint);
 
     let unset = get(&home, "acme.code.storage", None);
     assert_quit_with_one_line(&unset);
@@ -235,12 +240,8 @@ fn a_declined_confirmation_is_one_clear_line_and_quit() {
 
 #[test]
 fn doctor_names_the_agent_socket_when_the_key_signs_and_the_fix_when_it_does_not() {
-    let agent = SshAgent::start();
-    let key = TestKey::p256();
-    agent.add(&[], "-", key.pem.as_bytes());
-    let fingerprint = agent.fingerprint("(stdin)");
-    let home = Home::new();
-    home.write_config(&format!("[org.acme]\nkey_agent = \"{fingerprint}\"\n"));
+    let (agent, _, fingerprint) = agent_with_p256();
+    let home = acme_by_fingerprint(&fingerprint);
     let socket = agent.socket().display().to_string();
     let doctor = |home: &Home| {
         let mut command = home.command(HELPER);

@@ -342,36 +342,6 @@ fn require_namespaces() {
     );
 }
 
-/// Makes the server hold `repo` with one commit, without going through any helper.
-fn seed(emulator: &Emulator, repo: &str) {
-    let bare = emulator.root.join(format!("{repo}.git"));
-    let source = emulator
-        .scratch()
-        .join(format!("seed-{}", repo.replace('/', "-")));
-    let git = |dir: &Path, args: &[&str]| {
-        let output = Command::new(new_git())
-            .current_dir(dir)
-            .args([
-                "-c",
-                "user.name=Seed",
-                "-c",
-                "user.email=seed@example.invalid",
-            ])
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{args:?}: {output:?}");
-    };
-    std::fs::create_dir_all(&bare).unwrap();
-    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
-    std::fs::create_dir_all(&source).unwrap();
-    git(&source, &["init", "-q", "-b", "main"]);
-    git(&source, &["commit", "-q", "--allow-empty", "-m", "seed"]);
-    git(&source, &["push", "-q", bare.to_str().unwrap(), "main"]);
-}
-
 #[test]
 fn a_sandbox_without_a_key_clones_commits_and_pushes_and_is_refused_outside_its_repos() {
     require_namespaces();
@@ -523,9 +493,9 @@ echo "== sandbox pid of this shell: $$"
 fn two_sandboxes_with_different_policies_are_told_apart() {
     require_namespaces();
     let world = World::new();
-    seed(&world.emulator, "agents/42/a");
-    seed(&world.emulator, "agents/7/b");
-    seed(&world.emulator, "shared/docs");
+    world.emulator.seed("agents/42/a");
+    world.emulator.seed("agents/7/b");
+    world.emulator.seed("shared/docs");
     let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
 
     let seven = world.in_sandbox(
@@ -914,7 +884,7 @@ fn sandbox_token(stdout: &str) -> String {
 fn a_broker_whose_key_lives_only_in_ssh_agent_serves_a_sandbox_that_clones_and_pushes() {
     require_namespaces();
     let world = World::new();
-    seed(&world.emulator, "agents/42/held");
+    world.emulator.seed("agents/42/held");
     // The organisation's key goes into a real agent and its file is deleted: from here on the
     // broker reads no private key anywhere, and asks the agent for every signature.
     let agent = SshAgent::start();

@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use support::emulator::Emulator;
 use support::git::{AUTHTYPE, User, new_git, new_git_at_least, old_git};
@@ -71,39 +70,6 @@ fn clone_fetch_pull_push(world: &World, repo: &str) {
     );
 }
 
-/// Makes the server hold `repo` with one commit, without going through the emulator (for
-/// repositories the user may only read).
-fn seed(emulator: &Emulator, repo: &str) -> String {
-    let bare = emulator.root.join(format!("{repo}.git"));
-    let source = emulator
-        .scratch()
-        .join(format!("seed-{}", repo.replace('/', "-")));
-    let git = |dir: &Path, args: &[&str]| {
-        let status = Command::new(new_git())
-            .current_dir(dir)
-            .args([
-                "-c",
-                "user.name=Seed",
-                "-c",
-                "user.email=seed@example.invalid",
-            ])
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{args:?}: {status:?}");
-        String::from_utf8(status.stdout).unwrap()
-    };
-    std::fs::create_dir_all(&bare).unwrap();
-    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
-    std::fs::create_dir_all(&source).unwrap();
-    git(&source, &["init", "-q", "-b", "main"]);
-    git(&source, &["commit", "-q", "--allow-empty", "-m", "seed"]);
-    git(&source, &["push", "-q", bare.to_str().unwrap(), "main"]);
-    git(&source, &["rev-parse", "HEAD"]).trim().to_owned()
-}
-
 #[test]
 fn es256_clone_fetch_pull_and_push() {
     clone_fetch_pull_push(&world(&TestKey::p256(), ""), "team/project-alpha");
@@ -135,7 +101,7 @@ fn a_read_only_rule_clones_but_its_push_is_refused_and_refs_stay() {
         "[[org.acme.repo]]\nmatch = \"mirrors/*\"\nscopes = [\"git:read\"]\n",
     );
     let (user, emulator) = (&world.user, &world.emulator);
-    let seeded = seed(emulator, "mirrors/linux");
+    let seeded = emulator.seed("mirrors/linux");
     let clone = user.home.path().join("mirror");
     let url = emulator.repo_url("mirrors/linux");
     user.git_ok(
@@ -329,7 +295,7 @@ fn refused_tokens_fail_and_the_helper_explains_why() {
     let key = TestKey::p256();
     let world = world(&key, "");
     let (user, emulator) = (&world.user, &world.emulator);
-    seed(emulator, "team/x");
+    emulator.seed("team/x");
     let with_token = |token: &str| format!("https://t:{token}@{}/team/x.git", emulator.host);
 
     // A token for another repository, signed by the helper itself.
@@ -371,7 +337,7 @@ fn refused_tokens_fail_and_the_helper_explains_why() {
 
     // The helper's own key, not registered with the server.
     let stranger = world_with(new_git(), &TestKey::p256(), &key, "");
-    seed(&stranger.emulator, "team/x");
+    stranger.emulator.seed("team/x");
     let url = stranger.emulator.repo_url("team/x");
     let clone = stranger
         .user
@@ -412,7 +378,7 @@ fn a_20_mb_binary_file_goes_up_and_comes_back_byte_for_byte() {
 fn protocol_v2_and_v0_both_fetch() {
     let world = world(&TestKey::p256(), "");
     let (user, emulator) = (&world.user, &world.emulator);
-    let head = seed(emulator, "team/proto");
+    let head = emulator.seed("team/proto");
     for version in ["2", "0"] {
         let dir = user.home.path().join(format!("v{version}"));
         let protocol = format!("protocol.version={version}");

@@ -434,9 +434,9 @@ fn without_the_musl_target_install_sh_links_glibc_statically_and_names_the_faste
         )
     );
     assert!(
-        result
-            .stdout
-            .contains(&format!("rustup target add {musl}, then run ./install.sh again")),
+        result.stdout.contains(&format!(
+            "rustup target add {musl}, then run ./install.sh again"
+        )),
         "{result:?}"
     );
 }

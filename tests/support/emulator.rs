@@ -251,6 +251,40 @@ impl Emulator {
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Makes the server hold `repo` with one commit on `main`, written straight into its
+    /// repositories (no helper, no HTTP: for repositories a test's user may only read); the
+    /// commit's ID.
+    pub fn seed(&self, repo: &str) -> String {
+        let bare = self.root.join(format!("{repo}.git"));
+        let source = self
+            .scratch()
+            .join(format!("seed-{}", repo.replace('/', "-")));
+        let git = |dir: &Path, args: &[&str]| {
+            let output = Command::new(super::gits::new_git())
+                .current_dir(dir)
+                .args([
+                    "-c",
+                    "user.name=Seed",
+                    "-c",
+                    "user.email=seed@example.invalid",
+                ])
+                .args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{args:?}: {output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        std::fs::create_dir_all(&source).unwrap();
+        git(&source, &["init", "-q", "-b", "main"]);
+        git(&source, &["commit", "-q", "--allow-empty", "-m", "seed"]);
+        git(&source, &["push", "-q", bare.to_str().unwrap(), "main"]);
+        git(&source, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
 }
 
 impl Drop for Emulator {
