@@ -382,15 +382,7 @@ fn keygen_into_the_agent_then_setup_then_git_clone() {
     );
 
     let url = emulator.repo_url("team/from-agent");
-    let work = user.init("work");
-    let commit = user.commit(&work, "a.txt", b"one\n");
-    user.git_ok(&work, &["push", "-q", &url, "main"]);
-    let clone = user.home.path().join("clone");
-    user.git_ok(
-        user.home.path(),
-        &["clone", "-q", &url, clone.to_str().unwrap()],
-    );
-    assert_eq!(user.head(&clone), commit);
+    user.push_and_clone_back(&url);
 }
 
 #[test]

@@ -192,12 +192,7 @@ fn environment_only_mode_clones_and_pushes_a_code_storage_host() {
     assert!(!user.home.config_path().exists());
 
     let url = format!("https://{host}/team/env-only.git");
-    let work = user.init("work");
-    let head = user.commit(&work, "a.txt", b"env\n");
-    user.git_ok(&work, &["push", "-q", &url, "main"]);
-    let clone = home.join("clone");
-    user.git_ok(home, &["clone", "-q", &url, clone.to_str().unwrap()]);
-    assert_eq!(user.head(&clone), head);
+    user.push_and_clone_back(&url);
     assert!(emulator.log().contains("org=acme"), "{}", emulator.log());
 }
 

@@ -336,14 +336,6 @@ fn real_git_pushes_and_clones_through_a_sign_command() {
     ));
     user.use_helper_for(&emulator.url);
     let url = emulator.repo_url("team/kms");
-    let work = user.init("work");
-    let commit = user.commit(&work, "a.txt", b"signed elsewhere\n");
-    user.git_ok(&work, &["push", "-q", &url, "main"]);
-    let clone = user.home.path().join("clone");
-    user.git_ok(
-        user.home.path(),
-        &["clone", "-q", &url, clone.to_str().unwrap()],
-    );
-    assert_eq!(user.head(&clone), commit);
+    user.push_and_clone_back(&url);
     assert!(emulator.records().iter().any(|r| r.verified));
 }

@@ -154,6 +154,22 @@ impl User {
             .to_owned()
     }
 
+    /// Commits a file in a new work tree, pushes it to `url`, clones `url` back and checks the
+    /// clone holds that commit: a round trip through the helper for a push and then a fetch.
+    /// The commit's ID.
+    pub fn push_and_clone_back(&self, url: &str) -> String {
+        let work = self.init("work");
+        let commit = self.commit(&work, "a.txt", b"pushed through the helper\n");
+        self.git_ok(&work, &["push", "-q", url, "main"]);
+        let clone = self.home.path().join("clone");
+        self.git_ok(
+            self.home.path(),
+            &["clone", "-q", url, clone.to_str().unwrap()],
+        );
+        assert_eq!(self.head(&clone), commit, "the clone of {url}");
+        commit
+    }
+
     /// A new, empty work tree at `~/NAME`.
     pub fn init(&self, name: &str) -> PathBuf {
         let dir = self.home.path().join(name);
