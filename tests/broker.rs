@@ -1090,3 +1090,57 @@ fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_sign
     verify(&still.password(), &world.key);
     assert_eq!(count(), 4);
 }
+
+#[test]
+fn a_token_the_server_refuses_is_explained_inside_the_sandbox_through_the_broker() {
+    require_namespaces();
+    let world = World::new();
+    world.emulator.seed("agents/42/x");
+    // The broker signs with a key Code Storage does not have: every token is refused with a
+    // 401, after which git sends the refused credential back to the helper with `erase`.
+    let unregistered = world.path("etc/unregistered.pem");
+    std::fs::write(&unregistered, TestKey::p256().pem).unwrap();
+    set_mode(&unregistered, 0o600);
+    world.write_config(&world.config_text_with_key("key_file = \"unregistered.pem\"", AGENT_42));
+    let _broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+
+    let refused = world.in_sandbox(
+        "agent-42",
+        r#"
+if git clone -q "${REMOTE}agents/42/x.git" x 2> clone.txt; then exit 41; fi
+cat clone.txt
+"#,
+    );
+    assert_eq!(
+        refused.code,
+        Some(0),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    // The explanation is the broker's (the sandbox holds no key and no config), relayed to git's
+    // stderr by the sandbox's helper.
+    assert!(
+        refused
+            .stdout
+            .contains("refused the token for org \"acme\", repo \"agents/42/x\"")
+            && refused.stdout.contains("the public key is not registered"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        !refused.stdout.contains("eyJ"),
+        "a token was printed: {}",
+        refused.stdout
+    );
+    // The audit line is written before the answer is sent, so it is there once git is done.
+    let audit = world.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "erase" && r["sandbox"] == "agent-42"),
+        "{audit:?}"
+    );
+    let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
+    assert!(!audit_text.contains("eyJ"), "no token in the audit log");
+}
