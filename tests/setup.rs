@@ -110,8 +110,12 @@ fn setup_without_a_key_keeps_the_configured_one_and_sets_gits_config_again() {
 
     // doctor's fix is a command that works as printed, with nothing left to fill in.
     let doctor = user.run(&["doctor", "https://acme.code.storage/x.git"], "");
-    let fix = "re-run `git-credential-codestorage setup --org acme`, which keeps its key";
-    assert!(doctor.stdout.contains(fix), "{}", doctor.stdout);
+    // This binary is not on the test's PATH, so the command names it by its path.
+    let fix = format!(
+        "re-run `{} setup --org acme`, which keeps its key",
+        helper_path()
+    );
+    assert!(doctor.stdout.contains(&fix), "{}", doctor.stdout);
 
     let again = user.ok(&["setup", "--org", "acme"]);
     assert_eq!(user.config_text(), config, "{}", again.stdout);

@@ -384,9 +384,12 @@ fn check_git(
     let exec_path = git.exec_path();
     // The fix names this very binary, as `setup` would write it.
     let path_var = env.var("PATH");
-    let helper = std::env::current_exe().map_or_else(
-        |_| gitconfig::HELPER_NAME.to_owned(),
-        |exe| gitconfig::helper_value(&exe, path_var.as_deref().map(std::ffi::OsStr::new)),
+    let program = std::env::current_exe().map_or_else(
+        |_| crate::setup::Program {
+            helper: gitconfig::HELPER_NAME.to_owned(),
+            command: gitconfig::BINARY_NAME.to_owned(),
+        },
+        |exe| crate::setup::Program::locate(&exe, path_var.as_deref().map(std::ffi::OsStr::new)),
     );
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
@@ -399,7 +402,7 @@ fn check_git(
                 url,
                 &host,
                 &org,
-                &helper,
+                &program,
                 version,
             );
             for finding in findings {
@@ -428,7 +431,7 @@ pub fn judge_routing(
     url: &str,
     host: &Host,
     org: &str,
-    helper: &str,
+    program: &crate::setup::Program,
     version: Version,
 ) -> Vec<Finding> {
     let helpers = gitconfig::helpers_for(entries, url);
@@ -438,10 +441,14 @@ pub fn judge_routing(
         text,
     };
     let helper_key = format!("credential.{credential_url}.helper");
+    let rerun = format!(
+        "(or re-run `{} setup --org {org}`, which keeps its key)",
+        program.command
+    );
     let reset_fix = format!(
-        "fix: {} && {}  (or re-run `git-credential-codestorage setup --org {org}`, which keeps its key)",
+        "fix: {} && {}  {rerun}",
         gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
-        gitconfig::command_line(&["config", "--global", "--add", &helper_key, helper]),
+        gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
     );
     let describe = |e: &ConfigEntry| {
         format!(
@@ -532,7 +539,7 @@ pub fn judge_routing(
         });
     }
     if version >= gitconfig::PROACTIVE_AUTH_VERSION {
-        findings.push(judge_proactive_auth(entries, credential_url, url, org));
+        findings.push(judge_proactive_auth(entries, credential_url, url, &rerun));
     }
     findings
 }
@@ -543,7 +550,7 @@ fn judge_proactive_auth(
     entries: &[ConfigEntry],
     credential_url: &str,
     url: &str,
-    org: &str,
+    rerun: &str,
 ) -> Finding {
     let key = gitconfig::proactive_auth_key(credential_url);
     match gitconfig::proactive_auth_for(entries, url) {
@@ -558,7 +565,7 @@ fn judge_proactive_auth(
         found => Finding {
             status: Status::Warn,
             text: format!(
-                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  (or re-run `git-credential-codestorage setup --org {org}`, which keeps its key)",
+                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  {rerun}",
                 found
                     .as_deref()
                     .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
@@ -863,7 +870,10 @@ mod tests {
             "https://acme.code.storage/",
             &acme(),
             "acme",
-            "codestorage",
+            &crate::setup::Program {
+                helper: "codestorage".into(),
+                command: "git-credential-codestorage".into(),
+            },
             version,
         )
     }
