@@ -5,8 +5,9 @@
 //! The protocol (draft-miller-ssh-agent) is four messages over a Unix socket: list identities,
 //! sign, add a key, and the answers. An ECDSA P-256 agent signature is ES256 once its two
 //! mpints are laid side by side, an Ed25519 one is EdDSA as is, and an RSA one asked for with
-//! `rsa-sha2-256` is RS256. Each call opens its own connection: an agent serves many clients
-//! and a `get` signs once.
+//! `rsa-sha2-256` is RS256. A `get` lists the agent's keys and signs over one connection, which
+//! is kept between calls and replaced by a fresh one when the agent has closed it (restarted,
+//! say): a long-running broker never fails a request for a stale connection.
 //!
 //! The client is this crate's own rather than a published one: the Rust agent clients
 //! (`ssh-agent-client-rs`, `ssh-agent-lib`) build on the `ssh-key` crate, which brings
@@ -23,6 +24,7 @@ pub mod wire;
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
@@ -34,6 +36,9 @@ use crate::der::{self, oid};
 use crate::key::Algorithm;
 use crate::signature;
 use wire::Writer;
+
+/// What a connection closed before any answer says.
+const CLOSED_WITHOUT_ANSWER: &str = "the agent closed the connection without answering";
 
 /// How long to wait for the agent: long enough for a confirmation prompt or a hardware
 /// token's touch, short enough that git does not seem to hang for ever.
@@ -248,11 +253,28 @@ impl Identity {
 }
 
 /// A client for the ssh-agent listening on one Unix socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Agent {
     path: PathBuf,
     timeout: Duration,
+    /// The connection the last answer came on, for the next call to use.
+    idle: Mutex<Option<Stream>>,
 }
+
+impl Clone for Agent {
+    /// The same agent, with a connection of its own.
+    fn clone(&self) -> Self {
+        Self::at(self.path.clone()).with_timeout(self.timeout)
+    }
+}
+
+impl PartialEq for Agent {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.timeout == other.timeout
+    }
+}
+
+impl Eq for Agent {}
 
 impl Agent {
     /// The agent `SSH_AUTH_SOCK` names; the caller passes the variable's value.
@@ -270,6 +292,7 @@ impl Agent {
         Self {
             path: path.into(),
             timeout: DEFAULT_TIMEOUT,
+            idle: Mutex::new(None),
         }
     }
 
@@ -422,13 +445,35 @@ impl Agent {
         Ok(identities)
     }
 
-    /// Sends one request on a fresh connection and returns the answer's body. The answer is
-    /// wiped when dropped: nothing secret comes back today, but an agent is not ours to trust.
+    /// Sends one request and returns the answer's body, on the connection the last answer came
+    /// on when there is one, else on a new one. A kept connection the agent has since closed
+    /// fails before any answer: the request is then sent once more on a new connection. The
+    /// answer is wiped when dropped: nothing secret comes back today, but an agent is not ours
+    /// to trust.
     fn call(&self, request: &[u8]) -> Result<Zeroizing<Vec<u8>>, AgentError> {
-        let mut stream = connect(&self.path).map_err(|source| AgentError::Connect {
+        let kept = self.idle.lock().map_or(None, |mut idle| idle.take());
+        if let Some(stream) = kept {
+            match self.exchange(stream, request) {
+                Err(e) if closed(&e) => {}
+                // Anything else (a timeout while a confirmation prompt waits, say) is the
+                // agent's answer, not a reason to ask again.
+                answered => return answered,
+            }
+        }
+        let stream = connect(&self.path).map_err(|source| AgentError::Connect {
             path: self.path.clone(),
             source,
         })?;
+        self.exchange(stream, request)
+    }
+
+    /// Sends one request on `stream` and reads its answer; the stream is kept for the next call
+    /// once a whole answer has come.
+    fn exchange(
+        &self,
+        mut stream: Stream,
+        request: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, AgentError> {
         let io = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => AgentError::Timeout {
                 path: self.path.clone(),
@@ -449,7 +494,7 @@ impl Agent {
         let mut header = [0u8; 4];
         stream.read_exact(&mut header).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                AgentError::Protocol("the agent closed the connection without answering")
+                AgentError::Protocol(CLOSED_WITHOUT_ANSWER)
             } else {
                 io(e)
             }
@@ -469,6 +514,9 @@ impl Agent {
                 io(e)
             }
         })?;
+        if let Ok(mut idle) = self.idle.lock() {
+            *idle = Some(stream);
+        }
         Ok(body)
     }
 }
@@ -476,6 +524,21 @@ impl Agent {
 impl fmt::Display for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ssh-agent at {}", self.path.display())
+    }
+}
+
+/// Whether `error` says the connection was closed before the agent answered: what a kept
+/// connection to an agent that has since stopped or restarted gives.
+fn closed(error: &AgentError) -> bool {
+    match error {
+        AgentError::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        ),
+        AgentError::Protocol(reason) => *reason == CLOSED_WITHOUT_ANSWER,
+        _ => false,
     }
 }
 
@@ -627,6 +690,13 @@ fn add_request(pkcs8: &[u8], comment: &str) -> Result<(PublicKeyInfo, Writer), A
 /// The named pipe Windows' OpenSSH agent listens on.
 pub const WINDOWS_PIPE: &str = r"\\.\pipe\openssh-ssh-agent";
 
+/// A connection to the agent.
+#[cfg(unix)]
+type Stream = std::os::unix::net::UnixStream;
+/// A connection to the agent.
+#[cfg(windows)]
+type Stream = std::fs::File;
+
 /// A connection to the agent's Unix socket.
 #[cfg(unix)]
 fn connect(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
@@ -693,6 +763,62 @@ mod tests {
             Err(AgentError::Protocol(what)) => what,
             other => panic!("expected a protocol error, got {other:?}"),
         }
+    }
+
+    /// A peer that reads one request per entry of `connections` and answers it with an empty
+    /// key list, closing each connection after its count of requests; the number of requests
+    /// each connection carried comes back from the thread.
+    fn counting_peer(
+        connections: usize,
+        requests_per_connection: usize,
+    ) -> (
+        tempfile::TempDir,
+        Agent,
+        std::thread::JoinHandle<Vec<usize>>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut carried = Vec::new();
+            for _ in 0..connections {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut served = 0;
+                while served < requests_per_connection {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        break;
+                    }
+                    let mut request = vec![0u8; u32::from_be_bytes(header) as usize];
+                    stream.read_exact(&mut request).unwrap();
+                    stream.write_all(&framed(&[12, 0, 0, 0, 0])).unwrap();
+                    served += 1;
+                }
+                carried.push(served);
+            }
+            carried
+        });
+        let agent = Agent::at(&path).with_timeout(Duration::from_secs(10));
+        (dir, agent, thread)
+    }
+
+    #[test]
+    fn calls_share_one_connection_and_a_closed_one_is_replaced() {
+        // Three calls on one connection the agent keeps open.
+        let (_dir, agent, thread) = counting_peer(1, 3);
+        for _ in 0..3 {
+            assert!(agent.identities().unwrap().is_empty());
+        }
+        drop(agent);
+        assert_eq!(thread.join().unwrap(), [3]);
+
+        // An agent that closes each connection after one answer (as a restarted one would
+        // have): every call still gets its answer, on a new connection.
+        let (_dir, agent, thread) = counting_peer(3, 1);
+        for _ in 0..3 {
+            assert!(agent.identities().unwrap().is_empty());
+        }
+        assert_eq!(thread.join().unwrap(), [1, 1, 1]);
     }
 
     #[test]
