@@ -118,8 +118,8 @@ pub enum ResolveError {
     },
     /// A `*.code.storage` host with no key anywhere.
     #[error(
-        "no key for organisation {org}: make one with `git-credential-codestorage keygen --org {org}` and add it with `git-credential-codestorage setup --org {org} --key-file {}`, or set CODESTORAGE_PRIVATE_KEY_FILE",
-        crate::gitconfig::shell_quote(&.key_file.to_string_lossy())
+        "no key for organisation {org}: {}, or set CODESTORAGE_PRIVATE_KEY_FILE",
+        add_key(org, key_file)
     )]
     NoKey {
         /// The organisation.
@@ -159,6 +159,21 @@ pub enum EnvProblem {
         "this variable takes the path of a key file, and its value looks like the PEM text of a key itself; put PEM text in CODESTORAGE_PRIVATE_KEY instead"
     )]
     PemNotPath,
+}
+
+/// The commands that give organisation `org` a key: `keygen` (unless its key file is already
+/// there) and `setup` naming that file.
+fn add_key(org: &OrgName, key_file: &std::path::Path) -> String {
+    let file = crate::gitconfig::shell_quote(&key_file.to_string_lossy());
+    if key_file.exists() {
+        format!(
+            "add the key keygen made with `git-credential-codestorage setup --org {org} --key-file {file}`"
+        )
+    } else {
+        format!(
+            "make one with `git-credential-codestorage keygen --org {org}` and add it with `git-credential-codestorage setup --org {org} --key-file {file}`"
+        )
+    }
 }
 
 impl ResolveError {

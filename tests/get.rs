@@ -237,22 +237,47 @@ fn an_unconfigured_code_storage_host_hints_but_lets_other_helpers_try() {
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 
-    // The hint's two commands, run as printed, are all it takes.
-    let commands: Vec<&str> = run.stderr.split('`').skip(1).step_by(2).collect();
-    assert_eq!(commands.len(), 2, "{}", run.stderr);
-    let key_file = xdg.join("codestorage/other.pem");
-    let expected = format!("--key-file '{}'", key_file.display());
-    assert!(commands[1].ends_with(&expected), "{}", run.stderr);
+    // The hint's commands, run as printed, are all it takes: keygen, then setup, which the
+    // hint alone names once the key file is there.
     let bin = std::path::Path::new(support::home::HELPER)
         .parent()
         .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    for command in commands {
+    let key_file = xdg.join("codestorage/other.pem");
+    let setup = format!(
+        "git-credential-codestorage setup --org other --key-file '{}'",
+        key_file.display()
+    );
+    let commands = |run: &support::home::Run| -> Vec<String> {
+        run.stderr
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        commands(&run),
+        ["git-credential-codestorage keygen --org other", &setup],
+        "{}",
+        run.stderr
+    );
+    let run_sh = |command: &str| {
         let mut sh = home.command("sh");
         sh.args(["-c", command]).envs(xdg_env).env("PATH", &path);
         let done = support::home::run(sh, "");
         assert_eq!(done.code, Some(0), "{command}: {done:?}");
-    }
+    };
+    run_sh("git-credential-codestorage keygen --org other");
+    let after_keygen = home.get(request, &xdg_env);
+    assert_eq!(after_keygen.stdout, "");
+    assert_eq!(
+        commands(&after_keygen),
+        [setup.as_str()],
+        "{}",
+        after_keygen.stderr
+    );
+    run_sh(&setup);
     let public = support::signers::output(
         "openssl",
         &["pkey", "-in", key_file.to_str().unwrap(), "-pubout"],
