@@ -13,7 +13,7 @@ mod support;
 /// The broker serves Unix sockets: everything measured here needs them.
 #[cfg(unix)]
 mod unix {
-    use super::support::{fresh_copy, median, run_once};
+    use super::support::{fresh_copy, median, rounds, run_once};
     use std::io::{BufRead, BufReader};
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
@@ -68,15 +68,7 @@ mod unix {
     }
 
     pub fn main() {
-        // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to run quickly.
-        let rounds: usize = std::env::var("BENCH_ROUNDS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(if std::env::args().any(|a| a == "--bench") {
-                300
-            } else {
-                3
-            });
+        let rounds = rounds();
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path();
         std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755)).unwrap();

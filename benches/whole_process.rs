@@ -29,7 +29,7 @@ mod support;
 #[cfg(unix)]
 mod unix {
     use super::ssh_agent_support;
-    use super::support::{fresh_copy, median, run_once};
+    use super::support::{fresh_copy, median, rounds, run_once};
 
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -125,15 +125,7 @@ mod unix {
     }
 
     pub fn main() {
-        // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to run quickly.
-        let rounds: usize = std::env::var("BENCH_ROUNDS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(if std::env::args().any(|a| a == "--bench") {
-                300
-            } else {
-                3
-            });
+        let rounds = rounds();
         let scratch = tempfile::tempdir().unwrap();
         let home = scratch.path().join("home");
         std::fs::create_dir_all(&home).unwrap();

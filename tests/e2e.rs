@@ -5,33 +5,14 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::emulator::Emulator;
 use support::git::{AUTHTYPE, User, new_git, new_git_at_least, old_git};
 use support::jwt::{TestKey, now};
+use support::world::World;
 
-/// One emulator knowing `acme`'s public key, and a user whose helper signs with `key` (which
-/// may differ, to play an unregistered key).
-struct World {
-    user: User,
-    emulator: Emulator,
-}
-
-fn world_with(git: &Path, registered: &TestKey, key: &TestKey, config_extra: &str) -> World {
-    let emulator = Emulator::start(&[("acme", &registered.public_pem)]);
-    let user = User::new(git).trust(&emulator);
-    user.home.write_key("acme.pem", &key.pem);
-    user.home.write_config(&format!(
-        "[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"{}\"]\n{config_extra}",
-        emulator.host
-    ));
-    user.use_helper_for(&emulator.url);
-    World { user, emulator }
-}
-
+/// The newest git's world whose helper signs with `key`, the key the server knows.
 fn world(key: &TestKey, config_extra: &str) -> World {
-    world_with(new_git(), key, key, config_extra)
+    World::new(new_git(), key, config_extra)
 }
 
 /// The everyday flow: push a new repository, clone it, push again, fetch and pull it.
@@ -91,7 +72,7 @@ fn every_key_type_and_format_works_end_to_end() {
 #[test]
 fn the_oldest_git_found_works_too() {
     let key = TestKey::p256();
-    clone_fetch_pull_push(&world_with(old_git(), &key, &key, ""), "team/old-git");
+    clone_fetch_pull_push(&World::new(old_git(), &key, ""), "team/old-git");
 }
 
 #[test]
@@ -331,7 +312,7 @@ fn refused_tokens_fail_and_the_helper_explains_why() {
     assert!(!clone.stderr.contains(&expired));
 
     // The helper's own key, not registered with the server.
-    let stranger = world_with(new_git(), &TestKey::p256(), &key, "");
+    let stranger = World::signing_with(new_git(), &TestKey::p256(), &key, "");
     stranger.emulator.seed("team/x");
     let url = stranger.emulator.repo_url("team/x");
     let clone = stranger
@@ -396,7 +377,7 @@ fn git_offering_authtype_still_authenticates_with_an_ephemeral_credential() {
         return;
     };
     let key = TestKey::p256();
-    let world = world_with(git, &key, &key, "");
+    let world = World::new(git, &key, "");
     let (user, emulator) = (&world.user, &world.emulator);
     // A helper before ours that records what git sends, so the test sees git 2.46+'s offer.
     let spy_log = user.home.path().join("spy.log");

@@ -1,11 +1,24 @@
-//! What the whole-process benches share: fresh copies of the binaries they time, one timed run
-//! of a credential helper as git runs it, and medians.
+//! What the whole-process benches share: how many rounds to run, fresh copies of the binaries
+//! they time, one timed run of a credential helper as git runs it, and medians.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How many rounds to time: BENCH_ROUNDS, else 300 under `cargo bench` (which passes
+/// `--bench`), else 3, for `cargo test --benches` to run the bench quickly.
+pub fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            300
+        } else {
+            3
+        })
+}
 
 /// Copies `from` to `dir/name` (executable): a fresh file the kernel has not yet aged, since an
 /// executable long in the page cache starts with 6-8 more page faults than a new copy.

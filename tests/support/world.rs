@@ -20,7 +20,18 @@ impl World {
     /// A world for `git` whose helper signs with `key`; `config_extra` is appended to the
     /// helper's config (after `[org.acme]`).
     pub fn new(git: &Path, key: &TestKey, config_extra: &str) -> Self {
-        let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+        Self::signing_with(git, key, key, config_extra)
+    }
+
+    /// [`World::new`] where the server knows `registered` and the helper signs with `key`,
+    /// which may differ, to play an unregistered key.
+    pub fn signing_with(
+        git: &Path,
+        registered: &TestKey,
+        key: &TestKey,
+        config_extra: &str,
+    ) -> Self {
+        let emulator = Emulator::start(&[("acme", &registered.public_pem)]);
         let user = User::new(git).trust(&emulator);
         user.home.write_key("acme.pem", &key.pem);
         user.home.write_config(&format!(
