@@ -1,7 +1,7 @@
 //! The edge of git's actions: read the request from stdin, answer on stdout, explain on stderr.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::broker::BROKER_ENV;
 use crate::config;
@@ -64,21 +64,18 @@ pub fn run(action: GitAction, env: &dyn Env) {
     };
     // Inside a sandbox the broker answers: no key, no organisation config here. The variable
     // is looked at first so that a sandbox reads no config file at all.
-    let from_env = env.var(BROKER_ENV).filter(|path| !path.is_empty());
-    let config = from_env.is_none().then(|| config::load_default(env));
-    let broker = match (&from_env, &config) {
-        (Some(path), _) => Some((PathBuf::from(path), BROKER_ENV.to_owned())),
-        (None, Some(Ok(Some(config)))) => config.broker.clone().map(|path| {
-            let origin = format!("broker in {}", config.path.display());
-            (path, origin)
-        }),
-        _ => None,
-    };
-    if let Some((socket, origin)) = broker {
-        forward(&socket, &origin, action, &request, &mut log);
+    if let Some(socket) = env.var(BROKER_ENV).filter(|path| !path.is_empty()) {
+        forward(Path::new(&socket), BROKER_ENV, action, &request, &mut log);
         return;
     }
-    let config = config.unwrap_or_else(|| config::load_default(env));
+    let config = config::load_default(env);
+    if let Ok(Some(loaded)) = &config
+        && let Some(socket) = &loaded.broker
+    {
+        let origin = format!("broker in {}", loaded.path.display());
+        forward(socket, &origin, action, &request, &mut log);
+        return;
+    }
     match action {
         GitAction::Get => {
             let response = credential::get(&request, &config, env, crate::clock::now(), &mut log);
