@@ -255,21 +255,33 @@ mod macos {
     }
 }
 
+/// This system's process table.
+#[cfg(target_os = "linux")]
+fn table() -> linux::Proc {
+    linux::Proc::new()
+}
+
+/// This system's process table.
+#[cfg(target_os = "macos")]
+fn table() -> macos::Kernel {
+    macos::Kernel::new()
+}
+
+/// Why no process 0 can be read on this system.
+#[cfg(target_os = "linux")]
+const NO_PID: &str = GONE;
+/// Why no process 0 can be read on this system.
+#[cfg(target_os = "macos")]
+const NO_PID: &str = HIDDEN;
+
 /// Classifies `pid` and up to [`MAX_ANCESTORS`] of its ancestors.
 pub(super) fn from_pid(pid: u32) -> Detection {
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         if pid == 0 {
-            return unavailable(GONE);
+            return unavailable(NO_PID);
         }
-        walk(&mut linux::Proc::new(), pid, MAX_ANCESTORS + 1)
-    }
-    #[cfg(target_os = "macos")]
-    {
-        if pid == 0 {
-            return unavailable(HIDDEN);
-        }
-        walk(&mut macos::Kernel::new(), pid, MAX_ANCESTORS + 1)
+        walk(&mut table(), pid, MAX_ANCESTORS + 1)
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
@@ -280,18 +292,10 @@ pub(super) fn from_pid(pid: u32) -> Detection {
 
 /// Classifies this process's ancestors, from its parent.
 pub(super) fn from_parent() -> Detection {
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         walk(
-            &mut linux::Proc::new(),
-            std::os::unix::process::parent_id(),
-            MAX_ANCESTORS,
-        )
-    }
-    #[cfg(target_os = "macos")]
-    {
-        walk(
-            &mut macos::Kernel::new(),
+            &mut table(),
             std::os::unix::process::parent_id(),
             MAX_ANCESTORS,
         )
