@@ -2,7 +2,7 @@
 //! runs inside every sandboxed git, so it stays small: connect, write, read, bounded in size
 //! and time. It needs no key and no organisation config.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use std::time::Instant;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
+use super::message::{self, ReadProblem};
 use super::{CLIENT_TIMEOUT, ERROR_PREFIX, MAX_ANSWER};
 use crate::commands::git::GitAction;
 use crate::log::{Escaped, Log};
@@ -100,27 +101,14 @@ pub fn ask(
         .write_to(message.expose_mut())
         .and_then(|()| stream.write_all(message.expose()))
         .map_err(broken)?;
-    let mut answer = Secret::new(Vec::with_capacity(2048));
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClientError::Timeout { path });
-        }
-        stream.set_read_timeout(Some(left)).map_err(broken)?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                answer.expose_mut().extend_from_slice(&chunk[..n]);
-                if answer.expose().len() > MAX_ANSWER {
-                    return Err(ClientError::TooLarge { path });
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(broken(e)),
-        }
-    }
-    chunk.fill(0);
+    let answer =
+        message::read(&mut stream, deadline, MAX_ANSWER, false).map_err(
+            |problem| match problem {
+                ReadProblem::TooLarge => ClientError::TooLarge { path: path.clone() },
+                ReadProblem::TimedOut => ClientError::Timeout { path: path.clone() },
+                ReadProblem::Io(source) => broken(source),
+            },
+        )?;
     Ok(split(answer.expose()))
 }
 
@@ -195,6 +183,7 @@ fn write_out(out: &mut dyn Write, bytes: &[u8], log: &mut Log<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::os::unix::net::UnixListener;
 
     fn request() -> Request {

@@ -17,6 +17,8 @@ pub mod audit;
 #[cfg(unix)]
 pub mod client;
 #[cfg(unix)]
+pub mod message;
+#[cfg(unix)]
 pub mod peer;
 pub mod policy;
 #[cfg(unix)]

@@ -19,6 +19,7 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 
 use super::audit::{Audit, Decision, Record};
+use super::message::{self, ReadProblem};
 use super::peer::{self, Peer};
 use super::policy::{self, Group, Sandbox};
 use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
@@ -686,61 +687,12 @@ fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit) {
     let reason = format!("{why}; try again in a moment");
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(format!("{ERROR_PREFIX}{reason}\nquit=1\n").as_bytes());
+    let _ = (&stream).write_all(error_answer(&reason).expose());
     let mut record = Record::new(crate::clock::now(), sandbox, Decision::Error);
     record.peer_uid = peer.uid;
     record.peer_pid = peer.pid;
     record.reason = Some(reason);
     let _ = audit.write(&record);
-}
-
-/// Why a request could not be read.
-enum ReadProblem {
-    TooLarge,
-    TimedOut,
-    Io(io::Error),
-}
-
-/// Reads one request (the action line, git's lines, a blank line) or up to EOF, bounded in
-/// size by [`MAX_REQUEST`] and in time by `deadline` however slowly the bytes come.
-fn read_request(
-    stream: &mut UnixStream,
-    deadline: Instant,
-) -> Result<Secret<Vec<u8>>, ReadProblem> {
-    let mut buffer = Secret::new(Vec::with_capacity(1024));
-    let mut chunk = Secret::new([0u8; 4096]);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ReadProblem::TimedOut);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(ReadProblem::Io)?;
-        match stream.read(chunk.expose_mut()) {
-            Ok(0) => return Ok(buffer),
-            Ok(n) => {
-                let start = buffer.expose().len().saturating_sub(1);
-                buffer.expose_mut().extend_from_slice(&chunk.expose()[..n]);
-                if buffer.expose().len() > MAX_REQUEST {
-                    return Err(ReadProblem::TooLarge);
-                }
-                if buffer.expose()[start..].windows(2).any(|w| w == b"\n\n") {
-                    return Ok(buffer);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadProblem::TimedOut);
-            }
-            Err(e) => return Err(ReadProblem::Io(e)),
-        }
-    }
 }
 
 /// Serves one connection: read, decide, sign, audit, answer. Never panics on what the client
@@ -809,7 +761,7 @@ fn respond(
         record.reason = Some(reason.clone());
         error_answer(&reason)
     };
-    let bytes = match read_request(stream, deadline) {
+    let bytes = match message::read(stream, deadline, MAX_REQUEST, true) {
         Ok(bytes) => bytes,
         Err(ReadProblem::TooLarge) => {
             return fail(
