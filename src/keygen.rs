@@ -150,6 +150,12 @@ pub fn default_path(org: &str) -> Result<PathBuf, KeygenError> {
         .ok_or(KeygenError::NoHome)
 }
 
+/// `path` as keygen's `--out` for `org`'s key, or `None` when keygen writes there anyway.
+pub fn out_unless_default(org: &str, path: &Path) -> Option<PathBuf> {
+    let default = default_path(org).ok();
+    (default.as_deref() != Some(path)).then(|| path.to_owned())
+}
+
 /// Makes a key of `kind` and writes it as PKCS#8 PEM to `path` with mode 0600. An existing file
 /// is replaced only with `force`: a key that is still registered must not vanish by accident,
 /// and two keygens racing for one path leave exactly one key, the one the winner printed.

@@ -8,7 +8,7 @@ pub mod public;
 pub mod source;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use generate::{NewKey, generate, generate_pkcs8};
 pub use pem::{PrivateKey, parse_pem};
@@ -250,28 +250,33 @@ impl KeyError {
 fn keygen_command(org: Option<&str>, origin: &KeySource) -> String {
     let program = crate::gitconfig::BINARY_NAME;
     let name = org.unwrap_or("ORG");
-    let default = org.and_then(|org| crate::keygen::default_path(org).ok());
-    match origin.file() {
-        Some(path) if default.as_deref() != Some(path) => format!(
+    let out = origin.file().and_then(|path| match org {
+        Some(org) => crate::keygen::out_unless_default(org, path),
+        None => Some(path.to_owned()),
+    });
+    match out {
+        Some(path) => format!(
             "{program} keygen --org {name} --out {}",
             shell_quote(&path.to_string_lossy())
         ),
-        _ => format!("{program} keygen --org {name}"),
+        None => format!("{program} keygen --org {name}"),
     }
+}
+
+/// Where to put the decrypted copy of the key file `path`: `acme.pem` → `acme.decrypted.pem`.
+pub fn decrypted_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{stem}.decrypted.pem"))
 }
 
 /// How to get a passphrase-free copy of the encrypted key `origin` holds.
 fn decrypt_fix(origin: &KeySource) -> String {
     match origin {
-        KeySource::File(path) => {
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            let decrypted = path.with_file_name(format!("{stem}.decrypted.pem"));
-            format!(
-                "decrypt a copy with `(umask 077; openssl pkey -in {} -out {})` and use that file",
-                shell_quote(&path.to_string_lossy()),
-                shell_quote(&decrypted.to_string_lossy())
-            )
-        }
+        KeySource::File(path) => format!(
+            "decrypt a copy with `(umask 077; openssl pkey -in {} -out {})` and use that file",
+            shell_quote(&path.to_string_lossy()),
+            shell_quote(&decrypted_path(path).to_string_lossy())
+        ),
         KeySource::Env(name) => format!(
             "`printf '%s\\n' \"${name}\" | openssl pkey` prints it decrypted; put that in {name}"
         ),

@@ -240,17 +240,14 @@ fn key_error(org: &str, source: KeyError, program: &str) -> SetupError {
         KeyError::NotFound {
             origin: KeySource::File(path),
             ..
-        } => {
-            let default = crate::keygen::default_path(&org).ok();
-            SetupError::KeyFileMissing {
-                out: (default.as_deref() != Some(path.as_path())).then(|| path.clone()),
-                org,
-                path,
-                program,
-            }
-        }
+        } => SetupError::KeyFileMissing {
+            out: crate::keygen::out_unless_default(&org, &path),
+            org,
+            path,
+            program,
+        },
         KeyError::Encrypted(KeySource::File(path)) => SetupError::KeyEncrypted {
-            decrypted: decrypted_path(&path),
+            decrypted: crate::key::decrypted_path(&path),
             org,
             path,
             program,
@@ -264,12 +261,6 @@ fn key_error(org: &str, source: KeyError, program: &str) -> SetupError {
             org,
         },
     }
-}
-
-/// Where to put the decrypted copy of `path`: `acme.pem` → `acme.decrypted.pem`.
-fn decrypted_path(path: &Path) -> PathBuf {
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!("{stem}.decrypted.pem"))
 }
 
 fn say(out: &mut dyn Write, line: std::fmt::Arguments<'_>) -> Result<(), SetupError> {
