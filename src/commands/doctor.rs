@@ -143,8 +143,9 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
 /// The real values a fix can name: this program as the user can run it, and the organisation
 /// (from the URL asked about, else from a Code Storage remote of this repository) if known.
 struct FixNames {
-    /// This binary: its name if PATH finds it, else its absolute path.
-    program: String,
+    /// This binary: its helper value and its command, by name if PATH finds it, else by its
+    /// absolute path.
+    program: crate::setup::Program,
     /// The organisation, if the URL or a remote names one.
     org: Option<String>,
 }
@@ -153,10 +154,12 @@ impl FixNames {
     fn new(env: &dyn Env, url: Option<&str>, entries: Option<&[ConfigEntry]>) -> Self {
         let path_var = env.var("PATH");
         let program = std::env::current_exe().map_or_else(
-            |_| gitconfig::BINARY_NAME.to_owned(),
+            |_| crate::setup::Program {
+                helper: gitconfig::HELPER_NAME.to_owned(),
+                command: gitconfig::BINARY_NAME.to_owned(),
+            },
             |exe| {
                 crate::setup::Program::locate(&exe, path_var.as_deref().map(std::ffi::OsStr::new))
-                    .command
             },
         );
         let remotes = entries
@@ -179,7 +182,7 @@ impl FixNames {
         let Some(org) = &self.org else {
             return format!(
                 "{program} setup --org ORG --key-file PATH (make a key first with `{program} keygen --org ORG`)",
-                program = self.program
+                program = self.program.command
             );
         };
         let key = crate::keygen::default_path(org).ok();
@@ -187,13 +190,16 @@ impl FixNames {
             || "PATH".to_owned(),
             |k| gitconfig::shell_quote(&k.to_string_lossy()),
         );
-        let setup = format!("{} setup --org {org} --key-file {key_file}", self.program);
+        let setup = format!(
+            "{} setup --org {org} --key-file {key_file}",
+            self.program.command
+        );
         if key.is_some_and(|k| k.exists()) {
             setup
         } else {
             format!(
                 "{setup} (make the key first with `{} keygen --org {org}`)",
-                self.program
+                self.program.command
             )
         }
     }
@@ -382,15 +388,6 @@ fn check_git(
         );
     }
     let exec_path = git.exec_path();
-    // The fix names this very binary, as `setup` would write it.
-    let path_var = env.var("PATH");
-    let program = std::env::current_exe().map_or_else(
-        |_| crate::setup::Program {
-            helper: gitconfig::HELPER_NAME.to_owned(),
-            command: gitconfig::BINARY_NAME.to_owned(),
-        },
-        |exe| crate::setup::Program::locate(&exe, path_var.as_deref().map(std::ffi::OsStr::new)),
-    );
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
         let mut urls = vec![format!("https://{host}/")];
@@ -402,7 +399,8 @@ fn check_git(
                 url,
                 &host,
                 &org,
-                &program,
+                // The fix names this very binary, as `setup` would write it.
+                &names.program,
                 version,
             );
             for finding in findings {
