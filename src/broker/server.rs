@@ -330,6 +330,16 @@ struct Served {
 }
 
 impl Served {
+    /// `sandbox`, bound to `listener`, with no connection yet.
+    fn new(sandbox: &Sandbox, listener: UnixListener) -> Self {
+        Self {
+            sandbox: Arc::new(sandbox.clone()),
+            listener,
+            revoked: Arc::default(),
+            active: Arc::default(),
+        }
+    }
+
     fn revoke(&self) {
         self.revoked.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(&self.sandbox.socket);
@@ -419,12 +429,7 @@ pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> 
     let mut served = Vec::with_capacity(loaded.config.sandboxes.len());
     for sandbox in &loaded.config.sandboxes {
         match bind(sandbox) {
-            Ok(listener) => served.push(Served {
-                sandbox: Arc::new(sandbox.clone()),
-                listener,
-                revoked: Arc::default(),
-                active: Arc::default(),
-            }),
+            Ok(listener) => served.push(Served::new(sandbox, listener)),
             Err(e) => {
                 for s in &served {
                     s.revoke();
@@ -656,12 +661,7 @@ impl Broker<'_> {
             match bind(sandbox) {
                 Ok(listener) => {
                     added.push(describe(sandbox));
-                    self.served.push(Served {
-                        sandbox: Arc::new(sandbox.clone()),
-                        listener,
-                        revoked: Arc::default(),
-                        active: Arc::default(),
-                    });
+                    self.served.push(Served::new(sandbox, listener));
                 }
                 Err(e) => event(
                     &mut *self.events,
