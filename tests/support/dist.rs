@@ -116,3 +116,96 @@ pub fn assert_static(path: &Path) {
         );
     }
 }
+
+/// A section of an ELF64 executable: its name, address and size.
+#[derive(Debug)]
+pub struct Section {
+    /// e.g. `.text`.
+    pub name: String,
+    /// Where it is loaded (before relocation of a position-independent executable).
+    pub address: u64,
+    /// Its size in memory.
+    pub size: u64,
+}
+
+impl Section {
+    /// True when `address` lies in this section.
+    pub fn holds(&self, address: u64) -> bool {
+        (self.address..self.address + self.size).contains(&address)
+    }
+}
+
+/// An executable's section headers, and its symbols (name, address) when it was not stripped.
+pub fn sections_and_symbols(path: &Path) -> (Vec<Section>, Vec<(String, u64)>) {
+    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert_eq!((&elf[..4], elf[4], elf[5]), (&b"\x7fELF"[..], 2, 1));
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(0x28) as usize,
+        u16_at(0x3a),
+        u16_at(0x3c),
+        u16_at(0x3e),
+    );
+    // Each header: name offset, type, flags, address, file offset, size, link, ...
+    let header = |i: usize| shoff + i * shentsize;
+    let string = |table: usize, at: usize| {
+        let start = u64_at(header(table) + 0x18) as usize + at;
+        let len = elf[start..].iter().position(|&b| b == 0).unwrap();
+        String::from_utf8_lossy(&elf[start..start + len]).into_owned()
+    };
+    let mut sections = Vec::new();
+    let mut symbols = Vec::new();
+    for i in 0..shnum {
+        let h = header(i);
+        sections.push(Section {
+            name: string(shstrndx, u32_at(h) as usize),
+            address: u64_at(h + 0x10),
+            size: u64_at(h + 0x20),
+        });
+        // SHT_SYMTAB: 24-byte entries (name, info, other, section, value, size), names in the
+        // string table its sh_link names.
+        if u32_at(h + 4) == 2 {
+            let (offset, size, strings) = (
+                u64_at(h + 0x18) as usize,
+                u64_at(h + 0x20) as usize,
+                u32_at(h + 0x28) as usize,
+            );
+            for entry in elf[offset..offset + size].chunks_exact(24) {
+                let name = u32::from_le_bytes(entry[..4].try_into().unwrap()) as usize;
+                let value = u64::from_le_bytes(entry[8..16].try_into().unwrap());
+                symbols.push((string(strings, name), value));
+            }
+        }
+    }
+    (sections, symbols)
+}
+
+/// Fails the test unless the functions a `get` runs (link/hot-text.ld, passed by build.rs on
+/// x86_64 Linux) were gathered into `.text.hot`, ahead of the rest of the text.
+pub fn assert_hot_text_first(path: &Path) {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return;
+    }
+    let (sections, _) = sections_and_symbols(path);
+    let elf = std::fs::read(path).unwrap();
+    let entry = u64::from_le_bytes(elf[0x18..0x20].try_into().unwrap());
+    let find = |name: &str| {
+        sections
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{} has no {name} section", path.display()))
+    };
+    let (hot, text) = (find(".text.hot"), find(".text"));
+    assert!(hot.size > 64 * 1024, "{hot:?} is nearly empty");
+    assert!(
+        hot.address + hot.size <= text.address,
+        "{hot:?} is not before {text:?}"
+    );
+    // The first function to run, the C runtime's `_start`, is the first one gathered.
+    assert!(
+        hot.holds(entry),
+        "the entry point {entry:#x} is not in {hot:?}"
+    );
+}
