@@ -11,7 +11,7 @@ Each BINARY is a static build of the helper with its symbols kept, for example
       cargo build --release --locked --target x86_64-unknown-linux-musl
 
 Why: a `get` runs a few hundred of the binary's functions, scattered over three megabytes of
-text, and every 64 KiB of text it reaches costs a page fault (a fifth of a static `get` is page
+text, and every 64 KiB of text it reaches costs a page fault (a quarter of a static `get` is page
 faults). Gathered in one output section they take a third of the faults (27 to 9 with
 static glibc). The kernel's single-stepping (ptrace) records every instruction a `get`
 executes, so the list is complete and in the order the functions first run; nothing is
