@@ -1,9 +1,9 @@
 //! Gathers the functions a `get` runs at the start of the helper's text on x86_64 Linux.
 //!
 //! link/hot-text.ld (made by scripts/hot-text.py from a traced `get`) names them; placed together
-//! they take a third of the page faults they take scattered over the whole text, which is most of
-//! what a static `get` costs beyond the C library's own start-up (docs/performance.md). Only the
-//! helper's binary gets it: the emulator, tests and benches are linked as usual.
+//! they take a third of the page faults on text they take scattered over the whole of it, and a
+//! static `get` a tenth less time (docs/performance.md). Only the helper's binary gets it: the
+//! emulator and the whole-program tests are linked as usual.
 
 use std::env;
 use std::path::Path;

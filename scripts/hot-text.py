@@ -126,6 +126,7 @@ def archive_pattern(archive, member):
 
 
 def patterns(functions, members):
+    """Input-section patterns for `functions`, in their order, each once."""
     seen = []
     for name in functions:
         legacy = re.fullmatch(r"(_ZN.*17h)[0-9a-f]{16}E", name)
