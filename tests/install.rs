@@ -337,8 +337,8 @@ fn readme_cargo_install_command_builds_a_static_binary_that_signs() {
 fn the_functions_a_get_runs_come_first_in_the_text() {
     let helper = Path::new(HELPER);
     dist::assert_hot_text_first(helper);
-    let (sections, symbols) = dist::sections_and_symbols(helper);
-    let hot = sections.iter().find(|s| s.name == ".text.hot").unwrap();
+    let layout = dist::layout(helper);
+    let hot = layout.section(".text.hot");
     let address = |path: &str| {
         // Legacy-mangled: `_ZN` then each path segment as <length><name>, then the hash.
         let prefix: String = path
@@ -346,7 +346,8 @@ fn the_functions_a_get_runs_come_first_in_the_text() {
             .map(|segment| format!("{}{segment}", segment.len()))
             .collect();
         let prefix = format!("_ZN{prefix}17h");
-        symbols
+        layout
+            .symbols
             .iter()
             .find(|(name, _)| name.starts_with(&prefix))
             .unwrap_or_else(|| panic!("the test build has no symbol {path}"))

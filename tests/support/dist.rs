@@ -1,6 +1,10 @@
 //! For the distribution tests (install.sh, cargo install, the Python wheel): the toolchain's
 //! environment for a nested build, a target directory they share, and an ELF reader that tells a
-//! static executable from a dynamic one without trusting `file` or `ldd`.
+//! static executable from a dynamic one without trusting `file` or `ldd`, and where its sections
+//! and symbols lie.
+
+// install.rs and wheel.rs each use part of this.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,33 +63,57 @@ impl Linking {
     }
 }
 
+/// A little-endian ELF64 file, read whole once; its fields are read by offset.
+struct Elf(Vec<u8>);
+
+impl Elf {
+    fn read(path: &Path) -> Self {
+        let elf = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
+        assert_eq!((elf[4], elf[5]), (2, 1), "only ELF64 little-endian is read");
+        Self(elf)
+    }
+
+    fn u16(&self, at: usize) -> usize {
+        usize::from(u16::from_le_bytes(self.0[at..at + 2].try_into().unwrap()))
+    }
+
+    fn u32(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.0[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64(&self, at: usize) -> u64 {
+        u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap())
+    }
+
+    /// The NUL-terminated string at `at`.
+    fn string(&self, at: usize) -> String {
+        let len = self.0[at..].iter().position(|&b| b == 0).unwrap();
+        String::from_utf8_lossy(&self.0[at..at + len]).into_owned()
+    }
+}
+
 /// Reads the program headers of a little-endian ELF64 executable.
 pub fn linking(path: &Path) -> Linking {
-    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
-    assert_eq!((elf[4], elf[5]), (2, 1), "only ELF64 little-endian is read");
-    let u16_at = |at: usize| usize::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
-    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
-    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    let elf = Elf::read(path);
+    let (phoff, phentsize, phnum) = (elf.u64(0x20) as usize, elf.u16(0x36), elf.u16(0x38));
     let mut result = Linking {
         interpreter: None,
         needed: 0,
     };
     for header in (0..phnum).map(|i| phoff + i * phentsize) {
-        let (offset, size) = (u64_at(header + 8) as usize, u64_at(header + 0x20) as usize);
-        let contents = &elf[offset..offset + size];
-        match u32_at(header) {
+        let (offset, size) = (
+            elf.u64(header + 8) as usize,
+            elf.u64(header + 0x20) as usize,
+        );
+        match elf.u32(header) {
             // PT_INTERP: a NUL-terminated path.
-            3 => {
-                let path = contents.split(|&b| b == 0).next().unwrap_or_default();
-                result.interpreter = Some(String::from_utf8_lossy(path).into_owned());
-            }
+            3 => result.interpreter = Some(elf.string(offset)),
             // PT_DYNAMIC: (tag, value) pairs until DT_NULL; DT_NEEDED is tag 1. A static-pie
             // has this segment too, for its own relocations, but needs no library.
             2 => {
-                for entry in contents.chunks_exact(16) {
-                    match u64::from_le_bytes(entry[..8].try_into().unwrap()) {
+                for entry in (offset..offset + size).step_by(16) {
+                    match elf.u64(entry) {
                         0 => break,
                         1 => result.needed += 1,
                         _ => {}
@@ -135,51 +163,67 @@ impl Section {
     }
 }
 
-/// An executable's section headers, and its symbols (name, address) when it was not stripped.
-pub fn sections_and_symbols(path: &Path) -> (Vec<Section>, Vec<(String, u64)>) {
-    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert_eq!((&elf[..4], elf[4], elf[5]), (&b"\x7fELF"[..], 2, 1));
-    let u16_at = |at: usize| usize::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
-    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+/// Where an executable's parts lie: its entry point, its sections, and its symbols (name,
+/// address) when it was not stripped.
+#[derive(Debug)]
+pub struct Layout {
+    /// The address of the first instruction the kernel runs.
+    pub entry: u64,
+    /// Every section, in header order.
+    pub sections: Vec<Section>,
+    /// The symbol table's entries; none in a stripped executable.
+    pub symbols: Vec<(String, u64)>,
+}
+
+impl Layout {
+    /// The section called `name`; fails the test when there is none.
+    pub fn section(&self, name: &str) -> &Section {
+        self.sections
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} section in {:?}", self.sections))
+    }
+}
+
+/// Reads the section headers and the symbol table of a little-endian ELF64 executable.
+pub fn layout(path: &Path) -> Layout {
+    let elf = Elf::read(path);
     let (shoff, shentsize, shnum, shstrndx) = (
-        u64_at(0x28) as usize,
-        u16_at(0x3a),
-        u16_at(0x3c),
-        u16_at(0x3e),
+        elf.u64(0x28) as usize,
+        elf.u16(0x3a),
+        elf.u16(0x3c),
+        elf.u16(0x3e),
     );
     // Each header: name offset, type, flags, address, file offset, size, link, ...
     let header = |i: usize| shoff + i * shentsize;
-    let string = |table: usize, at: usize| {
-        let start = u64_at(header(table) + 0x18) as usize + at;
-        let len = elf[start..].iter().position(|&b| b == 0).unwrap();
-        String::from_utf8_lossy(&elf[start..start + len]).into_owned()
+    let string = |table: usize, at: usize| elf.string(elf.u64(header(table) + 0x18) as usize + at);
+    let mut layout = Layout {
+        entry: elf.u64(0x18),
+        sections: Vec::new(),
+        symbols: Vec::new(),
     };
-    let mut sections = Vec::new();
-    let mut symbols = Vec::new();
     for i in 0..shnum {
         let h = header(i);
-        sections.push(Section {
-            name: string(shstrndx, u32_at(h) as usize),
-            address: u64_at(h + 0x10),
-            size: u64_at(h + 0x20),
+        layout.sections.push(Section {
+            name: string(shstrndx, elf.u32(h) as usize),
+            address: elf.u64(h + 0x10),
+            size: elf.u64(h + 0x20),
         });
         // SHT_SYMTAB: 24-byte entries (name, info, other, section, value, size), names in the
         // string table its sh_link names.
-        if u32_at(h + 4) == 2 {
+        if elf.u32(h + 4) == 2 {
             let (offset, size, strings) = (
-                u64_at(h + 0x18) as usize,
-                u64_at(h + 0x20) as usize,
-                u32_at(h + 0x28) as usize,
+                elf.u64(h + 0x18) as usize,
+                elf.u64(h + 0x20) as usize,
+                elf.u32(h + 0x28) as usize,
             );
-            for entry in elf[offset..offset + size].chunks_exact(24) {
-                let name = u32::from_le_bytes(entry[..4].try_into().unwrap()) as usize;
-                let value = u64::from_le_bytes(entry[8..16].try_into().unwrap());
-                symbols.push((string(strings, name), value));
+            for entry in (offset..offset + size).step_by(24) {
+                let name = string(strings, elf.u32(entry) as usize);
+                layout.symbols.push((name, elf.u64(entry + 8)));
             }
         }
     }
-    (sections, symbols)
+    layout
 }
 
 /// Fails the test unless the functions a `get` runs (link/hot-text.ld, passed by build.rs on
@@ -188,16 +232,8 @@ pub fn assert_hot_text_first(path: &Path) {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return;
     }
-    let (sections, _) = sections_and_symbols(path);
-    let elf = std::fs::read(path).unwrap();
-    let entry = u64::from_le_bytes(elf[0x18..0x20].try_into().unwrap());
-    let find = |name: &str| {
-        sections
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("{} has no {name} section", path.display()))
-    };
-    let (hot, text) = (find(".text.hot"), find(".text"));
+    let layout = layout(path);
+    let (hot, text) = (layout.section(".text.hot"), layout.section(".text"));
     assert!(hot.size > 64 * 1024, "{hot:?} is nearly empty");
     assert!(
         hot.address + hot.size <= text.address,
@@ -205,7 +241,8 @@ pub fn assert_hot_text_first(path: &Path) {
     );
     // The first function to run, the C runtime's `_start`, is the first one gathered.
     assert!(
-        hot.holds(entry),
-        "the entry point {entry:#x} is not in {hot:?}"
+        hot.holds(layout.entry),
+        "the entry point {:#x} is not in {hot:?}",
+        layout.entry
     );
 }
