@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::commands::git::GitAction;
 use crate::commands::{self, CommandError};
 use crate::env::{Env, ProcessEnv};
 use crate::gitconfig::Git;
 use crate::host::{Host, OrgName};
 use crate::log::PREFIX;
+use crate::protocol::GitAction;
 use crate::ttl::Ttl;
 
 /// Signs short-lived Code Storage tokens for git, on demand.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::host::Host;
+/// Re-exported: git command lines and the fixes around them quote with it.
+pub use crate::shell::quote as shell_quote;
 
 /// The helper name git turns into `git credential-codestorage`.
 pub const HELPER_NAME: &str = "codestorage";
@@ -612,19 +614,6 @@ pub fn command_line(args: &[&str]) -> String {
         .join(" ")
 }
 
-/// Quotes `text` for a POSIX shell, leaving plain words as they are.
-pub fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@+,".contains(&b));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 /// The git command that sets one value, for `--dry-run` and messages.
 pub fn add_command(scope: Scope, key: &str, value: &str) -> String {
     command_line(&["config", scope.flag(), "--add", key, value])
@@ -920,16 +909,5 @@ mod tests {
             HelperCommand::Absolute("/a".into())
         );
         assert!(is_absolute_for_git("C:/x") && is_absolute_for_git("C:\\x"));
-    }
-
-    #[test]
-    fn shell_quoting_is_minimal_and_safe() {
-        assert_eq!(
-            shell_quote("credential.https://*.code.storage.helper"),
-            "'credential.https://*.code.storage.helper'"
-        );
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("codestorage"), "codestorage");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::fs::{self, Overwrite};
-use crate::gitconfig::shell_quote;
 use crate::key::{self, KeyError, KeySource, NewKey};
+use crate::shell::quote as shell_quote;
 use crate::sshagent::{Agent, AgentError, Fingerprint};
 
 /// What `keygen` made.
@@ -145,16 +145,11 @@ pub fn agent_next_steps(org: &str, added: &AddedToAgent, program: &str) -> Strin
 
 /// The default key file for `org`: `<config dir>/codestorage/<org>.pem`.
 pub fn default_path(org: &str) -> Result<PathBuf, KeygenError> {
-    crate::config::default_key_dir()
-        .map(|dir| dir.join(format!("{org}.pem")))
-        .ok_or(KeygenError::NoHome)
+    crate::paths::default_key_file(org).ok_or(KeygenError::NoHome)
 }
 
-/// `path` as keygen's `--out` for `org`'s key, or `None` when keygen writes there anyway.
-pub fn out_unless_default(org: &str, path: &Path) -> Option<PathBuf> {
-    let default = default_path(org).ok();
-    (default.as_deref() != Some(path)).then(|| path.to_owned())
-}
+/// Re-exported: `setup` words its `keygen` fixes with it.
+pub use crate::paths::out_unless_default;
 
 /// Makes a key of `kind` and writes it as PKCS#8 PEM to `path` with mode 0600. An existing file
 /// is replaced only with `force`: a key that is still registered must not vanish by accident,
@@ -243,7 +238,8 @@ mod tests {
             assert_eq!(mode & 0o777, 0o700);
         }
         let source = KeySource::File(path.clone());
-        let loaded = key::load(&source, &MapEnv::default(), LoadOptions::default()).unwrap();
+        let loaded =
+            crate::signer::open(&source, &MapEnv::default(), LoadOptions::default()).unwrap();
         assert_eq!(loaded.public_key().to_pem(), made.public_pem);
 
         let before = std::fs::read(&path).unwrap();

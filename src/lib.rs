@@ -8,6 +8,7 @@
 //! [`commands`] the bodies of the user's subcommands.
 #![forbid(unsafe_code)]
 
+pub mod alg;
 pub mod broker;
 pub mod cli;
 pub mod clock;
@@ -26,11 +27,13 @@ pub mod keygen;
 pub mod log;
 pub mod mint;
 pub mod operation;
+pub mod paths;
 pub mod process;
 pub mod protocol;
 pub mod resolve;
 pub mod secret;
 pub mod setup;
+pub mod shell;
 pub mod signature;
 pub mod signer;
 pub mod sshagent;

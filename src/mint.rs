@@ -2,10 +2,10 @@
 
 use crate::env::Env;
 use crate::host::OrgName;
-use crate::key::{self, KeyError};
+use crate::key::KeyError;
 use crate::resolve::Settings;
 use crate::secret::Secret;
-use crate::signer::{SignError, Signer};
+use crate::signer::{self, SignError, Signer};
 use crate::token::{self, Claims, TokenError};
 
 /// A freshly signed token and what it says.
@@ -43,11 +43,12 @@ pub enum MintError {
 
 /// Loads the signer `settings` name and signs a token issued at `now`.
 pub fn mint(settings: &Settings, env: &dyn Env, now: i64) -> Result<Minted, MintError> {
-    let signer =
-        key::load(&settings.key, env, settings.load_options).map_err(|source| MintError::Key {
+    let signer = signer::open(&settings.key, env, settings.load_options).map_err(|source| {
+        MintError::Key {
             org: settings.org.clone(),
             source: source.for_org(settings.org.as_str()),
-        })?;
+        }
+    })?;
     sign(settings, &*signer, now)
 }
 

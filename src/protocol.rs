@@ -15,6 +15,38 @@ use crate::secret::Secret;
 /// many `WWW-Authenticate` headers, so a bound well above one line.
 pub const MAX_INPUT: usize = 1024 * 1024;
 
+/// The actions git runs a helper with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitAction {
+    /// Print a credential for the request.
+    Get,
+    /// A credential worked; tokens are never stored, so nothing to do.
+    Store,
+    /// A credential was refused; explain it if it is ours.
+    Erase,
+}
+
+impl GitAction {
+    /// The action git names `word`, if any; git may invent others, which are ignored.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "get" => Some(Self::Get),
+            "store" => Some(Self::Store),
+            "erase" => Some(Self::Erase),
+            _ => None,
+        }
+    }
+
+    /// The word git runs the helper with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Store => "store",
+            Self::Erase => "erase",
+        }
+    }
+}
+
 /// The attributes of a credential request that this helper uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {

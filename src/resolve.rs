@@ -164,7 +164,7 @@ pub enum EnvProblem {
 /// The commands that give organisation `org` a key: `keygen` (unless its key file is already
 /// there) and `setup` naming that file.
 fn add_key(org: &OrgName, key_file: &std::path::Path) -> String {
-    let file = crate::gitconfig::shell_quote(&key_file.to_string_lossy());
+    let file = crate::shell::quote(&key_file.to_string_lossy());
     if key_file.exists() {
         format!(
             "add the key keygen made with `git-credential-codestorage setup --org {org} --key-file {file}`"
@@ -501,8 +501,8 @@ fn settings(
         Some(org) => org.key.clone(),
         None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
             org: owner.name().clone(),
-            key_file: crate::keygen::default_path(owner.name().as_str())
-                .unwrap_or_else(|_| PathBuf::from(format!("{}.pem", owner.name()))),
+            key_file: crate::paths::default_key_file(owner.name().as_str())
+                .unwrap_or_else(|| PathBuf::from(format!("{}.pem", owner.name()))),
         })?,
     };
     let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
@@ -883,11 +883,11 @@ ops = ["no-force-push"]
             for_repo(None, "beta", "x", &MapEnv::default(), &Overrides::default()).unwrap_err();
         assert!(matches!(err, ResolveError::NoKey { .. }));
         assert_eq!(err.disposition(), Disposition::DeclineWithHint);
-        let keygen_writes = crate::keygen::default_path("beta").unwrap();
+        let keygen_writes = crate::paths::default_key_file("beta").unwrap();
         assert!(
             err.to_string().contains(&format!(
                 "keygen --org beta` and add it with `git-credential-codestorage setup --org beta --key-file {}`",
-                crate::gitconfig::shell_quote(&keygen_writes.to_string_lossy())
+                crate::shell::quote(&keygen_writes.to_string_lossy())
             )),
             "{err}"
         );

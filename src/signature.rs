@@ -11,8 +11,8 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 
+use crate::alg::Algorithm;
 use crate::der::{self, oid};
-use crate::key::Algorithm;
 
 /// The size of an ES256 JWS signature: r and s, 32 bytes each.
 pub const ES256_LEN: usize = 64;

@@ -291,7 +291,7 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
         // A key that loads but cannot sign must not pass: sign a probe and verify it. Through
         // an agent that proves it is reachable and holds the key; through a sign_command, that
         // the program signs with the key the public key file holds.
-        let checked = key::load(&source, env, options)
+        let checked = signer::open(&source, env, options)
             .map_err(|e| match org {
                 Some(org) => e.for_org(org.name.as_str()).to_string(),
                 None => e.to_string(),
@@ -802,7 +802,7 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
     };
     report.push(Status::Ok, format!("{url}: {settings}"));
     // One key load for both tokens: a key_command runs once.
-    let signer = match key::load(&settings.key, env, settings.load_options) {
+    let signer = match signer::open(&settings.key, env, settings.load_options) {
         Ok(signer) => signer,
         Err(source) => {
             let e = mint::MintError::Key {

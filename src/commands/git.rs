@@ -8,39 +8,9 @@ use crate::config;
 use crate::credential;
 use crate::env::{self, Env, vars};
 use crate::log::Log;
+/// Re-exported for the broker until it imports [`crate::protocol::GitAction`] itself.
+pub use crate::protocol::GitAction;
 use crate::protocol::{self, Response};
-
-/// The actions git runs a helper with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GitAction {
-    /// Print a credential for the request.
-    Get,
-    /// A credential worked; tokens are never stored, so nothing to do.
-    Store,
-    /// A credential was refused; explain it if it is ours.
-    Erase,
-}
-
-impl GitAction {
-    /// The action git names `word`, if any; git may invent others, which are ignored.
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "get" => Some(Self::Get),
-            "store" => Some(Self::Store),
-            "erase" => Some(Self::Erase),
-            _ => None,
-        }
-    }
-
-    /// The word git runs the helper with.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "get",
-            Self::Store => "store",
-            Self::Erase => "erase",
-        }
-    }
-}
 
 /// Runs `action` with the process's standard streams. Never fails: git ignores a helper's exit
 /// status, and what matters is what is (or is not) printed.

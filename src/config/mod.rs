@@ -326,37 +326,7 @@ pub fn default_path(env: &dyn Env) -> Option<PathBuf> {
     if let Some(path) = env.var(CONFIG_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    config_dir(env).map(|dir| dir.join("config.toml"))
-}
-
-/// `codestorage` in the user's config directory: `$XDG_CONFIG_HOME` or `~/.config` on Linux and
-/// macOS (where git and gh look too, rather than `~/Library/Application Support`, which is still
-/// read when a config is already there), the roaming app-data folder on Windows.
-fn config_dir(env: &dyn Env) -> Option<PathBuf> {
-    let dirs = directories::BaseDirs::new()?;
-    if cfg!(target_os = "macos") {
-        let xdg = env
-            .var("XDG_CONFIG_HOME")
-            .filter(|d| Path::new(d).is_absolute())
-            .map_or_else(|| dirs.home_dir().join(".config"), PathBuf::from)
-            .join("codestorage");
-        let old = dirs.config_dir().join("codestorage");
-        if !xdg.join("config.toml").exists() && old.join("config.toml").exists() {
-            return Some(old);
-        }
-        return Some(xdg);
-    }
-    Some(dirs.config_dir().join("codestorage"))
-}
-
-/// The directory keys made by `keygen` go to by default: beside the config file, except on
-/// Windows, where keys stay in the local (not roaming) app-data folder.
-pub fn default_key_dir() -> Option<PathBuf> {
-    if cfg!(windows) {
-        return directories::BaseDirs::new()
-            .map(|dirs| dirs.config_local_dir().join("codestorage"));
-    }
-    config_dir(&crate::env::ProcessEnv)
+    crate::paths::config_dir(env).map(|dir| dir.join("config.toml"))
 }
 
 /// Loads the config file the environment points at (`None` if there is none).

@@ -1,86 +1,30 @@
-//! Keys: where they come from ([`source`]), the formats private keys are read in ([`pem`]), public
-//! halves ([`public`]) and new keys ([`mod@generate`]). Loading a key yields a
-//! [`crate::signer::Signer`]: in this process, in an ssh-agent, or behind a `sign_command`.
+//! Keys: where they come from ([`source`]), the formats private keys are read in ([`pem`]), a
+//! private key loaded into ring ([`pair`]), public halves ([`public`]) and new keys
+//! ([`mod@generate`]). Turning a source into something that signs is [`crate::signer::open`]'s job.
 
 pub mod generate;
+pub mod pair;
 pub mod pem;
 pub mod public;
 pub mod source;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use generate::{NewKey, generate, generate_pkcs8};
+pub use pair::KeyPair;
 pub use pem::{PrivateKey, parse_pem};
 pub use public::{PublicKey, read_public_key_file};
 pub use source::{
     AgentKeyId, AgentSource, DEFAULT_COMMAND_TIMEOUT, KeySource, LoadOptions, SignCommandSource,
 };
 
-use crate::env::Env;
+pub use crate::alg::{ACCEPTED, Algorithm};
+/// Kept for the broker until it calls [`crate::signer::open`] itself; nothing else uses it.
+pub use crate::signer::open as load;
+
 use crate::fs::ReadError;
-use crate::gitconfig::shell_quote;
-use crate::signer::Signer;
-use crate::signer::agent::{self, AgentSigner};
-use crate::signer::command::CommandSigner;
-use crate::signer::local::LocalSigner;
+use crate::shell::quote as shell_quote;
 use crate::sshagent::{AgentError, PublicKeyError};
-
-/// The key types Code Storage accepts, for error messages.
-pub const ACCEPTED: &str =
-    "Code Storage accepts EC P-256 (ES256), RSA of 2048 bits or more (RS256) and Ed25519 (EdDSA)";
-
-/// The JWT signing algorithm a key implies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-    /// Ed25519.
-    EdDsa,
-}
-
-impl Algorithm {
-    /// The JWT `alg` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-            Self::EdDsa => "EdDSA",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Makes the signer `source` names: a private key read into this process, the agent's key
-/// (found by asking the agent once), or a sign_command with its public key read.
-pub fn load(
-    source: &KeySource,
-    env: &dyn Env,
-    options: LoadOptions,
-) -> Result<Box<dyn Signer>, KeyError> {
-    match source {
-        KeySource::Agent(agent) => Ok(Box::new(AgentSigner::connect(source, agent, env)?)),
-        KeySource::SignCommand(signer) => Ok(Box::new(CommandSigner::new(
-            source,
-            signer,
-            options.command_timeout,
-        )?)),
-        KeySource::File(_) | KeySource::Env(_) | KeySource::Command(_) => {
-            let text = source::read(source, env, options)?;
-            Ok(Box::new(LocalSigner::new(
-                parse_pem(text.expose(), source)?,
-                source,
-            )?))
-        }
-    }
-}
 
 /// PEM with Unix line endings (the `pem` crate writes CRLF by default), as OpenSSL writes it.
 fn encode_pem(block: &::pem::Pem) -> String {
@@ -184,7 +128,7 @@ pub enum KeyError {
     #[error("{0} holds no private key to read: it signs where the key lives")]
     NotReadable(KeySource),
     /// The ssh-agent cannot be reached, or does not hold a usable key.
-    #[error("{origin}: {reason}{}", agent::socket_note(socket.as_deref(), reason))]
+    #[error("{origin}: {reason}{}", crate::sshagent::socket_note(socket.as_deref(), reason))]
     Agent {
         /// The key source.
         origin: KeySource,
@@ -251,7 +195,7 @@ fn keygen_command(org: Option<&str>, origin: &KeySource) -> String {
     let program = crate::gitconfig::BINARY_NAME;
     let name = org.unwrap_or("ORG");
     let out = origin.file().and_then(|path| match org {
-        Some(org) => crate::keygen::out_unless_default(org, path),
+        Some(org) => crate::paths::out_unless_default(org, path),
         None => Some(path.to_owned()),
     });
     match out {
@@ -294,7 +238,7 @@ fn decrypt_fix(origin: &KeySource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::MapEnv;
+    use crate::env::{Env, MapEnv};
     use std::path::Path;
     #[cfg(unix)]
     use std::time::{Duration, Instant};
@@ -308,6 +252,12 @@ mod tests {
 
     fn source() -> KeySource {
         KeySource::Env("TEST_KEY".into())
+    }
+
+    /// What opening an in-process signer does with `source`: read it, parse it, let ring load it.
+    fn load(source: &KeySource, env: &dyn Env, options: LoadOptions) -> Result<KeyPair, KeyError> {
+        let text = source::read(source, env, options)?;
+        KeyPair::new(&parse_pem(text.expose(), source)?, source)
     }
 
     fn parse(name: &str) -> Result<PrivateKey, KeyError> {
@@ -409,7 +359,7 @@ mod tests {
             ),
             "{message}"
         );
-        let default = crate::keygen::default_path("acme").unwrap();
+        let default = crate::paths::default_key_file("acme").unwrap();
         let message = KeyError::NotFound {
             origin: KeySource::File(default),
             org: None,

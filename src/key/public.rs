@@ -107,9 +107,7 @@ impl PublicKey {
                 _ => {}
             }
         }
-        let private = crate::key::pem::parse_pem(text, source)?;
-        let signer = crate::signer::local::LocalSigner::new(private, source)?;
-        Ok(crate::signer::Signer::public_key(&signer))
+        crate::key::pem::parse_pem(text, source)?.public_key(source)
     }
 
     /// The algorithm the key verifies.

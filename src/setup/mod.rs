@@ -28,8 +28,9 @@ use crate::config;
 use crate::env::Env;
 use crate::fs;
 use crate::gitconfig::{self, Git, Scope};
-use crate::key::{self, KeyError, KeySource};
+use crate::key::{KeyError, KeySource};
 use crate::resolve;
+use crate::signer;
 
 /// Where an organisation's key comes from, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,8 +214,8 @@ fn check_key(
     out: &mut dyn Write,
 ) -> Result<(), SetupError> {
     let options = resolve::load_options(Some(org), env)?;
-    let key =
-        key::load(&org.key, env, options).map_err(|e| key_error(org.name.as_str(), e, program))?;
+    let key = signer::open(&org.key, env, options)
+        .map_err(|e| key_error(org.name.as_str(), e, program))?;
     if matches!(org.key, KeySource::Agent(_) | KeySource::SignCommand(_)) {
         crate::signer::probe(&*key).map_err(|source| SetupError::Probe {
             org: org.name.to_string(),

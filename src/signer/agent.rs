@@ -20,22 +20,6 @@ pub fn agent_at(socket: Option<&Path>, env: &dyn Env) -> Result<Agent, AgentErro
     }
 }
 
-/// Names the agent's socket after an error that does not already name it, so that the user
-/// knows which agent `ssh-add -l` must be asked (a configured `agent_socket` may not be theirs).
-pub fn socket_note(socket: Option<&Path>, reason: &AgentError) -> String {
-    match (socket, reason) {
-        (
-            _,
-            AgentError::NoSocket
-            | AgentError::Connect { .. }
-            | AgentError::Io { .. }
-            | AgentError::Timeout { .. },
-        )
-        | (None, _) => String::new(),
-        (Some(path), _) => format!(" (agent socket {})", path.display()),
-    }
-}
-
 /// A key in an ssh-agent, found by fingerprint or public key when loaded.
 #[derive(Debug)]
 pub struct AgentSigner {
@@ -109,6 +93,7 @@ mod tests {
     use super::*;
     use crate::env::MapEnv;
     use crate::sshagent::Fingerprint;
+    use crate::sshagent::socket_note;
 
     fn by_fingerprint() -> AgentSource {
         AgentSource {

@@ -2,20 +2,14 @@
 //! signing with ring.
 
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use ring::signature;
 
-use crate::key::{Algorithm, KeyError, KeySource, PrivateKey, PublicKey};
+use crate::key::{Algorithm, KeyError, KeyPair, KeySource, PrivateKey, PublicKey};
 use crate::signer::{SignError, Signer};
 
 /// An in-process key, parsed by ring once and wiped by ring when dropped.
 pub struct LocalSigner {
-    pair: Pair,
-}
-
-enum Pair {
-    Ecdsa(EcdsaKeyPair),
-    Rsa(RsaKeyPair),
-    Ed25519(Ed25519KeyPair),
+    pair: KeyPair,
 }
 
 impl std::fmt::Debug for LocalSigner {
@@ -29,56 +23,29 @@ impl std::fmt::Debug for LocalSigner {
 impl LocalSigner {
     /// Lets ring check and load `key`; `source` names it in errors.
     pub fn new(key: PrivateKey, source: &KeySource) -> Result<Self, KeyError> {
-        let der = key.der.expose();
-        let malformed = |_| KeyError::Malformed(source.clone());
-        let pair = match key.algorithm {
-            Algorithm::Es256 => Pair::Ecdsa(
-                EcdsaKeyPair::from_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    der,
-                    &SystemRandom::new(),
-                )
-                .map_err(malformed)?,
-            ),
-            Algorithm::Rs256 => Pair::Rsa(
-                RsaKeyPair::from_pkcs8(der)
-                    .or_else(|_| RsaKeyPair::from_der(der))
-                    .map_err(|_| KeyError::Malformed(source.clone()))?,
-            ),
-            Algorithm::EdDsa => {
-                Pair::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(malformed)?)
-            }
-        };
-        Ok(Self { pair })
+        Ok(Self {
+            pair: KeyPair::new(&key, source)?,
+        })
     }
 }
 
 impl Signer for LocalSigner {
     fn algorithm(&self) -> Algorithm {
-        match self.pair {
-            Pair::Ecdsa(_) => Algorithm::Es256,
-            Pair::Rsa(_) => Algorithm::Rs256,
-            Pair::Ed25519(_) => Algorithm::EdDsa,
-        }
+        self.pair.algorithm()
     }
 
     fn public_key(&self) -> PublicKey {
-        let raw = match &self.pair {
-            Pair::Ecdsa(pair) => pair.public_key().as_ref(),
-            Pair::Rsa(pair) => pair.public_key().as_ref(),
-            Pair::Ed25519(pair) => pair.public_key().as_ref(),
-        };
-        PublicKey::from_raw(self.algorithm(), raw)
+        self.pair.public_key()
     }
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
         let rng = SystemRandom::new();
         match &self.pair {
-            Pair::Ecdsa(pair) => pair
+            KeyPair::Ecdsa(pair) => pair
                 .sign(&rng, signing_input)
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| SignError::Local),
-            Pair::Rsa(pair) => {
+            KeyPair::Rsa(pair) => {
                 let mut signature = vec![0; pair.public().modulus_len()];
                 pair.sign(
                     &signature::RSA_PKCS1_SHA256,
@@ -89,7 +56,7 @@ impl Signer for LocalSigner {
                 .map_err(|_| SignError::Local)?;
                 Ok(signature)
             }
-            Pair::Ed25519(pair) => Ok(pair.sign(signing_input).as_ref().to_vec()),
+            KeyPair::Ed25519(pair) => Ok(pair.sign(signing_input).as_ref().to_vec()),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The signing seam: whatever holds the organisation's key, `get` sees one [`Signer`] with an
 //! algorithm, a public key and `sign(signing_input)`.
 //!
-//! Key loading ([`crate::key::load`]) produces a signer of one of three kinds: [`local`], a
-//! private key held in this process; [`agent`], a key an ssh-agent holds and signs with; and
-//! [`command`], an external program (a KMS, Vault, a PKCS#11 tool) whose every signature is
-//! checked against the registered public key before it reaches git.
+//! [`open`] makes a signer of one of three kinds from a key source: [`local`], a private key
+//! held in this process; [`agent`], a key an ssh-agent holds and signs with; and [`command`], an
+//! external program (a KMS, Vault, a PKCS#11 tool) whose every signature is checked against the
+//! registered public key before it reaches git.
 
 pub mod agent;
 pub mod command;
@@ -12,10 +12,35 @@ pub mod local;
 
 use std::path::PathBuf;
 
-use crate::key::{Algorithm, KeySource, PublicKey};
+use crate::env::Env;
+use crate::key::{self, Algorithm, KeyError, KeySource, LoadOptions, PublicKey};
 use crate::process::ProcessError;
 use crate::signature::SignatureError;
 use crate::sshagent::AgentError;
+
+/// Opens the signer `source` names: a private key read into this process, the agent's key
+/// (found by asking the agent once), or a sign_command with its public key read.
+pub fn open(
+    source: &KeySource,
+    env: &dyn Env,
+    options: LoadOptions,
+) -> Result<Box<dyn Signer>, KeyError> {
+    match source {
+        KeySource::Agent(agent) => Ok(Box::new(agent::AgentSigner::connect(source, agent, env)?)),
+        KeySource::SignCommand(signer) => Ok(Box::new(command::CommandSigner::new(
+            source,
+            signer,
+            options.command_timeout,
+        )?)),
+        KeySource::File(_) | KeySource::Env(_) | KeySource::Command(_) => {
+            let text = key::source::read(source, env, options)?;
+            Ok(Box::new(local::LocalSigner::new(
+                key::parse_pem(text.expose(), source)?,
+                source,
+            )?))
+        }
+    }
+}
 
 /// Something that signs JWS signing inputs with an organisation's key. `Debug` shows what it
 /// is, never key material; `Send + Sync` because the broker signs for many sandboxes at once.
@@ -38,7 +63,7 @@ pub enum SignError {
     #[error("the key could not sign (ring refused it)")]
     Local,
     /// The ssh-agent did not sign: gone, locked, the key removed, or a confirmation declined.
-    #[error("{reason}{}", agent::socket_note(Some(socket), reason))]
+    #[error("{reason}{}", crate::sshagent::socket_note(Some(socket), reason))]
     Agent {
         /// The agent's socket.
         socket: PathBuf,

@@ -32,8 +32,8 @@ use zeroize::Zeroizing;
 
 pub use pubkey::{Fingerprint, PublicKeyError, PublicKeyInfo, read_public_key};
 
+use crate::alg::Algorithm;
 use crate::der::{self, oid};
-use crate::key::Algorithm;
 use crate::signature;
 use wire::Writer;
 
@@ -121,7 +121,7 @@ pub enum AgentError {
     /// A key in the agent is of a type Code Storage does not accept.
     #[error(
         "the ssh-agent's key {fingerprint} is {kind}; {}: pick another with its fingerprint from `ssh-add -l -E sha256`",
-        crate::key::ACCEPTED
+        crate::alg::ACCEPTED
     )]
     UnsupportedKey {
         /// The key's fingerprint.
@@ -728,6 +728,22 @@ fn set_timeout(_: &std::fs::File, _: Duration) -> std::io::Result<()> {
 }
 
 // The tests serve answers over Unix sockets.
+/// Names the agent's socket after an error that does not already name it, so that the user
+/// knows which agent `ssh-add -l` must be asked (a configured `agent_socket` may not be theirs).
+pub fn socket_note(socket: Option<&Path>, reason: &AgentError) -> String {
+    match (socket, reason) {
+        (
+            _,
+            AgentError::NoSocket
+            | AgentError::Connect { .. }
+            | AgentError::Io { .. }
+            | AgentError::Timeout { .. },
+        )
+        | (None, _) => String::new(),
+        (Some(path), _) => format!(" (agent socket {})", path.display()),
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
 use super::wire::{self, Writer};
+use crate::alg::{ACCEPTED, Algorithm};
 use crate::der::{self, oid};
-use crate::key::{ACCEPTED, Algorithm};
 
 /// The SSH key type name of a P-256 key.
 pub const SSH_P256: &str = "ecdsa-sha2-nistp256";
@@ -79,8 +79,8 @@ impl PublicKeyError {
     /// The command that mends the file at `path`, filled in, when there is one: the public half
     /// of a private key given by mistake, or a compressed point written out uncompressed.
     pub fn fix(&self, path: &Path) -> Option<String> {
-        let file = crate::gitconfig::shell_quote(&path.to_string_lossy());
-        let public = crate::gitconfig::shell_quote(&format!("{}.pub", path.to_string_lossy()));
+        let file = crate::shell::quote(&path.to_string_lossy());
+        let public = crate::shell::quote(&format!("{}.pub", path.to_string_lossy()));
         match self {
             Self::PrivateKey { openssh: true } => Some(format!(
                 "`ssh-keygen -y -f {file} > {public}` writes it; then name {public} instead"
@@ -89,7 +89,7 @@ impl PublicKeyError {
                 "`openssl pkey -in {file} -pubout -out {public}` writes it; then name {public} instead"
             )),
             Self::CompressedPoint => {
-                let new = crate::gitconfig::shell_quote(&format!("{}.new", path.to_string_lossy()));
+                let new = crate::shell::quote(&format!("{}.new", path.to_string_lossy()));
                 Some(format!(
                     "`openssl ec -pubin -in {file} -pubout -conv_form uncompressed -out {new} && mv {new} {file}`"
                 ))
