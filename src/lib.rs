@@ -3,9 +3,10 @@
 //! The crate is a small pure core with the I/O at the edge. A `get` reads straight down:
 //! [`protocol`] reads git's request; [`resolve`] is the one pipeline from host and path to an
 //! organisation ([`host`]), a repository and the token's settings (from [`config`] and [`mod@env`]);
-//! [`mint`] loads the organisation's [`key`] as a [`signer::Signer`] and signs the [`token`];
+//! [`mint`] opens the organisation's [`key`] as a [`signer::Signer`] and signs the [`token`];
 //! [`credential`] turns the outcome into git's answer. [`cli`] is the command line and
-//! [`commands`] the bodies of the user's subcommands.
+//! [`commands`] the bodies of the user's subcommands. The modules stand in layers that point
+//! one way; ARCHITECTURE.md lists them.
 #![forbid(unsafe_code)]
 
 pub mod alg;
