@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::env::Env;
 use crate::glob::Glob;
-use crate::host::{Host, OrgName};
+use crate::host::{Host, HostError, OrgName, OrgNameError};
 use crate::key::{AgentKeyId, KeySource};
 use crate::token::{Op, RefRule, Scope};
 use crate::ttl::Ttl;
@@ -106,7 +106,7 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
-    /// A field of the configuration is wrong (the key fields, a subject, scopes).
+    /// A field or table of the configuration is wrong.
     #[error("{}:{line}: {source}", .path.display())]
     Field {
         /// The file.
@@ -116,7 +116,19 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         source: FieldError,
     },
-    /// The file is not valid TOML or not a valid configuration.
+    /// The file is not valid TOML, or a value has the wrong type or an unknown name: the TOML
+    /// reader's own words.
+    #[error("{}:{line}: {message}", .path.display())]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The TOML reader's message, on one line.
+        message: String,
+    },
+    /// A `[sandbox.NAME]` table is wrong, in the words of the broker's sandbox schema (typed
+    /// once that schema moves into this module).
     #[error("{}:{line}: {message}", .path.display())]
     Invalid {
         /// The file.
@@ -185,7 +197,8 @@ struct RawRefRule {
     ops: Vec<Op>,
 }
 
-/// What is wrong with one organisation's key fields, or a subject or scopes anywhere.
+/// What is wrong with one field or table of the configuration (the sandbox tables aside), with
+/// the fix; [`ConfigError::Field`] adds the file and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     /// `key_file` or `key_env` holds the key itself.
@@ -199,6 +212,44 @@ pub enum FieldError {
         /// `key_file` or `key_env`.
         field: &'static str,
     },
+    /// A `[org.NAME]` table whose name is not an organisation name.
+    #[error("[org.{}]: {reason}", crate::log::Escaped(.org))]
+    OrgName {
+        /// The table's name as written.
+        org: String,
+        /// Why it is not an organisation name.
+        reason: OrgNameError,
+    },
+    /// `hosts = []`.
+    #[error("[org.{org}] hosts is empty; remove it to use the default [\"{org}.code.storage\"]")]
+    HostsEmpty {
+        /// The organisation.
+        org: String,
+    },
+    /// An entry of `hosts` that is not a host name with an optional port.
+    #[error("{0}")]
+    Host(HostError),
+    /// A host two organisations list.
+    #[error(
+        "host {host:?} is listed by both [org.{other}] and [org.{org}]; a host belongs to one organisation"
+    )]
+    HostTaken {
+        /// The host.
+        host: String,
+        /// The organisation that listed it first.
+        other: String,
+        /// The organisation that lists it again.
+        org: String,
+    },
+    /// A `refs` pattern that is empty or holds spaces or control characters.
+    #[error("refs pattern {pattern:?} must be a ref name or glob such as \"refs/heads/main\"")]
+    RefPattern {
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// `broker = ""`.
+    #[error("broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\"")]
+    BrokerEmpty,
     /// `key_env = ""`.
     #[error("[org.{org}] key_env is empty; name the environment variable that holds the PEM key")]
     KeyEnvEmpty {
@@ -384,121 +435,30 @@ pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
 
 /// Parses configuration text; `path` is used for messages and to resolve relative key files.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let invalid = |offset: usize, message: String| ConfigError::Invalid {
-        path: path.to_owned(),
-        line: line_of(text, offset),
-        message,
-    };
     let field = |(offset, source): (usize, FieldError)| ConfigError::Field {
         path: path.to_owned(),
         line: line_of(text, offset),
         source,
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map_or(0, |span| span.start);
-        invalid(offset, e.message().trim().replace('\n', " "))
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        line: line_of(text, e.span().map_or(0, |span| span.start)),
+        message: e.message().trim().replace('\n', " "),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut orgs = BTreeMap::new();
-    let mut host_owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut host_owner = BTreeMap::new();
     for (name, spanned) in raw.org {
         let at = spanned.span().start;
-        let raw_org = spanned.into_inner();
-        let org_name = OrgName::parse(&name)
-            .map_err(|e| invalid(at, format!("[org.{}]: {e}", crate::log::Escaped(&name))))?;
-        let key = key_source(&raw_org, &name, base, at).map_err(field)?;
-        let hosts = match raw_org.hosts {
-            None => vec![org_name.default_host()],
-            Some(hosts) if hosts.is_empty() => {
-                return Err(invalid(
-                    at,
-                    format!(
-                        "[org.{name}] hosts is empty; remove it to use the default [\"{name}.code.storage\"]"
-                    ),
-                ));
-            }
-            Some(hosts) => {
-                let mut checked = Vec::with_capacity(hosts.len());
-                for host in hosts {
-                    let at = host.span().start;
-                    checked
-                        .push(Host::parse(host.get_ref()).map_err(|e| invalid(at, e.to_string()))?);
-                }
-                checked
-            }
-        };
-        for host in &hosts {
-            if let Some(other) = host_owner.insert(host.to_string(), name.clone()) {
-                return Err(invalid(
-                    at,
-                    format!(
-                        "host {host:?} is listed by both [org.{other}] and [org.{name}]; a host belongs to one organisation"
-                    ),
-                ));
-            }
-        }
-        let level = make_level(
-            raw_org.ttl,
-            raw_org.scopes,
-            raw_org.subject,
-            raw_org.least_privilege,
-        )
-        .map_err(field)?;
-        let mut rules = Vec::with_capacity(raw_org.repo.len());
-        for rule in raw_org.repo {
-            let at = rule.span().start;
-            let rule = rule.into_inner();
-            let refs = match rule.refs {
-                None => None,
-                Some(refs) => {
-                    let mut checked = Vec::with_capacity(refs.len());
-                    for r in refs {
-                        let at = r.span().start;
-                        let r = r.into_inner();
-                        if r.pattern.is_empty()
-                            || r.pattern
-                                .chars()
-                                .any(|c| c.is_control() || c.is_whitespace())
-                        {
-                            return Err(invalid(
-                                at,
-                                format!(
-                                    "refs pattern {:?} must be a ref name or glob such as \"refs/heads/main\"",
-                                    r.pattern
-                                ),
-                            ));
-                        }
-                        checked.push(RefRule {
-                            pattern: r.pattern,
-                            ops: r.ops,
-                        });
-                    }
-                    Some(checked)
-                }
-            };
-            rules.push(RepoRule {
-                pattern: rule.pattern,
-                level: make_level(rule.ttl, rule.scopes, rule.subject, rule.least_privilege)
-                    .map_err(field)?,
-                ops: rule.ops,
-                refs,
-                line: line_of(text, at),
-            });
-        }
-        orgs.insert(
-            name.clone(),
-            Org {
-                name: org_name,
-                key,
-                hosts,
-                allow_http: raw_org.allow_http,
-                allow_insecure_key_permissions: raw_org.allow_insecure_key_permissions,
-                level,
-                rules,
-                line: line_of(text, at),
-            },
-        );
+        let org = parse_org(&name, spanned.into_inner(), at, text, base, &mut host_owner)
+            .map_err(field)?;
+        orgs.insert(name, org);
     }
+    let invalid = |offset: usize, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        message,
+    };
     let sandboxes = crate::broker::policy::parse_sandboxes(
         raw.sandbox,
         &orgs,
@@ -508,10 +468,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     )?;
     let broker = match raw.broker {
         Some(socket) if socket.get_ref().is_empty() => {
-            return Err(invalid(
-                socket.span().start,
-                "broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\"".into(),
-            ));
+            return Err(field((socket.span().start, FieldError::BrokerEmpty)));
         }
         Some(socket) => Some(expand_path(socket.get_ref(), base)),
         None => None,
@@ -522,6 +479,117 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orgs,
         broker,
         sandboxes,
+    })
+}
+
+/// Checks and converts the `[org.NAME]` table `name` starting at `at`; `host_owner` records
+/// which organisation listed each host so far, since a host belongs to one.
+fn parse_org(
+    name: &str,
+    raw: RawOrg,
+    at: usize,
+    text: &str,
+    base: &Path,
+    host_owner: &mut BTreeMap<String, String>,
+) -> Result<Org, (usize, FieldError)> {
+    let owner = || name.to_owned();
+    let org_name = OrgName::parse(name).map_err(|reason| {
+        (
+            at,
+            FieldError::OrgName {
+                org: owner(),
+                reason,
+            },
+        )
+    })?;
+    let key = key_source(&raw, name, base, at)?;
+    let hosts = parse_hosts(raw.hosts, &org_name, name, at)?;
+    for host in &hosts {
+        if let Some(other) = host_owner.insert(host.to_string(), owner()) {
+            let host = host.to_string();
+            let org = owner();
+            return Err((at, FieldError::HostTaken { host, other, org }));
+        }
+    }
+    let level = make_level(raw.ttl, raw.scopes, raw.subject, raw.least_privilege)?;
+    let rules = raw
+        .repo
+        .into_iter()
+        .map(|rule| parse_rule(rule, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Org {
+        name: org_name,
+        key,
+        hosts,
+        allow_http: raw.allow_http,
+        allow_insecure_key_permissions: raw.allow_insecure_key_permissions,
+        level,
+        rules,
+        line: line_of(text, at),
+    })
+}
+
+/// The `hosts` of the table `name` at `at`; without them, `NAME.code.storage`.
+fn parse_hosts(
+    hosts: Option<Vec<Spanned<String>>>,
+    org: &OrgName,
+    name: &str,
+    at: usize,
+) -> Result<Vec<Host>, (usize, FieldError)> {
+    match hosts {
+        None => Ok(vec![org.default_host()]),
+        Some(hosts) if hosts.is_empty() => Err((
+            at,
+            FieldError::HostsEmpty {
+                org: name.to_owned(),
+            },
+        )),
+        Some(hosts) => hosts
+            .iter()
+            .map(|host| {
+                Host::parse(host.get_ref()).map_err(|e| (host.span().start, FieldError::Host(e)))
+            })
+            .collect(),
+    }
+}
+
+/// One `[[org.NAME.repo]]` rule with its `refs`.
+fn parse_rule(rule: Spanned<RawRule>, text: &str) -> Result<RepoRule, (usize, FieldError)> {
+    let at = rule.span().start;
+    let rule = rule.into_inner();
+    let refs = match rule.refs {
+        None => None,
+        Some(refs) => Some(
+            refs.into_iter()
+                .map(parse_ref_rule)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(RepoRule {
+        pattern: rule.pattern,
+        level: make_level(rule.ttl, rule.scopes, rule.subject, rule.least_privilege)?,
+        ops: rule.ops,
+        refs,
+        line: line_of(text, at),
+    })
+}
+
+/// One `refs` entry of a repo rule: a ref name or glob, and the operations it allows.
+fn parse_ref_rule(rule: Spanned<RawRefRule>) -> Result<RefRule, (usize, FieldError)> {
+    let at = rule.span().start;
+    let rule = rule.into_inner();
+    if rule.pattern.is_empty()
+        || rule
+            .pattern
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        let pattern = rule.pattern;
+        return Err((at, FieldError::RefPattern { pattern }));
+    }
+    Ok(RefRule {
+        pattern: rule.pattern,
+        ops: rule.ops,
     })
 }
 
@@ -869,6 +937,51 @@ key_env = "BETA_KEY"
                 },
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn table_mistakes_are_typed_and_name_the_line_and_the_fix() {
+        let key = "key_env = \"K\"\n";
+        assert_eq!(
+            error(&format!("[org.a]\n{key}hosts = []\n")),
+            "/etc/cs/config.toml:1: [org.a] hosts is empty; remove it to use the default [\"a.code.storage\"]"
+        );
+        assert_eq!(
+            error(&format!(
+                "[org.a]\n{key}hosts = [\"Git.X.dev\"]\n[org.b]\n{key}hosts = [\"git.x.dev\"]\n"
+            )),
+            "/etc/cs/config.toml:4: host \"git.x.dev\" is listed by both [org.a] and [org.b]; a host belongs to one organisation"
+        );
+        assert!(matches!(
+            parse_at(&format!("[org.a]\n{key}hosts = [\"ok.dev\", \"a b\"]\n")),
+            Err(ConfigError::Field {
+                line: 3,
+                source: FieldError::Host(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_at(&format!("[org.\"a_b\"]\n{key}")),
+            Err(ConfigError::Field {
+                line: 1,
+                source: FieldError::OrgName { .. },
+                ..
+            })
+        ));
+        let refs = "[[org.a.repo]]\nmatch = \"*\"\nrefs = [{ pattern = \"refs/heads/a b\", ops = [\"no-push\"] }]\n";
+        assert!(matches!(
+            parse_at(&format!("[org.a]\n{key}{refs}")),
+            Err(ConfigError::Field { line: 5, source: FieldError::RefPattern { pattern }, .. })
+                if pattern == "refs/heads/a b"
+        ));
+        assert_eq!(
+            error("broker = \"\"\n"),
+            "/etc/cs/config.toml:1: broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\""
+        );
+        assert!(matches!(
+            parse_at("ttl = \n"),
+            Err(ConfigError::Toml { line: 1, .. })
         ));
     }
 

@@ -167,8 +167,11 @@ pub fn erase(request: &Request) {
 /// The config parser and validator: never panics, and what it refuses points at a line.
 pub fn config_parser(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Err(ConfigError::Invalid { line, .. } | ConfigError::Field { line, .. }) =
-            config::parse(text, Path::new("/fuzz/config.toml"))
+        && let Err(
+            ConfigError::Toml { line, .. }
+            | ConfigError::Invalid { line, .. }
+            | ConfigError::Field { line, .. },
+        ) = config::parse(text, Path::new("/fuzz/config.toml"))
     {
         assert!(line >= 1, "an error at line {line}");
     }
