@@ -497,14 +497,7 @@ fn settings(
             .find_map(|l| l.subject.clone())
             .unwrap_or_else(|| default_subject(env)),
     };
-    let key = match org {
-        Some(org) => org.key.clone(),
-        None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
-            org: owner.name().clone(),
-            key_file: crate::paths::default_key_file(owner.name().as_str())
-                .unwrap_or_else(|| PathBuf::from(format!("{}.pem", owner.name()))),
-        })?,
-    };
+    let key = key_of(org, owner, env)?;
     let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
         Some(on) => on,
         None => levels
@@ -529,6 +522,19 @@ fn settings(
         rule: rule.map(|r| (r.line, r.pattern.as_str().to_owned())),
         least_privilege,
     })
+}
+
+/// The key of `org`, or for an organisation the config does not name, the one the environment
+/// gives; without one, the fix names where `keygen` would put it.
+fn key_of(org: Option<&Org>, owner: &Owner<'_>, env: &dyn Env) -> Result<KeySource, ResolveError> {
+    match org {
+        Some(org) => Ok(org.key.clone()),
+        None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
+            org: owner.name().clone(),
+            key_file: crate::paths::default_key_file(owner.name().as_str())
+                .unwrap_or_else(|| PathBuf::from(format!("{}.pem", owner.name()))),
+        }),
+    }
 }
 
 /// How the key of `org` (or of the environment, for `None`) is read: the config's and the
