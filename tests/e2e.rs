@@ -1,9 +1,8 @@
 //! End to end: real git, configured once as a user would, cloning, fetching, pulling and
 //! pushing through the helper against `codestorage-emulator`, a local HTTPS smart-HTTP server
 //! that checks every token as Code Storage does.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use support::emulator::Emulator;
 use support::git::{AUTHTYPE, User, new_git, new_git_at_least, old_git};

@@ -1,9 +1,8 @@
 //! `codestorage-emulator` on its own: real git against it with no credential helper at all, the
 //! token signed by hand with ring and put straight into the remote URL, so that these tests
 //! check the emulator and nothing of the helper.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;

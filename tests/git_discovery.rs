@@ -1,9 +1,8 @@
 //! How the tests find the git binaries they run (tests/support/gits.rs): overrides first, then
 //! the newest and oldest distinct versions on PATH and in the usual places. Stand-in gits are
 //! small scripts that answer `--version` as a given git would; the last tests use the real ones.
-#![cfg(unix)]
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

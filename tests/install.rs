@@ -2,11 +2,9 @@
 //! through CODESTORAGE_INSTALL_BINARY; the build tests run the real release builds (install.sh's
 //! and README's `cargo install`) once into a target directory they share, and check that the
 //! result is a static executable that signs tokens.
-#![cfg(unix)]
 
-#[path = "support/dist.rs"]
-mod dist;
-mod support;
+use crate::support;
+use crate::support::dist;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -685,7 +683,7 @@ fn the_man_page_and_completions_are_installed_and_git_help_opens_the_page() {
     }
     // `git credential-codestorage --help` is git's `help`, which opens the man page.
     let bindir = install.prefix.join("bin");
-    let mut help = install.user.command(support::git::new_git());
+    let mut help = install.user.command(support::gits::new_git());
     help.args(["credential-codestorage", "--help"])
         .env("PATH", format!("{}:{}", bindir.display(), system_path()))
         .env("MANPATH", share.join("man"))

@@ -2,9 +2,8 @@
 //! emulator: reading commands are given `git:read` tokens only, pushes `git:write` ones, the
 //! switch turns it off, no credential helper configured after this one keeps a read token, and
 //! git 2.46+'s `proactiveAuth` (written by `setup`) saves the 401 round trip.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use support::emulator::{Record, Service};
 use support::git::{AUTHTYPE, User, describe, each_git, new_git_at_least};

@@ -1,8 +1,7 @@
 //! `setup` as a user runs it: the config file edited without losing a comment, git's config
 //! written once and only once, `--dry-run` and `--remove`, and git itself then asking the helper.
-#![cfg(unix)]
 
-mod support;
+use crate::support;
 
 use support::cli::{User, helper_path};
 use support::jwt::{TestKey, verify};

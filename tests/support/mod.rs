@@ -1,7 +1,8 @@
-//! Shared fixtures for the whole-program tests; each test crate uses a part of them.
+//! Shared fixtures for the whole-program tests; each test module uses a part of them.
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod dist;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fuzz_checks;
@@ -11,6 +12,7 @@ pub mod gits;
 pub mod home;
 pub mod jwt;
 pub mod signers;
+pub mod ssh_agent;
 #[cfg(feature = "emulator")]
 pub mod tunnel;
 #[cfg(feature = "emulator")]
