@@ -331,7 +331,7 @@ fn require_namespaces() {
     let status = Command::new("unshare")
         .args(["--mount", "--pid", "--fork", "--mount-proc", "true"])
         .status()
-        .expect("unshare (util-linux) must be installed");
+        .unwrap_or_else(|e| support::missing("unshare", e));
     assert!(
         status.success(),
         "unshare --mount --pid needs root (or CAP_SYS_ADMIN); run these tests as root"

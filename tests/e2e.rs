@@ -372,9 +372,7 @@ fn protocol_v2_and_v0_both_fetch() {
 
 #[test]
 fn git_offering_authtype_still_authenticates_with_an_ephemeral_credential() {
-    let Some(git) = new_git_at_least(AUTHTYPE, "git's capability[]=authtype offer") else {
-        return;
-    };
+    let git = new_git_at_least(AUTHTYPE, "git's capability[]=authtype offer");
     let key = TestKey::p256();
     let world = World::new(git, &key, "");
     let (user, emulator) = (&world.user, &world.emulator);
