@@ -25,6 +25,7 @@ mod git_discovery;
 mod hostile;
 #[cfg(unix)]
 mod install;
+mod layers;
 #[cfg(feature = "emulator")]
 mod least_privilege;
 mod mistakes;

@@ -2,7 +2,7 @@
 //! block) and PKCS#1, and the types Code Storage accepts.
 //!
 //! Only the envelope is inspected here (PEM label, algorithm and curve OIDs, RSA modulus size);
-//! ring validates the key material when the signer is made from it.
+//! ring validates the key material when it is loaded ([`crate::key::KeyPair`]).
 
 use crate::der::{self, Reader, oid};
 use crate::key::{Algorithm, KeyError, KeySource};
