@@ -45,3 +45,21 @@ pub fn default_key_file(org: &str) -> Option<PathBuf> {
 pub fn out_unless_default(org: &str, path: &Path) -> Option<PathBuf> {
     (default_key_file(org).as_deref() != Some(path)).then(|| path.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_is_named_only_where_keygen_would_not_write_anyway() {
+        let default = default_key_file("acme").expect("a home directory in the tests");
+        assert!(default.ends_with("codestorage/acme.pem"), "{default:?}");
+        assert_eq!(out_unless_default("acme", &default), None);
+        let elsewhere = Path::new("/keys/acme.pem");
+        assert_eq!(
+            out_unless_default("acme", elsewhere),
+            Some(elsewhere.to_owned())
+        );
+        assert_eq!(out_unless_default("beta", &default), Some(default.clone()));
+    }
+}
