@@ -294,7 +294,6 @@ fn install_sh_builds_a_static_binary_that_signs() {
     }
     let target = install.target();
     dist::assert_static(&target);
-    dist::assert_hot_text_first(&target);
     assert_signs(&install.user, &target);
 }
 
@@ -324,46 +323,7 @@ fn readme_cargo_install_command_builds_a_static_binary_that_signs() {
     assert_eq!(result.code, Some(0), "{result:?}");
     let binary = root.join("bin/git-credential-codestorage");
     dist::assert_static(&binary);
-    dist::assert_hot_text_first(&binary);
     assert_signs(&user, &binary);
-}
-
-/// The test build is linked with link/hot-text.ld too: the functions a `get` runs sit in
-/// `.text.hot`, ahead of the rest, and those only other commands run do not.
-#[test]
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn the_functions_a_get_runs_come_first_in_the_text() {
-    let helper = Path::new(HELPER);
-    dist::assert_hot_text_first(helper);
-    let layout = dist::layout(helper);
-    let hot = layout.section(".text.hot");
-    let address = |path: &str| {
-        // Legacy-mangled: `_ZN` then each path segment as <length><name>, then the hash.
-        let prefix: String = path
-            .split("::")
-            .map(|segment| format!("{}{segment}", segment.len()))
-            .collect();
-        let prefix = format!("_ZN{prefix}17h");
-        layout
-            .symbols
-            .iter()
-            .find(|(name, _)| name.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("the test build has no symbol {path}"))
-            .1
-    };
-    for hot_path in [
-        "git_credential_codestorage::protocol::parse",
-        "git_credential_codestorage::resolve::resolve",
-        "git_credential_codestorage::config::parse",
-    ] {
-        assert!(hot.holds(address(hot_path)), "{hot_path} is not in {hot:?}");
-    }
-    for cold_path in [
-        "git_credential_codestorage::commands::doctor::doctor",
-        "git_credential_codestorage::setup::plan::plan",
-    ] {
-        assert!(!hot.holds(address(cold_path)), "{cold_path} is in {hot:?}");
-    }
 }
 
 #[test]
@@ -611,8 +571,6 @@ fn the_crate_package_holds_what_users_need_and_no_more() {
         "LICENSE-APACHE",
         "src/main.rs",
         "src/lib.rs",
-        "build.rs",
-        "link/hot-text.ld",
         "docs/configuration.md",
         "tests/fixtures/rsa2048.pkcs8.pem",
     ] {
@@ -649,8 +607,6 @@ fn the_crate_package_holds_what_users_need_and_no_more() {
             || (file.starts_with("docs/")
                 && !["docs/performance.md", "docs/fuzzing.md"].contains(file))
             || [
-                "build.rs",
-                "link/hot-text.ld",
                 "Cargo.toml",
                 "Cargo.toml.orig",
                 "Cargo.lock",

@@ -32,6 +32,7 @@ mod mistakes;
 #[cfg(target_os = "linux")]
 mod operation;
 mod properties;
+mod repository;
 #[cfg(unix)]
 mod setup;
 #[cfg(feature = "emulator")]
