@@ -1179,7 +1179,12 @@ impl World {
             .args(["-X", method, "-w", "\n%{http_code}"])
             .arg(format!("http://broker{path}"));
         if let Some(body) = body {
-            command.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+            command.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
         }
         let out = command
             .output()
@@ -1232,7 +1237,10 @@ fn the_control_api_registers_serves_replaces_and_deletes_sandboxes() {
     assert!(answer["expires_at"].as_i64().unwrap() > 0);
     // When the answer is sent, the socket serves.
     assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket());
-    let dir_mode = std::fs::metadata(world.sandbox_dir("agent-9")).unwrap().permissions().mode();
+    let dir_mode = std::fs::metadata(world.sandbox_dir("agent-9"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(dir_mode & 0o777, 0o755);
 
     let run = world.in_sandbox_on(
@@ -1247,31 +1255,78 @@ cat refused.txt
 "#,
     );
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("sandbox agent-9 may not get a token"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("sandbox agent-9 may not get a token"),
+        "{}",
+        run.stdout
+    );
     let pushed = world.claims_for("agents/9/demo", Service::ReceivePack);
     assert_eq!(pushed.last().unwrap().sub, "sandbox:agent-9");
 
     // Every mistake is a 400 naming the field and the fix, and changes nothing.
     for (name, body, words) in [
-        ("agent-9", r#"{"orgs": ["acme"], "repos": ["x"], "repo": ["y"]}"#, "unknown field `repo`"),
-        ("agent-9", r#"{"orgs": ["gamma"], "repos": ["x"]}"#, "no [org.gamma] table"),
-        ("agent-9", r#"{"orgs": ["acme"], "repos": []}"#, "repos is empty"),
-        ("agent-9", r#"{"orgs": ["acme"], "repos": ["/x"]}"#, "write it as"),
-        ("agent-9", r#"{"orgs": ["acme"], "repos": ["x"], "mode": "0660"}"#, "add group"),
-        ("agent-9", r#"{"orgs": ["acme"], "repos": ["x"], "socket": "/tmp/s"}"#, "socket is chosen by the broker"),
-        ("agent-9", r#"{"orgs": ["acme"], "repos": ["x"], "lease": "forever"}"#, "lease"),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "repo": ["y"]}"#,
+            "unknown field `repo`",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["gamma"], "repos": ["x"]}"#,
+            "no [org.gamma] table",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": []}"#,
+            "repos is empty",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["/x"]}"#,
+            "write it as",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "mode": "0660"}"#,
+            "add group",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "socket": "/tmp/s"}"#,
+            "socket is chosen by the broker",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "lease": "forever"}"#,
+            "lease",
+        ),
         ("agent-9", "{not json", "not a JSON object"),
-        ("a%20b", r#"{"orgs": ["acme"], "repos": ["x"]}"#, "a registered sandbox's name is"),
-        ("..", r#"{"orgs": ["acme"], "repos": ["x"]}"#, "a registered sandbox's name is"),
+        (
+            "a%20b",
+            r#"{"orgs": ["acme"], "repos": ["x"]}"#,
+            "a registered sandbox's name is",
+        ),
+        (
+            "..",
+            r#"{"orgs": ["acme"], "repos": ["x"]}"#,
+            "a registered sandbox's name is",
+        ),
     ] {
         let (status, answer) = world.curl("PUT", &format!("/v1/sandboxes/{name}"), Some(body));
         assert_eq!(status, 400, "{body}: {answer}");
         let error: serde_json::Value = serde_json::from_str(&answer).unwrap();
         let error = error["error"].as_str().unwrap();
-        assert!(error.contains(words) && !error.contains('\n'), "{body}: {error}");
+        assert!(
+            error.contains(words) && !error.contains('\n'),
+            "{body}: {error}"
+        );
     }
     let still = world.get_registered("agent-9", "agents/9/demo");
-    assert!(still.stdout.contains("password="), "the registration is unchanged: {}", still.stderr);
+    assert!(
+        still.stdout.contains("password="),
+        "the registration is unchanged: {}",
+        still.stderr
+    );
 
     // The file's sandboxes are the file's.
     let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-7", Some(body));
@@ -1284,7 +1339,11 @@ cat refused.txt
     let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(narrower));
     assert_eq!(status, 200, "{answer}");
     let refused = world.get_registered("agent-9", "agents/9/demo");
-    assert!(refused.stdout.contains("quit=1") && !refused.stdout.contains("password="), "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("quit=1") && !refused.stdout.contains("password="),
+        "{}",
+        refused.stdout
+    );
 
     let (status, list) = world.curl("GET", "/v1/sandboxes", None);
     assert_eq!(status, 200);
@@ -1294,19 +1353,35 @@ cat refused.txt
     assert_eq!(nine["policy"]["repos"][0], "agents/9/only-this");
     assert!(nine["tokens_issued"].as_u64().unwrap() >= 2, "{nine}");
     assert!(nine["refused"].as_u64().unwrap() >= 1, "{nine}");
-    assert!(list.iter().any(|s| s["name"] == "agent-7" && s["origin"] == "file"));
+    assert!(
+        list.iter()
+            .any(|s| s["name"] == "agent-7" && s["origin"] == "file")
+    );
     let (_, metrics) = world.curl("GET", "/metrics", None);
-    assert!(metrics.contains("codestorage_broker_tokens_issued_total{sandbox=\"agent-9\"}"), "{metrics}");
-    assert!(metrics.contains("codestorage_broker_sandboxes 2"), "{metrics}");
+    assert!(
+        metrics.contains("codestorage_broker_tokens_issued_total{sandbox=\"agent-9\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("codestorage_broker_sandboxes 2"),
+        "{metrics}"
+    );
 
     // When DELETE answers, the socket and directory are gone and nothing more is served.
     assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-9", None).0, 204);
     assert!(!socket.exists() && !world.sandbox_dir("agent-9").exists());
     let gone = world.get_registered("agent-9", "agents/9/only-this");
-    assert!(gone.stdout.contains("quit=1") && gone.stderr.contains("cannot reach the token broker"), "{}", gone.stderr);
+    assert!(
+        gone.stdout.contains("quit=1") && gone.stderr.contains("cannot reach the token broker"),
+        "{}",
+        gone.stderr
+    );
     assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-9", None).0, 404);
     assert_eq!(world.curl("GET", "/v1/sandboxes/agent-9", None).0, 404);
-    assert_eq!(world.curl("POST", "/v1/sandboxes/agent-9", Some("{}")).0, 405);
+    assert_eq!(
+        world.curl("POST", "/v1/sandboxes/agent-9", Some("{}")).0,
+        405
+    );
 }
 
 #[test]
@@ -1314,28 +1389,66 @@ fn the_command_line_registers_lists_shows_and_removes_through_the_control_api() 
     require_namespaces();
     let world = World::new();
     let _broker = world.start_with_control("");
-    let added = world.cli(&["add", "agent-8", "--org", "acme", "--repo", "agents/8/**", "--scope", "git:read", "--lease", "2h"]);
+    let added = world.cli(&[
+        "add",
+        "agent-8",
+        "--org",
+        "acme",
+        "--repo",
+        "agents/8/**",
+        "--scope",
+        "git:read",
+        "--lease",
+        "2h",
+    ]);
     assert_eq!(added.code, Some(0), "{}", added.stderr);
-    assert!(added.stdout.starts_with("registered sandbox agent-8: socket ") && added.stdout.contains("lease ends"), "{}", added.stdout);
+    assert!(
+        added
+            .stdout
+            .starts_with("registered sandbox agent-8: socket ")
+            && added.stdout.contains("lease ends"),
+        "{}",
+        added.stdout
+    );
     let token = world.get_registered("agent-8", "agents/8/x");
     assert!(token.stdout.contains("password="), "{}", token.stderr);
 
     let listed = world.cli(&["list"]);
-    assert!(listed.stdout.contains("agent-8 (api) on ") && listed.stdout.contains("1 token(s) issued"), "{}", listed.stdout);
-    let json: Vec<serde_json::Value> = serde_json::from_str(&world.cli(&["list", "--json"]).stdout).unwrap();
+    assert!(
+        listed.stdout.contains("agent-8 (api) on ") && listed.stdout.contains("1 token(s) issued"),
+        "{}",
+        listed.stdout
+    );
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&world.cli(&["list", "--json"]).stdout).unwrap();
     assert_eq!(json.len(), 1);
-    let shown: serde_json::Value = serde_json::from_str(&world.cli(&["show", "agent-8"]).stdout).unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&world.cli(&["show", "agent-8"]).stdout).unwrap();
     assert_eq!(shown["policy"]["scopes"][0], "git:read");
 
     let bad = world.cli(&["add", "agent-8", "--org", "gamma", "--repo", "x"]);
     assert_eq!(bad.code, Some(1));
-    assert!(bad.stderr.contains("no [org.gamma] table") && bad.stderr.lines().count() == 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("no [org.gamma] table") && bad.stderr.lines().count() == 1,
+        "{}",
+        bad.stderr
+    );
     let removed = world.cli(&["remove", "agent-8"]);
     assert_eq!(removed.code, Some(0), "{}", removed.stderr);
     let unknown = world.cli(&["show", "agent-8"]);
-    assert!(unknown.code == Some(1) && unknown.stderr.contains("no sandbox \"agent-8\""), "{}", unknown.stderr);
+    assert!(
+        unknown.code == Some(1) && unknown.stderr.contains("no sandbox \"agent-8\""),
+        "{}",
+        unknown.stderr
+    );
     let elsewhere = world.cli(&["--control-socket", "/nonexistent/control.sock", "list"]);
-    assert!(elsewhere.stderr.contains("cannot reach the broker's control API"), "{}", elsewhere.stderr);
+    assert!(
+        elsewhere
+            .stderr
+            .contains("cannot reach the broker's control API"),
+        "{}",
+        elsewhere.stderr
+    );
 }
 
 #[test]
@@ -1347,10 +1460,16 @@ fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
     let long = r#"{"orgs": ["acme"], "repos": ["agents/2/**"], "lease": "1h"}"#;
     assert_eq!(world.curl("PUT", "/v1/sandboxes/brief", Some(short)).0, 201);
     assert_eq!(world.curl("PUT", "/v1/sandboxes/kept", Some(long)).0, 201);
-    broker.wait_for("the lease's end", |l| l.contains("sandbox brief's lease ended"));
+    broker.wait_for("the lease's end", |l| {
+        l.contains("sandbox brief's lease ended")
+    });
     assert!(!world.sandbox_dir("brief").exists());
     let ended = world.get_registered("brief", "agents/1/x");
-    assert!(ended.stdout.contains("quit=1") && !ended.stdout.contains("password="), "{}", ended.stdout);
+    assert!(
+        ended.stdout.contains("quit=1") && !ended.stdout.contains("password="),
+        "{}",
+        ended.stdout
+    );
     assert_eq!(world.curl("GET", "/v1/sandboxes/brief", None).0, 404);
 
     broker.signal(rustix::process::Signal::TERM);
@@ -1373,7 +1492,10 @@ fn check_works_beside_a_serving_broker_and_a_reload_is_whole_or_nothing() {
     let broker = world.start(AGENT_42);
     let check = |config: &Path| {
         let mut command = Command::new(HELPER);
-        command.args(["broker", "--check", "--config"]).arg(config).env_remove("CODESTORAGE_CONFIG");
+        command
+            .args(["broker", "--check", "--config"])
+            .arg(config)
+            .env_remove("CODESTORAGE_CONFIG");
         run(command, "")
     };
     let ok = check(&world.config_path());
@@ -1390,11 +1512,28 @@ fn check_works_beside_a_serving_broker_and_a_reload_is_whole_or_nothing() {
     world.write_config(&text);
     let refused = check(&world.config_path());
     assert_eq!(refused.code, Some(1));
-    assert!(refused.stderr.contains("a Unix socket's path is at most 107 bytes"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("a Unix socket's path is at most 107 bytes"),
+        "{}",
+        refused.stderr
+    );
     let outcome = broker.reload(1);
-    assert!(outcome.contains("reload failed") && outcome.contains("107 bytes"), "{outcome}");
-    assert!(world.get_via("agent-42", "agents/42/x").stdout.contains("password="));
-    assert_eq!(broker.count(|l| l.contains("serving sandbox agent-long")), 0);
+    assert!(
+        outcome.contains("reload failed") && outcome.contains("107 bytes"),
+        "{outcome}"
+    );
+    assert!(
+        world
+            .get_via("agent-42", "agents/42/x")
+            .stdout
+            .contains("password=")
+    );
+    assert_eq!(
+        broker.count(|l| l.contains("serving sandbox agent-long")),
+        0
+    );
 
     // A group mode needs its group; a parent others may write is refused.
     let open = world.path("open");
@@ -1407,7 +1546,13 @@ fn check_works_beside_a_serving_broker_and_a_reload_is_whole_or_nothing() {
     ));
     world.write_config(&text);
     let unsafe_parent = check(&world.config_path());
-    assert!(unsafe_parent.stderr.contains("group or others may write it (its parent"), "{}", unsafe_parent.stderr);
+    assert!(
+        unsafe_parent
+            .stderr
+            .contains("group or others may write its parent"),
+        "{}",
+        unsafe_parent.stderr
+    );
 }
 
 #[test]
@@ -1424,7 +1569,10 @@ fn ten_thousand_sandboxes_start_under_a_soft_limit_of_1024() {
     let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .unwrap_or(1 << 20);
-    assert!(hard >= 10_400, "this machine's hard open-file limit ({hard}) is below what 10,000 sockets need");
+    assert!(
+        hard >= 10_400,
+        "this machine's hard open-file limit ({hard}) is below what 10,000 sockets need"
+    );
     let start = |limit: &str| {
         let mut command = Command::new("prlimit");
         command
@@ -1442,7 +1590,8 @@ fn ten_thousand_sandboxes_start_under_a_soft_limit_of_1024() {
     let low = run(start("1024:1024"), "");
     assert_eq!(low.code, Some(1));
     assert!(
-        low.stderr.contains("needs 10320 open files for 10000 sandbox socket(s)")
+        low.stderr
+            .contains("needs 10320 open files for 10000 sandbox socket(s)")
             && low.stderr.contains("LimitNOFILE=10320")
             && low.stderr.contains("ulimit -n 10320"),
         "{}",

@@ -71,22 +71,31 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
     for (depth, ancestor) in absolute.ancestors().enumerate() {
         let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
         let mode = meta.permissions().mode() & 0o7777;
-        let at = if depth == 0 {
-            String::new()
-        } else {
-            format!(" (its parent {})", ancestor.display())
-        };
         if meta.uid() != me && meta.uid() != 0 {
-            return Err(format!(
-                "it{at} belongs to user {}, not to the broker's user ({me}) or root; use a directory of the broker's own",
-                meta.uid()
-            ));
+            let uid = meta.uid();
+            return Err(if depth == 0 {
+                format!(
+                    "it belongs to user {uid}, not to the broker's user ({me}) or root; use a directory of the broker's own"
+                )
+            } else {
+                format!(
+                    "its parent {} belongs to user {uid}, not to the broker's user ({me}) or root; use a directory whose parents are root's",
+                    ancestor.display()
+                )
+            });
         }
         let sticky = mode & 0o1000 != 0 && depth > 0;
         if mode & 0o022 != 0 && !sticky {
-            return Err(format!(
-                "group or others may write it{at} (mode {mode:04o}), so they could replace the socket; use a directory of the broker's own: install -d -m 0755 /run/codestorage"
-            ));
+            return Err(if depth == 0 {
+                format!(
+                    "group or others may write it (mode {mode:04o}), so they could replace the socket; use a directory of the broker's own: install -d -m 0755 /run/codestorage"
+                )
+            } else {
+                format!(
+                    "group or others may write its parent {} (mode {mode:04o}), so they could replace the socket's directory; use a directory whose parents only root writes, such as /run/codestorage",
+                    ancestor.display()
+                )
+            });
         }
     }
     Ok(())
