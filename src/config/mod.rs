@@ -18,6 +18,11 @@ use crate::key::KeySource;
 use crate::token::{Op, RefRule, Scope};
 use crate::ttl::Ttl;
 
+pub mod sandbox;
+
+use sandbox::RawSandbox;
+pub use sandbox::{BrokerSettings, Sandbox, SandboxError};
+
 /// The environment variable that names the config file.
 pub const CONFIG_ENV: &str = "CODESTORAGE_CONFIG";
 
@@ -81,8 +86,10 @@ pub struct Config {
     pub orgs: BTreeMap<String, Org>,
     /// `broker = "PATH"`: inside a sandbox, `get` asks the token broker at this socket.
     pub broker: Option<PathBuf>,
-    /// `[sandbox.NAME]` tables, served by `broker` (see [`crate::broker`]).
-    pub sandboxes: Vec<crate::broker::Sandbox>,
+    /// `[sandbox.NAME]` tables, served by the token broker.
+    pub sandboxes: Vec<Sandbox>,
+    /// The token broker's control API and socket directory.
+    pub broker_settings: BrokerSettings,
 }
 
 /// Why the configuration file could not be used.
@@ -129,16 +136,15 @@ pub enum ConfigError {
         /// The TOML reader's message, on one line.
         message: String,
     },
-    /// A `[sandbox.NAME]` table is wrong, in the words of the broker's sandbox schema (typed
-    /// once that schema moves into this module).
-    #[error("{}:{line}: {message}", .path.display())]
-    Invalid {
+    /// A `[sandbox.NAME]` table is wrong.
+    #[error("{}:{line}: {source}", .path.display())]
+    Sandbox {
         /// The file.
         path: PathBuf,
         /// 1-based line.
         line: usize,
         /// What is wrong and how to fix it.
-        message: String,
+        source: SandboxError,
     },
 }
 
@@ -153,7 +159,10 @@ struct RawConfig {
     org: BTreeMap<String, Spanned<RawOrg>>,
     broker: Option<Spanned<String>>,
     #[serde(default)]
-    sandbox: BTreeMap<String, Spanned<crate::broker::policy::RawSandbox>>,
+    sandbox: BTreeMap<String, Spanned<RawSandbox>>,
+    control_socket: Option<Spanned<String>>,
+    control_group: Option<Spanned<sandbox::RawGroup>>,
+    sandbox_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -442,6 +451,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         line: line_of(text, offset),
         source,
     };
+    let sandbox_error = |(offset, source): sandbox::Located| ConfigError::Sandbox {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        source,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
         path: path.to_owned(),
         line: line_of(text, e.span().map_or(0, |span| span.start)),
@@ -456,18 +470,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .map_err(field)?;
         orgs.insert(name, org);
     }
-    let invalid = |offset: usize, message: String| ConfigError::Invalid {
-        path: path.to_owned(),
-        line: line_of(text, offset),
-        message,
-    };
-    let sandboxes = crate::broker::policy::parse_sandboxes(
-        raw.sandbox,
-        &orgs,
+    let sandboxes =
+        sandbox::parse_sandboxes(raw.sandbox, &orgs, base, &|offset| line_of(text, offset))
+            .map_err(sandbox_error)?;
+    let broker_settings = sandbox::parse_broker_settings(
+        sandbox::RawBrokerSettings {
+            control_socket: raw.control_socket,
+            control_group: raw.control_group,
+            sandbox_dir: raw.sandbox_dir,
+        },
         base,
-        &|offset| line_of(text, offset),
-        &invalid,
-    )?;
+    )
+    .map_err(sandbox_error)?;
     let broker = match raw.broker {
         Some(socket) if socket.get_ref().is_empty() => {
             return Err(field((socket.span().start, FieldError::BrokerEmpty)));
@@ -481,6 +495,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orgs,
         broker,
         sandboxes,
+        broker_settings,
     })
 }
 

@@ -169,7 +169,7 @@ pub fn config_parser(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
         && let Err(
             ConfigError::Toml { line, .. }
-            | ConfigError::Invalid { line, .. }
+            | ConfigError::Sandbox { line, .. }
             | ConfigError::Field { line, .. },
         ) = config::parse(text, Path::new("/fuzz/config.toml"))
     {
