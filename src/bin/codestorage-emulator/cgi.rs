@@ -143,9 +143,22 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
             headers.push((name.to_owned(), value));
         }
     }
-    http::write_head(out, status, &headers)?;
-    io::copy(&mut reader, out)?;
-    out.flush()?;
+    // http-backend frames nothing itself (it ends its output by exiting): chunk the body unless
+    // it said how long it is.
+    if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+    {
+        http::write_head(out, status, &headers)?;
+        io::copy(&mut reader, out)?;
+        out.flush()?;
+    } else {
+        headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
+        http::write_head(out, status, &headers)?;
+        let mut chunked = http::Chunked::new(&mut *out);
+        io::copy(&mut reader, &mut chunked)?;
+        chunked.finish()?;
+    }
     Ok(status)
 }
 
@@ -167,11 +180,22 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Type: text/plain\r\n"), "{text}");
         assert!(!text.contains("Status:"), "{text}");
-        assert!(text.ends_with("Connection: close\r\n\r\nno\n"), "{text}");
+        assert!(
+            text.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n3\r\nno\n\r\n0\r\n\r\n"), "{text}");
         // No Status line means 200; a bare LF ends headers as well as CRLF.
         let (status, text) = relayed(b"Content-Type: application/x-git-upload-pack-result\n\n0000");
         assert_eq!(status, 200);
-        assert!(text.ends_with("\r\n\r\n0000"), "{text}");
+        assert!(text.ends_with("\r\n\r\n4\r\n0000\r\n0\r\n\r\n"), "{text}");
+        // A length http-backend gave is kept, and nothing is chunked.
+        let (_, text) = relayed(b"Content-Length: 4\r\n\r\n0000");
+        assert!(
+            !text.contains("chunked")
+                && text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\n0000"),
+            "{text}"
+        );
     }
 
     #[test]

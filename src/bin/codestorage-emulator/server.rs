@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, Keyring};
+use crate::host::{Hosts, Owner};
 use crate::limits::{self, Deadline};
 use crate::log::{Decision, Record, RequestLog};
 use crate::policy::{HOOK_ARG, Policy};
@@ -28,6 +29,8 @@ pub struct Server {
     pub root: PathBuf,
     /// Who may sign tokens.
     pub keyring: Keyring,
+    /// Which organisation owns each host name.
+    pub hosts: Hosts,
     /// Create unknown repositories on push.
     pub create_on_push: bool,
     /// The hooks directory holding our proc-receive hook.
@@ -356,10 +359,29 @@ impl Server {
             Err((status, reason)) => return refuse(status, reason),
         };
         seen.service = Some(target.service);
+        let owner = match self.hosts.owner(head.header("host").unwrap_or("")) {
+            Owner::Org(org) => org,
+            Owner::RestApi(name) => {
+                return refuse(
+                    404,
+                    format!(
+                        "{name} is the REST API's host; git is served on the organisation's own host"
+                    ),
+                );
+            }
+            Owner::Unknown(name) => {
+                return refuse(
+                    421,
+                    format!(
+                        "host {name:?} belongs to no organisation; start the emulator with --host {name}=ORG"
+                    ),
+                );
+            }
+        };
         let Some(password) = head.header("authorization").and_then(auth::basic_password) else {
             return refuse(401, "no credentials".into());
         };
-        let claims = match auth::verify(&password, &self.keyring, &target.repo, now()) {
+        let claims = match auth::verify(&password, &self.keyring, &owner, &target.repo, now()) {
             Ok(claims) => claims,
             Err(refusal) => {
                 // What the refused token claimed, for the log: it says which token was sent.
