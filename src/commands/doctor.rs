@@ -387,6 +387,7 @@ fn check_git(
             (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
         );
     }
+    check_libgit2(report, &entries, config, names);
     let exec_path = git.exec_path();
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
@@ -419,6 +420,41 @@ fn check_git(
         }
     }
     Some(entries)
+}
+
+/// Whether libgit2 programs (cargo, git2-rs) run this helper for each configured host: they read
+/// only an exact, port-less `[credential "https://HOST"]` section, which `setup` writes.
+fn check_libgit2(
+    report: &mut Report,
+    entries: &[ConfigEntry],
+    config: Option<&Config>,
+    names: &FixNames,
+) {
+    for org in config.into_iter().flat_map(|c| c.orgs.values()) {
+        let urls: std::collections::BTreeSet<String> = org
+            .hosts
+            .iter()
+            .filter_map(gitconfig::libgit2_url)
+            .collect();
+        for url in urls {
+            if gitconfig::libgit2_routes(entries, &url) {
+                report.push(
+                    Status::Ok,
+                    format!(
+                        "libgit2 programs (cargo, git2) ask this helper for {url}, with useHttpPath"
+                    ),
+                );
+            } else {
+                report.push(
+                    Status::Warn,
+                    format!(
+                        "libgit2 programs (cargo with net.git-fetch-with-cli = false, git2) do not ask this helper for {url}: they read only an exact [credential \"{url}\"] section with helper and useHttpPath; fix: re-run `{} setup --org {}`, which keeps its key",
+                        names.program.command, org.name
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// The verdicts on how git `version` would treat `https://<host>/`, given its config `entries`;
