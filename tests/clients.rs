@@ -182,3 +182,71 @@ fn cargo_with_libgit2_and_with_the_git_cli_fetches_a_git_dependency_with_setups_
         "{refused:?}"
     );
 }
+
+/// `git lfs version`, or the test fails naming the install script.
+fn require_git_lfs(user: &User) {
+    let version = user.git(user.home.path(), &["lfs", "version"]);
+    if version.code != Some(0) {
+        support::missing("git-lfs", version.stderr.trim());
+    }
+}
+
+#[test]
+fn git_lfs_pushes_and_clones_large_files_through_the_helper() {
+    let clients = Clients::new(new_git());
+    let user = &clients.user;
+    require_git_lfs(user);
+    user.git_ok(user.home.path(), &["lfs", "install", "--skip-repo"]);
+    let repo = "team/media";
+    let work = user.init("lfs-work");
+    user.git_ok(&work, &["lfs", "track", "*.bin"]);
+    let data = support::git::incompressible(200_000, 7);
+    std::fs::write(work.join("big.bin"), &data).unwrap();
+    user.git_ok(&work, &["add", ".gitattributes", "big.bin"]);
+    user.git_ok(&work, &["commit", "-q", "-m", "large file"]);
+    let mark = clients.mark();
+    user.git_ok(&work, &["push", "-q", &clients.url(repo), "main"]);
+    let pushed = clients.since(mark);
+    let uploads: Vec<_> = pushed
+        .iter()
+        .filter(|r| r.service == Service::LfsUpload && r.claims.is_some())
+        .collect();
+    // The batch, then the object itself.
+    assert!(uploads.len() >= 2, "{pushed:?}");
+    assert!(
+        uploads
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains("/info/lfs/objects/")),
+        "{uploads:?}"
+    );
+    for record in &uploads {
+        assert!(
+            record.verified && record.decision == Decision::Allowed,
+            "{record:?}"
+        );
+        let claims = record.claims.as_ref().unwrap();
+        assert_eq!(claims.repo, repo);
+        assert!(claims.scopes.iter().any(|s| s == "git:write"), "{record:?}");
+    }
+
+    let mark = clients.mark();
+    let fresh = user.home.path().join("lfs-clone");
+    user.git_ok(
+        user.home.path(),
+        &["clone", "-q", &clients.url(repo), fresh.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(fresh.join("big.bin")).unwrap(), data);
+    let cloned = clients.since(mark);
+    let downloads: Vec<_> = cloned
+        .iter()
+        .filter(|r| r.service == Service::LfsDownload && r.claims.is_some())
+        .collect();
+    assert!(downloads.iter().any(|r| r.method == "GET"), "{cloned:?}");
+    for record in &downloads {
+        assert!(
+            record.verified && record.decision == Decision::Allowed,
+            "{record:?}"
+        );
+        assert_eq!(record.claims.as_ref().unwrap().repo, repo);
+    }
+}

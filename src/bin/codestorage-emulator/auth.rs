@@ -403,9 +403,10 @@ fn check_ops(claims: &Claims) -> Result<(), Refusal> {
 /// Whether `claims` allow `service`.
 pub fn allows(claims: &Claims, service: Service) -> bool {
     let has = |scope: &str| claims.scopes.iter().any(|s| s == scope);
-    match service {
-        Service::UploadPack => has("git:read") || has("git:write"),
-        Service::ReceivePack => has("git:write"),
+    if service.writes() {
+        has("git:write")
+    } else {
+        has("git:read") || has("git:write")
     }
 }
 

@@ -56,7 +56,9 @@ pub fn git_command() -> Command {
 }
 
 /// Runs http-backend for `request` with `body` (length `length`) as its input and writes the
-/// HTTP response to `out`. Returns the status sent.
+/// HTTP response to `out`, all but the end of a chunked body: the caller logs the request, then
+/// calls [`http::end_chunks`] when the status says `Unfinished`, so that a client never sees the
+/// end of an answer whose request is not in the log yet. Returns the status sent.
 pub fn run(
     root: &Path,
     hooks: &Path,
@@ -64,7 +66,7 @@ pub fn run(
     body: File,
     length: u64,
     out: &mut impl Write,
-) -> io::Result<u16> {
+) -> io::Result<(u16, Ending)> {
     let mut command = git_command();
     command
         .arg("http-backend")
@@ -107,7 +109,16 @@ pub fn run(
     result
 }
 
-fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
+/// Whether an answer still needs its final chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Sent whole.
+    Complete,
+    /// Chunked, all but the final empty chunk.
+    Unfinished,
+}
+
+fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<(u16, Ending)> {
     let mut reader = BufReader::new(stdout);
     let mut status = 200;
     let mut headers = Vec::new();
@@ -120,7 +131,7 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
                 // rather than send an empty 200 that git would misread.
                 let text = "git http-backend gave no answer\n";
                 http::write_text(out, 502, &[], text)?;
-                return Ok(502);
+                return Ok((502, Ending::Complete));
             }
             break;
         }
@@ -152,14 +163,14 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
         http::write_head(out, status, &headers)?;
         io::copy(&mut reader, out)?;
         out.flush()?;
+        Ok((status, Ending::Complete))
     } else {
         headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
         http::write_head(out, status, &headers)?;
-        let mut chunked = http::Chunked::new(&mut *out);
-        io::copy(&mut reader, &mut chunked)?;
-        chunked.finish()?;
+        io::copy(&mut reader, &mut http::Chunked::new(&mut *out))?;
+        out.flush()?;
+        Ok((status, Ending::Unfinished))
     }
-    Ok(status)
 }
 
 #[cfg(test)]
@@ -168,7 +179,10 @@ mod tests {
 
     fn relayed(cgi_output: &[u8]) -> (u16, String) {
         let mut out = Vec::new();
-        let status = relay(cgi_output, &mut out).unwrap();
+        let (status, ending) = relay(cgi_output, &mut out).unwrap();
+        if ending == Ending::Unfinished {
+            http::end_chunks(&mut out).unwrap();
+        }
         (status, String::from_utf8(out).unwrap())
     }
 

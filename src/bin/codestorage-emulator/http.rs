@@ -192,7 +192,7 @@ pub fn write_head(
     write!(out, "Connection: close\r\n\r\n")
 }
 
-/// Writes a body in chunks of `Transfer-Encoding: chunked`; [`Chunked::finish`] sends the last.
+/// Writes a body in chunks of `Transfer-Encoding: chunked`; [`end_chunks`] sends the last.
 pub struct Chunked<W: Write> {
     out: W,
 }
@@ -202,12 +202,12 @@ impl<W: Write> Chunked<W> {
     pub fn new(out: W) -> Self {
         Self { out }
     }
+}
 
-    /// Writes the final empty chunk and flushes.
-    pub fn finish(mut self) -> io::Result<()> {
-        self.out.write_all(b"0\r\n\r\n")?;
-        self.out.flush()
-    }
+/// Ends a chunked body: the final empty chunk, then flush.
+pub fn end_chunks(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
 }
 
 impl<W: Write> Write for Chunked<W> {
@@ -306,7 +306,7 @@ mod tests {
         chunked.write_all(b"hello").unwrap();
         chunked.write_all(b"").unwrap();
         chunked.write_all(&[9; 300]).unwrap();
-        chunked.finish().unwrap();
+        end_chunks(&mut framed).unwrap();
         assert!(framed.starts_with(b"5\r\nhello\r\n12c\r\n"), "{framed:?}");
         let mut out = Vec::new();
         assert_eq!(

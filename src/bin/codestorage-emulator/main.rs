@@ -17,6 +17,7 @@ mod der;
 mod glob;
 mod host;
 mod http;
+mod lfs;
 mod limits;
 mod log;
 mod policy;
@@ -206,6 +207,7 @@ fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
         hooks,
         head_timeout: args.head_timeout,
         log,
+        scheme,
     });
     let slots = limits::Slots::new(usize::from(args.max_connections));
     loop {
