@@ -5,6 +5,7 @@
 #   ssh-agent, ssh-add real agents for agent-held keys (usually present with OpenSSH's client)
 #   unshare            the broker's sandboxes: mount and PID namespaces (util-linux)
 #   file               a second reader of the static binary's ELF headers
+#   git-lfs            Git LFS pushed and cloned through the helper (the clients tests)
 # git 2.47 and 2.39, Python 3 and the Rust toolchain are expected already; maturin for the wheel
 # test is fetched by scripts/test-wheel.sh into a virtual environment of its own.
 set -euo pipefail
@@ -15,6 +16,7 @@ declare -A package=(
   [ssh-add]=openssh-client
   [unshare]=util-linux
   [file]=file
+  [git-lfs]=git-lfs
 )
 missing=()
 for program in "${!package[@]}"; do

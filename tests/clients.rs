@@ -226,7 +226,8 @@ fn git_lfs_pushes_and_clones_large_files_through_the_helper() {
         );
         let claims = record.claims.as_ref().unwrap();
         assert_eq!(claims.repo, repo);
-        assert!(claims.scopes.iter().any(|s| s == "git:write"), "{record:?}");
+        // git-lfs pre-push writes: the configured scopes.
+        assert_eq!(claims.scopes, ["git:read", "git:write"], "{record:?}");
     }
 
     let mark = clients.mark();
