@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -250,4 +251,175 @@ fn git_lfs_pushes_and_clones_large_files_through_the_helper() {
         );
         assert_eq!(record.claims.as_ref().unwrap().repo, repo);
     }
+}
+
+/// The code block that follows `<!-- snippet: NAME -->` in docs/clients.md.
+fn snippet(name: &str) -> String {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/clients.md")).unwrap();
+    let marker = format!("<!-- snippet: {name} -->\n");
+    let after = &doc[doc.find(&marker).unwrap_or_else(|| panic!("no {marker}")) + marker.len()..];
+    let body = &after[after.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_owned()
+}
+
+/// Where scripts/install-test-deps.sh puts the clients that never run helpers.
+fn client_deps() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/client-deps")
+}
+
+/// Runs `program` with `args` as the user, with the test's git first on PATH.
+fn run_glue(clients: &Clients, program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
+    let mut command = clients.user.command(program);
+    command
+        .current_dir(clients.user.home.path())
+        .args(args)
+        .env("PATH", support::git::path_with(clients.user.git_path()));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    run(command, "")
+}
+
+/// Asserts that a glue client's clone read with `git:read` tokens and its push wrote with the
+/// configured scopes, then that the branch it pushed is on the server.
+fn assert_glue(clients: &Clients, name: &str, repo: &str, records: &[Record]) {
+    let seen = served(records, repo);
+    assert!(
+        seen.iter()
+            .any(|(service, _)| *service == Service::ReceivePack),
+        "{name}: no push: {seen:?}"
+    );
+    for (service, scopes) in &seen {
+        match service {
+            Service::UploadPack => assert_eq!(scopes, &["git:read"], "{name}: {seen:?}"),
+            _ => assert_eq!(scopes, &["git:read", "git:write"], "{name}: {seen:?}"),
+        }
+    }
+    assert!(
+        clients
+            .emulator
+            .rev(repo, &format!("refs/heads/{name}"))
+            .is_some(),
+        "{name} pushed nothing"
+    );
+}
+
+const PYGIT2_DRIVER: &str = r#"
+import sys
+ca, url, work = sys.argv[1:4]
+pygit2.settings.set_ssl_cert_locations(ca, None)
+repo = clone(url, work)
+blob = repo.create_blob(b"from pygit2\n")
+tree = repo.TreeBuilder(repo.head.peel().tree)
+tree.insert("pygit2.txt", blob, pygit2.GIT_FILEMODE_BLOB)
+me = pygit2.Signature("Test", "test@example.invalid")
+repo.create_commit("refs/heads/main", me, me, "pygit2", tree.write(), [repo.head.target])
+push(repo, url, "refs/heads/main:refs/heads/pygit2")
+"#;
+
+const DULWICH_DRIVER: &str = r#"
+import sys
+ca, url, work = sys.argv[1:4]
+clone(url, work)
+with open(work + "/dulwich.txt", "w") as f:
+    f.write("from dulwich\n")
+porcelain.add(work, [work + "/dulwich.txt"])
+me = b"Test <test@example.invalid>"
+porcelain.commit(work, message=b"dulwich", author=me, committer=me)
+push(work, url, b"refs/heads/main:refs/heads/dulwich")
+"#;
+
+const ISOMORPHIC_GIT_DRIVER: &str = r#"
+const [url, dir] = process.argv.slice(2);
+(async () => {
+  await clone(url, dir);
+  fs.writeFileSync(`${dir}/iso.txt`, "from isomorphic-git\n");
+  await git.add({ fs, dir, filepath: "iso.txt" });
+  const author = { name: "Test", email: "test@example.invalid" };
+  await git.commit({ fs, dir, message: "isomorphic-git", author });
+  await push(dir, url, "main", "isomorphic-git");
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn pygit2_dulwich_and_isomorphic_git_clone_and_push_with_the_glue_of_the_docs() {
+    let clients = Clients::new(new_git());
+    let user = &clients.user;
+    let deps = client_deps();
+    let python = deps.join("venv/bin/python");
+    let node_modules = deps.join("node_modules");
+    if !python.exists() || !node_modules.join("isomorphic-git").exists() {
+        support::missing(
+            "pygit2, dulwich and isomorphic-git",
+            format!("{} is incomplete", deps.display()),
+        );
+    }
+    // dulwich trusts the CA named in git's config; pygit2 is told in the driver.
+    user.git_ok(
+        user.home.path(),
+        &[
+            "config",
+            "--global",
+            "http.sslCAInfo",
+            clients.emulator.ca.to_str().unwrap(),
+        ],
+    );
+    let ca = clients.emulator.ca.as_os_str();
+    for (name, script, driver) in [
+        (
+            "pygit2",
+            format!("{}\n{}", snippet("python-fill"), snippet("pygit2")),
+            PYGIT2_DRIVER,
+        ),
+        (
+            "dulwich",
+            format!("{}\n{}", snippet("python-fill"), snippet("dulwich")),
+            DULWICH_DRIVER,
+        ),
+    ] {
+        let repo = format!("glue/{name}");
+        clients.publish_crate(&repo, name);
+        let file = user.home.path().join(format!("glue_{name}.py"));
+        std::fs::write(&file, format!("{script}\n{driver}")).unwrap();
+        let work = user.home.path().join(format!("{name}-work"));
+        let mark = clients.mark();
+        let ran = run_glue(
+            &clients,
+            &python,
+            &[
+                file.to_str().unwrap(),
+                clients.emulator.ca.to_str().unwrap(),
+                &clients.url(&repo),
+                work.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(ran.code, Some(0), "{name}: {}{}", ran.stdout, ran.stderr);
+        assert_glue(&clients, name, &repo, &clients.since(mark));
+    }
+
+    let name = "isomorphic-git";
+    let repo = format!("glue/{name}");
+    clients.publish_crate(&repo, "iso");
+    let file = user.home.path().join("glue.js");
+    std::fs::write(&file, format!("{}\n{ISOMORPHIC_GIT_DRIVER}", snippet(name))).unwrap();
+    let work = user.home.path().join("iso-work");
+    let mark = clients.mark();
+    let node = Path::new("node");
+    let ran = run_glue(
+        &clients,
+        node,
+        &[
+            file.to_str().unwrap(),
+            &clients.url(&repo),
+            work.to_str().unwrap(),
+        ],
+        &[
+            ("NODE_PATH", node_modules.as_os_str()),
+            ("NODE_EXTRA_CA_CERTS", ca),
+        ],
+    );
+    assert_eq!(ran.code, Some(0), "{name}: {}{}", ran.stdout, ran.stderr);
+    assert_glue(&clients, name, &repo, &clients.since(mark));
 }
