@@ -21,6 +21,9 @@ pub struct RemoteUrl {
     pub path: String,
     /// The password in the URL's userinfo, if any: an SDK-minted remote URL holds its token there.
     pub password: Option<Secret<String>>,
+    /// Whether the URL has userinfo (`user@` or `user:password@`): with a user and no password,
+    /// Code Storage answers 403 and git never asks a helper.
+    pub has_userinfo: bool,
 }
 
 impl RemoteUrl {
@@ -100,6 +103,7 @@ pub fn parse(text: &str) -> Result<RemoteUrl, UrlError> {
         host: host.to_owned(),
         path,
         password,
+        has_userinfo: userinfo.is_some(),
     })
 }
 
@@ -227,6 +231,14 @@ mod tests {
             Some("eyJhbGciOi.eyJpc3Mi.c2ln")
         );
         assert!(!format!("{url:?}").contains("eyJ"));
+        assert!(url.has_userinfo);
+        let user_only = parse("https://t@acme.code.storage/x.git").unwrap();
+        assert!(user_only.has_userinfo && user_only.password.is_none());
+        assert!(
+            !parse("https://acme.code.storage/x.git")
+                .unwrap()
+                .has_userinfo
+        );
         assert!(!url.to_string().contains("eyJ"));
         assert_eq!(
             redact("https://t:secret@acme.code.storage/x.git"),

@@ -703,8 +703,9 @@ fn remote_url_key(key: &str) -> Option<(&str, bool)> {
 
 /// Warns about each remote whose URL carries a password (`https://t:TOKEN@acme.code.storage/...`,
 /// as the SDKs make them) for a host this helper serves: git sends that password and never asks
-/// a helper, so the token outlives its purpose in plain text in the config file. Only the
-/// remotes git's config already lists are looked at: nothing else on disk is read.
+/// a helper, so the token outlives its purpose in plain text in the config file. A remote with a
+/// user and no password (`https://t@...`) fails: Code Storage answers it 403, so git never asks.
+/// Only the remotes git's config already lists are looked at: nothing else on disk is read.
 fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&Config>) {
     for entry in entries {
         let (Some((name, push)), Some(value)) =
@@ -718,7 +719,7 @@ fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&C
         let served = Host::parse(&url.host)
             .ok()
             .is_some_and(|host| resolve::owner(config, &host).is_some());
-        if url.password.is_none() || !served {
+        if !url.has_userinfo || !served {
             continue;
         }
         let clean = without_userinfo(value.trim());
@@ -727,6 +728,19 @@ fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&C
             fix.push("--push");
         }
         fix.extend([name, clean.as_str()]);
+        if url.password.is_none() {
+            report.push(
+                Status::Fail,
+                format!(
+                    "remote {}'s {} {} names a user and no password: Code Storage answers 403, not 401, so git never asks this helper and the fetch or push fails; fix: {}",
+                    crate::log::Shown(name),
+                    if push { "push URL" } else { "URL" },
+                    crate::url::redact(value.trim()),
+                    crate::log::Escaped(&gitconfig::command_line(&fix)),
+                ),
+            );
+            continue;
+        }
         report.push(
             Status::Warn,
             format!(
