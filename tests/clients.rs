@@ -423,3 +423,36 @@ fn pygit2_dulwich_and_isomorphic_git_clone_and_push_with_the_glue_of_the_docs() 
     assert_eq!(ran.code, Some(0), "{name}: {}{}", ran.stdout, ran.stderr);
     assert_glue(&clients, name, &repo, &clients.since(mark));
 }
+
+#[test]
+fn each_git_pushes_with_the_configured_scopes_and_clones_with_read_tokens() {
+    for git in support::git::each_git() {
+        let label = support::git::describe(git);
+        let clients = Clients::new(git);
+        let user = &clients.user;
+        let repo = "team/matrix";
+        let mark = clients.mark();
+        clients.publish_crate(repo, "matrix");
+        let pushed = served(&clients.since(mark), repo);
+        assert!(
+            pushed
+                .iter()
+                .any(|(service, _)| *service == Service::ReceivePack),
+            "{label}: {pushed:?}"
+        );
+        for (_, scopes) in &pushed {
+            assert_eq!(scopes, &["git:read", "git:write"], "{label}: {pushed:?}");
+        }
+        let mark = clients.mark();
+        let fresh = user.home.path().join("fresh");
+        user.git_ok(
+            user.home.path(),
+            &["clone", "-q", &clients.url(repo), fresh.to_str().unwrap()],
+        );
+        let cloned = served(&clients.since(mark), repo);
+        for (service, scopes) in &cloned {
+            assert_eq!(*service, Service::UploadPack, "{label}");
+            assert_eq!(scopes, &["git:read"], "{label}: {cloned:?}");
+        }
+    }
+}
