@@ -348,8 +348,8 @@ pub fn libgit2_routes(entries: &[ConfigEntry], url: &str) -> bool {
     let last = |key: &str| {
         entries
             .iter()
-            .filter(|e| e.key.eq_ignore_ascii_case(key))
-            .last()
+            .rev()
+            .find(|e| e.key.eq_ignore_ascii_case(key))
     };
     let helper = last(&format!("credential.{url}.helper"))
         .and_then(|e| e.value.as_deref())

@@ -6,7 +6,6 @@ use crate::support;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::emulator::{Decision, Emulator, Record, Service};
 use support::git::{User, new_git};

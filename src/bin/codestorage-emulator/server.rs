@@ -558,13 +558,7 @@ impl Server {
                     head.header("host").unwrap_or(""),
                     request.prefix
                 );
-                let authorization = head.header("authorization").unwrap_or("");
-                let answer = lfs::batch_answer(&batch, &directory, &base, authorization);
-                let headers = [("Content-Type".to_owned(), lfs::MEDIA_TYPE.to_owned())];
-                let _ = http::write_whole(out, 200, &headers, answer.to_string().as_bytes());
-                let count = batch.objects.len();
-                let reason = format!("LFS batch {} of {count} objects, {repo}", batch.operation);
-                Verdict::Served(200, reason, cgi::Ending::Complete)
+                lfs_batch(head, &batch, &directory, &base, &repo, out)
             }
             (lfs::Kind::Download(oid), _) => match lfs::send(&directory, oid, out) {
                 Ok(length) => Verdict::Served(
@@ -613,6 +607,25 @@ impl Server {
         file.rewind().map_err(|e| e.to_string())?;
         Ok((file, length))
     }
+}
+
+/// Answers an LFS batch request for `repo`, whose objects' links start with `base`.
+fn lfs_batch(
+    head: &http::Head,
+    batch: &lfs::BatchRequest,
+    directory: &Path,
+    base: &str,
+    repo: &str,
+    out: &mut impl Write,
+) -> Verdict {
+    // The links carry the request's own credentials: git-lfs sends them with each transfer.
+    let authorization = head.header("authorization").unwrap_or("");
+    let answer = lfs::batch_answer(batch, directory, base, authorization);
+    let headers = [("Content-Type".to_owned(), lfs::MEDIA_TYPE.to_owned())];
+    let _ = http::write_whole(out, 200, &headers, answer.to_string().as_bytes());
+    let count = batch.objects.len();
+    let reason = format!("LFS batch {} of {count} objects, {repo}", batch.operation);
+    Verdict::Served(200, reason, cgi::Ending::Complete)
 }
 
 fn create_repository(directory: &Path) -> Result<(), String> {
