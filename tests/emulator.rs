@@ -1161,3 +1161,167 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// One raw LFS request to `repo` with `token` (none: no Authorization), over HTTPS.
+fn lfs_request(
+    emulator: &Emulator,
+    method: &str,
+    repo: &str,
+    rest: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> String {
+    let authorization = token.map_or_else(String::new, |token| {
+        let credentials = base64_encode(format!("t:{token}").as_bytes());
+        format!("Authorization: Basic {credentials}\r\n")
+    });
+    let mut request = format!(
+        "{method} /{repo}.git/info/lfs/{rest} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Type: application/vnd.git-lfs+json\r\nContent-Length: {}\r\n\r\n",
+        emulator.host,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    emulator.https_exchange(&request)
+}
+
+#[test]
+fn lfs_requests_are_checked_like_git_and_logged_with_their_claims() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "team/lfs";
+    create_bare(&emulator, repo);
+    let reader = token_for(&key, "acme", repo, &["git:read"], "");
+    let writer = token_for(&key, "acme", repo, &["git:write"], "");
+    let other = token_for(&key, "acme", "team/other", &["git:write"], "");
+    let data = b"large file contents\n";
+    let oid: String = ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let batch = |operation: &str| {
+        format!(
+            r#"{{"operation":"{operation}","transfers":["basic"],"objects":[{{"oid":"{oid}","size":{}}}]}}"#,
+            data.len()
+        )
+    };
+    let status = |answer: &str| answer.split(' ').nth(1).unwrap_or("").to_owned();
+
+    // No token: 401 with the challenge, as for git.
+    let answer = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "objects/batch",
+        None,
+        batch("download").as_bytes(),
+    );
+    assert_eq!(status(&answer), "401", "{answer}");
+    assert!(
+        answer.contains("WWW-Authenticate: Basic realm=\"Code Storage\""),
+        "{answer}"
+    );
+    // Reading tokens cannot upload, another repository's token opens nothing.
+    for (token, expected) in [(&reader, "403"), (&other, "401")] {
+        let answer = lfs_request(
+            &emulator,
+            "POST",
+            repo,
+            "objects/batch",
+            Some(token),
+            batch("upload").as_bytes(),
+        );
+        assert_eq!(status(&answer), expected, "{answer}");
+        let put = lfs_request(
+            &emulator,
+            "PUT",
+            repo,
+            &format!("objects/{oid}"),
+            Some(token),
+            data,
+        );
+        assert_eq!(status(&put), expected, "{put}");
+    }
+    // A writer uploads: the batch says where, the PUT must hash to the ID.
+    let answer = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "objects/batch",
+        Some(&writer),
+        batch("upload").as_bytes(),
+    );
+    assert_eq!(status(&answer), "200", "{answer}");
+    assert!(
+        answer.contains(&format!("/team/lfs.git/info/lfs/objects/{oid}")),
+        "{answer}"
+    );
+    let wrong = lfs_request(
+        &emulator,
+        "PUT",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&writer),
+        b"other contents here!\n",
+    );
+    assert_eq!(status(&wrong), "422", "{wrong}");
+    let put = lfs_request(
+        &emulator,
+        "PUT",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&writer),
+        data,
+    );
+    assert_eq!(status(&put), "200", "{put}");
+    // A reader downloads it; locking is not served.
+    let answer = lfs_request(
+        &emulator,
+        "GET",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&reader),
+        b"",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("large file contents\n"),
+        "{answer}"
+    );
+    let locks = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "locks/verify",
+        Some(&writer),
+        b"{}",
+    );
+    assert_eq!(status(&locks), "404", "{locks}");
+
+    let records = emulator.records();
+    let lfs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.path.contains("/info/lfs/"))
+        .collect();
+    assert_eq!(lfs.len(), 10, "{lfs:?}");
+    let upload_by_reader = lfs
+        .iter()
+        .find(|r| r.service == Service::LfsUpload && r.status == 403)
+        .unwrap();
+    assert_eq!(upload_by_reader.decision, Decision::Refused);
+    assert_eq!(
+        upload_by_reader.claims.as_ref().unwrap().scopes,
+        ["git:read"]
+    );
+    let download = lfs.iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(
+        (download.service, download.decision, download.verified),
+        (Service::LfsDownload, Decision::Allowed, true)
+    );
+    assert_eq!(
+        download.path,
+        format!("/team/lfs.git/info/lfs/objects/{oid}")
+    );
+    assert_eq!(lfs.last().unwrap().service, Service::LfsLocks);
+    assert_log_keeps_secret(&emulator, &writer);
+}

@@ -1136,7 +1136,7 @@ mod tests {
                 "remote.gh.url",
                 &format!("https://u:{token}@github.com/x.git"),
             ),
-            // A user name alone does not stop git asking the helper.
+            // A user name alone: Code Storage answers 403, so git never asks the helper.
             entry(
                 ".git/config",
                 "remote.plain.url",
@@ -1149,8 +1149,12 @@ mod tests {
         let texts: Vec<&str> = report.findings.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(
             statuses(&report.findings),
-            [Status::Warn, Status::Warn],
+            [Status::Warn, Status::Warn, Status::Fail],
             "{texts:?}"
+        );
+        assert_eq!(
+            texts[2],
+            "remote \"plain\"'s URL https://***@acme.code.storage/x.git names a user and no password: Code Storage answers 403, not 401, so git never asks this helper and the fetch or push fails; fix: git remote set-url plain https://acme.code.storage/x.git"
         );
         assert!(
             texts[0].starts_with(

@@ -20,7 +20,8 @@
 //!   `fetch`, `pull` and `checkout` read, when they asked through `git credential fill` (as
 //!   git-lfs does). Any other git-lfs command is [`Operation::Unknown`].
 //! - cargo only ever fetches git dependencies (it publishes over HTTP, never with git): it reads
-//!   when it asked itself, through nothing but shells and git's own credential commands; a build
+//!   when it asked itself, through `sh -c` (as libgit2 runs helpers) and git's own credential
+//!   commands and nothing else; a build
 //!   script or any other program in between may push, so that is [`Operation::Unknown`]. Other
 //!   programs (gix, which runs helpers as git does, and any libgit2 program) are
 //!   [`Operation::Unknown`]: they can push.
@@ -45,8 +46,10 @@ enum Kind {
 
 /// How one process bears on the decision.
 enum Role {
-    /// Passes the request along: a shell, or our own `git credential-<name>` wrapper.
+    /// Passes the request along: our own `git credential-<name>` wrapper.
     Passes,
+    /// A shell, which passes the request along (libgit2 runs every helper through `sh -c`).
+    Shell,
     /// Passes the request along, but is a program of its own (a build script, an interpreter)
     /// that may do anything with what it gets.
     Foreign,
@@ -66,6 +69,7 @@ pub(super) struct Chain {
     via_transport: bool,
     via_fill: bool,
     via_foreign: bool,
+    via_shell: bool,
 }
 
 impl Chain {
@@ -75,6 +79,10 @@ impl Chain {
         self.labels.push(label);
         let (command, kind) = match role {
             Role::Passes => return None,
+            Role::Shell => {
+                self.via_shell = true;
+                return None;
+            }
             Role::Foreign => {
                 self.via_foreign = true;
                 return None;
@@ -95,6 +103,7 @@ impl Chain {
                 transport: self.via_transport,
                 fill: self.via_fill,
                 foreign: self.via_foreign,
+                shell: self.via_shell,
             },
         );
         Some(Detection {
@@ -173,6 +182,8 @@ struct Via {
     fill: bool,
     /// A program that is neither git nor a shell.
     foreign: bool,
+    /// A shell.
+    shell: bool,
 }
 
 /// A read counts only when it asked the way that command asks: see the module's rules.
@@ -181,7 +192,9 @@ fn decide(kind: Kind, via: Via) -> Operation {
         Kind::Write => Operation::Write,
         Kind::Read if via.transport => Operation::Read,
         Kind::ReadThroughFill if via.fill => Operation::Read,
-        Kind::ReadDirectly if !via.foreign => Operation::Read,
+        // libgit2 runs helpers (and `git credential fill`) through `sh -c`: a process cargo ran
+        // itself without one (a test binary under `cargo test`) is not cargo's fetch.
+        Kind::ReadDirectly if via.shell && !via.foreign => Operation::Read,
         Kind::Read | Kind::ReadThroughFill | Kind::ReadDirectly | Kind::Other => Operation::Unknown,
     }
 }
@@ -290,7 +303,7 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
         }
         let role = match basename(first) {
             "cargo" => Role::Decides(Some("cargo".to_owned()), Kind::ReadDirectly),
-            shell if SHELLS.contains(&shell) => Role::Passes,
+            shell if SHELLS.contains(&shell) => Role::Shell,
             _ => Role::Foreign,
         };
         return (shown(&label), role);

@@ -219,10 +219,14 @@ mod tests {
             maintenance.describe(),
             "unknown (git maintenance): neither a fetch nor a push, from the process ancestry: git maintenance"
         );
-        let cargo = classify_chain(&[vec!["git", "credential", "fill"], vec!["cargo"]]);
+        let cargo = classify_chain(&[
+            vec!["git", "credential", "fill"],
+            vec!["sh", "-c", "git credential fill"],
+            vec!["cargo"],
+        ]);
         assert_eq!(
             cargo.describe(),
-            "read (cargo), from the process ancestry: git credential < cargo"
+            "read (cargo), from the process ancestry: git credential < sh -c < cargo"
         );
         let odd = classify_chain(&[vec!["git", "--frobnicate", "push"]]);
         assert_eq!(
