@@ -53,8 +53,23 @@ pub fn get(
             };
         }
     };
-    // Least privilege: only now, for a host that is ours, is the process ancestry read.
-    let operation = if settings.least_privilege {
+    // Least privilege: only now, for a host that is ours, is the process ancestry read, unless
+    // the program asking said itself what it will do.
+    let hint = match operation::hint(env) {
+        Ok(hint) => hint,
+        Err(e) => {
+            log.error(e);
+            return Response::Quit;
+        }
+    };
+    let operation = if let Some(hinted) = hint {
+        log.debug(format_args!(
+            "least privilege: {hinted}, from CODESTORAGE_OPERATION"
+        ));
+        // Asked for by name: a read narrows even where least privilege is off.
+        settings.least_privilege = true;
+        hinted
+    } else if settings.least_privilege {
         let detection = operation::detect(env.var(TRACE2_PARENT).as_deref());
         log.debug(format_args!("least privilege: {}", detection.describe()));
         detection.operation

@@ -68,6 +68,9 @@ pub mod vars {
     pub const SUBJECT: &[&str] = &["CODESTORAGE_SUBJECT"];
     /// Narrow tokens to `git:read` for git commands that only read (default on).
     pub const LEAST_PRIVILEGE: &[&str] = &["CODESTORAGE_LEAST_PRIVILEGE"];
+    /// What the program asking will do, `read` or `write`: a hint for glue code that git's
+    /// signals cannot classify (docs/clients.md).
+    pub const OPERATION: &[&str] = &["CODESTORAGE_OPERATION"];
     /// One stderr line per decision.
     pub const DEBUG: &[&str] = &["CODESTORAGE_DEBUG", "PIERRE_DEBUG"];
     /// Accept key files others may read.

@@ -113,6 +113,17 @@ pub fn credential_url(protocol: &str, host: &Host) -> String {
     }
 }
 
+/// The exact credential URL libgit2 programs (cargo, git2-rs, pygit2 through git2) look up for
+/// `host`: they match `credential.https://NAME` by scheme and host name only, with no wildcard
+/// and no port, and take no host at all from an IP address (so `None` for one).
+pub fn libgit2_url(host: &Host) -> Option<String> {
+    let bare = host.name().trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(format!("https://{}", host.name()))
+}
+
 /// The git command that turns on `useHttpPath` for `host`, for messages.
 pub fn use_http_path_fix(host: &Host) -> String {
     let url = credential_url("https", host);
@@ -330,6 +341,25 @@ pub fn helpers_for<'e>(entries: &'e [ConfigEntry], url: &str) -> Vec<&'e ConfigE
         }
     }
     helpers
+}
+
+/// Whether a libgit2 program runs this helper, with the repository path, for the exact URL `url`
+/// ([`libgit2_url`]): libgit2 reads only the last value of `credential.<url>.helper` (an empty
+/// one runs nothing) and the last `useHttpPath` of that section or of `credential`.
+pub fn libgit2_routes(entries: &[ConfigEntry], url: &str) -> bool {
+    let last = |key: &str| {
+        entries
+            .iter()
+            .rev()
+            .find(|e| e.key.eq_ignore_ascii_case(key))
+    };
+    let helper = last(&format!("credential.{url}.helper"))
+        .and_then(|e| e.value.as_deref())
+        .is_some_and(is_ours);
+    let path = last(&format!("credential.{url}.usehttppath"))
+        .or_else(|| last("credential.usehttppath"))
+        .is_some_and(|e| e.value.as_deref().is_none_or(is_true));
+    helper && path
 }
 
 /// Whether git sends the path to helpers for `url` (the last matching `useHttpPath` wins).
@@ -658,6 +688,17 @@ mod tests {
             credential_url("http", &Host::parse("127.0.0.1:9000").unwrap()),
             "http://127.0.0.1:9000"
         );
+        let exact = |text: &str| libgit2_url(&Host::parse(text).unwrap());
+        assert_eq!(
+            exact("acme.code.storage").as_deref(),
+            Some("https://acme.code.storage")
+        );
+        assert_eq!(
+            exact("localhost:8443").as_deref(),
+            Some("https://localhost")
+        );
+        assert_eq!(exact("127.0.0.1:8443"), None);
+        assert_eq!(exact("[::1]:8443"), None);
         let [helper, path, proactive] = &wanted("https://*.code.storage", "codestorage")[..] else {
             panic!("three entries");
         };
@@ -677,6 +718,42 @@ mod tests {
                 &["true".to_owned()][..]
             )
         );
+    }
+
+    #[test]
+    fn libgit2_reads_the_last_helper_of_the_exact_section_only() {
+        let url = "https://acme.code.storage";
+        let routed = [
+            entry("credential.https://acme.code.storage.helper", Some("")),
+            entry(
+                "credential.https://acme.code.storage.helper",
+                Some("codestorage"),
+            ),
+            entry(
+                "credential.https://acme.code.storage.usehttppath",
+                Some("true"),
+            ),
+        ];
+        assert!(libgit2_routes(&routed, url));
+        // The wildcard git reads is not enough, nor a reset after ours, nor no useHttpPath.
+        let wildcard = [
+            entry(
+                "credential.https://*.code.storage.helper",
+                Some("codestorage"),
+            ),
+            entry(
+                "credential.https://*.code.storage.usehttppath",
+                Some("true"),
+            ),
+        ];
+        assert!(!libgit2_routes(&wildcard, url));
+        let mut reset = routed.to_vec();
+        reset.push(entry(
+            "credential.https://acme.code.storage.helper",
+            Some(""),
+        ));
+        assert!(!libgit2_routes(&reset, url));
+        assert!(!libgit2_routes(&routed[..2], url));
     }
 
     #[test]

@@ -268,9 +268,10 @@ pub enum RepoIdError {
     OrgWide(String),
 }
 
-/// The repository ID for a request path, as git sends it (already %-decoded: never decode again).
+/// The repository ID for a request path, as git sends it (already %-decoded: never decode again)
+/// or as other clients do (see [`crate::url::repository_path`]).
 pub fn repo_id(path: &str) -> Result<String, RepoIdError> {
-    let trimmed = path.trim_matches('/');
+    let trimmed = crate::url::repository_path(path).trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     // Ephemeral and import remotes use the base repository's token.
     let id = trimmed
@@ -774,6 +775,16 @@ ops = ["no-force-push"]
         assert_eq!(repo_id("team/x+ephemeral.git").unwrap(), "team/x");
         assert_eq!(repo_id("team/x+import.git").unwrap(), "team/x");
         assert_eq!(repo_id("x").unwrap(), "x");
+        // As glue code and git-lfs send it.
+        assert_eq!(repo_id("team/base.git/info/refs").unwrap(), "team/base");
+        assert_eq!(
+            repo_id("team/base.git/info/lfs/objects/batch").unwrap(),
+            "team/base"
+        );
+        assert_eq!(
+            repo_id("team/base+import.git/info/refs?service=git-receive-pack").unwrap(),
+            "team/base"
+        );
         assert_eq!(
             repo_id("123e4567-e89b-12d3-a456-426614174000.git").unwrap(),
             "123e4567-e89b-12d3-a456-426614174000"
@@ -796,7 +807,6 @@ ops = ["no-force-push"]
             "a b",
             "a\tb",
             "a\u{1b}b",
-            "a?b",
             "a#b",
             "caf\u{e9}",
             "\u{fffd}",

@@ -21,6 +21,9 @@ pub struct RemoteUrl {
     pub path: String,
     /// The password in the URL's userinfo, if any: an SDK-minted remote URL holds its token there.
     pub password: Option<Secret<String>>,
+    /// Whether the URL has userinfo (`user@` or `user:password@`): with a user and no password,
+    /// Code Storage answers 403 and git never asks a helper.
+    pub has_userinfo: bool,
 }
 
 impl RemoteUrl {
@@ -100,6 +103,7 @@ pub fn parse(text: &str) -> Result<RemoteUrl, UrlError> {
         host: host.to_owned(),
         path,
         password,
+        has_userinfo: userinfo.is_some(),
     })
 }
 
@@ -115,6 +119,23 @@ pub fn redact(text: &str) -> String {
         None => text.to_owned(),
     };
     shown.escape_debug().to_string()
+}
+
+/// The part of a request path that names the repository, as any client sends it: the query is
+/// dropped, and the path ends with the first segment ending in `.git` (git sends `team/x.git`;
+/// glue code passing the request URL's path sends `team/x.git/info/refs` or
+/// `team/x.git/info/lfs/objects/batch`). A path with no such segment is kept whole.
+pub fn repository_path(path: &str) -> &str {
+    let path = path.split_once('?').map_or(path, |(before, _)| before);
+    let mut end = 0;
+    for segment in path.split('/') {
+        end += segment.len();
+        if segment.ends_with(".git") {
+            return &path[..end];
+        }
+        end += 1;
+    }
+    path
 }
 
 /// Decodes `%XX` escapes as git does for a credential's path; a `%` not followed by two hex
@@ -160,6 +181,48 @@ mod tests {
     }
 
     #[test]
+    fn the_repository_ends_at_the_first_git_segment_and_the_query_is_dropped() {
+        for (sent, repository) in [
+            ("team/base.git", "team/base.git"),
+            ("team/base.git/info/refs", "team/base.git"),
+            ("/team/base.git/info/lfs/objects/batch", "/team/base.git"),
+            (
+                "team/base.git/info/refs?service=git-upload-pack",
+                "team/base.git",
+            ),
+            (
+                "team/base+ephemeral.git/git-receive-pack",
+                "team/base+ephemeral.git",
+            ),
+            ("a.git/b.git/info/refs", "a.git"),
+            ("team/base", "team/base"),
+            ("team/base?x=1", "team/base"),
+            ("team/base.gitx/y", "team/base.gitx/y"),
+            ("", ""),
+        ] {
+            assert_eq!(repository_path(sent), repository, "{sent}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whatever_follows_the_git_segment_names_the_same_repository(
+            segments in proptest::collection::vec("[a-z0-9][a-z0-9._+-]{0,8}", 1..4),
+            suffix in proptest::sample::select(vec![
+                "", "/", "/info/refs", "/git-upload-pack", "/git-receive-pack",
+                "/info/lfs/objects/batch", "/info/lfs/locks/verify",
+            ]),
+            query in proptest::option::of("[a-z=&.-]{0,12}"),
+        ) {
+            let repository = format!("{}.git", segments.join("/"));
+            proptest::prop_assume!(!repository[..repository.len() - 4].split('/').any(|s| s.ends_with(".git")));
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            let sent = format!("{repository}{suffix}{query}");
+            proptest::prop_assert_eq!(repository_path(&sent), repository.as_str());
+        }
+    }
+
+    #[test]
     fn keeps_a_token_in_userinfo_out_of_sight() {
         let url = parse("https://t:eyJhbGciOi.eyJpc3Mi.c2ln@acme.code.storage/x.git").unwrap();
         assert_eq!(url.host, "acme.code.storage");
@@ -168,6 +231,14 @@ mod tests {
             Some("eyJhbGciOi.eyJpc3Mi.c2ln")
         );
         assert!(!format!("{url:?}").contains("eyJ"));
+        assert!(url.has_userinfo);
+        let user_only = parse("https://t@acme.code.storage/x.git").unwrap();
+        assert!(user_only.has_userinfo && user_only.password.is_none());
+        assert!(
+            !parse("https://acme.code.storage/x.git")
+                .unwrap()
+                .has_userinfo
+        );
         assert!(!url.to_string().contains("eyJ"));
         assert_eq!(
             redact("https://t:secret@acme.code.storage/x.git"),

@@ -338,6 +338,14 @@ fn tokens_for_another_repository_organisation_or_key_are_refused() {
         now + 600,
         now + 900
     ));
+    let backwards = key.sign(&format!(
+        r#"{{"iss":"acme","sub":"s","repo":"{repo}","scopes":["git:read"],"iat":{now},"exp":{}}}"#,
+        now - 1
+    ));
+    let too_long = key.sign(&format!(
+        r#"{{"iss":"acme","sub":"s","repo":"{repo}","scopes":["git:read"],"iat":{now},"exp":{}}}"#,
+        now + 365 * 24 * 3600 + 1
+    ));
     for (token, logged) in [
         (
             token_for(&key, "acme", "team/other", &["git:read"], ""),
@@ -353,6 +361,12 @@ fn tokens_for_another_repository_organisation_or_key_are_refused() {
         ),
         (expired, "token expired "),
         (future, "token issued "),
+        (backwards, "token expires ("),
+        (too_long, "token lifetime 31536001s is over a year"),
+        (
+            token_for(&key, "acme", repo, &["git:read"], r#","ops":["no-rebase"]"#),
+            "unknown op \"no-rebase\"",
+        ),
         ("not-a-jwt".to_owned(), "not a JWT"),
     ] {
         let run = user.git(home, &["ls-remote", &url_with(&emulator, &token, repo)]);
@@ -369,6 +383,156 @@ fn tokens_for_another_repository_organisation_or_key_are_refused() {
             emulator.log()
         );
         assert_log_keeps_secret(&emulator, &token);
+    }
+}
+
+#[test]
+fn a_token_opens_only_the_hosts_of_the_organisation_that_issued_it() {
+    let (acme, beta) = (TestKey::p256(), TestKey::ed25519());
+    // Both organisations registered; the loopback name the tests use is acme's.
+    let emulator = Emulator::start_with(
+        &[("acme", &acme.public_pem), ("beta", &beta.public_pem)],
+        |command| {
+            command.args(["--host", "127.0.0.1=acme"]);
+        },
+    );
+    let repo = "team/demo";
+    create_bare(&emulator, repo);
+    let user = User::new(new_git()).trust(&emulator);
+    let home = user.home.path();
+    user.git_ok(
+        home,
+        &[
+            "ls-remote",
+            &url_with(
+                &emulator,
+                &token_for(&acme, "acme", repo, &["git:read"], ""),
+                repo,
+            ),
+        ],
+    );
+    // Signed by beta's own registered key, with beta's own iss: still not acme's.
+    let beta_token = token_for(&beta, "beta", repo, &["git:write"], "");
+    let run = user.git(
+        home,
+        &["ls-remote", &url_with(&emulator, &beta_token, repo)],
+    );
+    assert_ne!(run.code, Some(0));
+    assert!(
+        emulator
+            .log()
+            .contains("-> 401 token is issued by \"beta\", but this host belongs to \"acme\""),
+        "{}",
+        emulator.log()
+    );
+    // Hosts name their organisation; api.ORG.code.storage is the REST API, never org "api".
+    let get = |host: &str, token: &str| {
+        let credentials = base64_encode(format!("t:{token}").as_bytes());
+        emulator.https_exchange(
+            format!(
+                "GET /{repo}.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {credentials}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let answer = get("beta.code.storage", &beta_token);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let answer = get(
+        "beta.code.storage",
+        &token_for(&acme, "acme", repo, &["git:read"], ""),
+    );
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let api = token_for(&acme, "api", repo, &["git:read"], "");
+    let answer = get("api.acme.code.storage", &api);
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    assert!(answer.contains("is the REST API's host"), "{answer}");
+    let answer = get("unknown.example", &beta_token);
+    assert!(answer.starts_with("HTTP/1.1 421 "), "{answer}");
+    assert!(answer.contains("--host unknown.example=ORG"), "{answer}");
+}
+
+#[test]
+fn every_answer_is_framed_by_length_or_chunks_never_by_closing() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "team/demo";
+    emulator.seed(repo);
+    let token = token_for(&key, "acme", repo, &["git:read"], "");
+    let served = info_refs(&emulator, repo, &token, "service=git-upload-pack");
+    let (head, body) = served.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
+    // The chunks add up to the whole body, and the last one is empty.
+    let mut rest = body;
+    let mut total = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            assert_eq!(after, "\r\n");
+            break;
+        }
+        total.push_str(&after[..size]);
+        rest = after[size..].strip_prefix("\r\n").unwrap();
+    }
+    assert!(total.contains("# service=git-upload-pack"), "{total}");
+    assert!(total.contains("refs/heads/main"), "{total}");
+    let refused = info_refs(&emulator, repo, "junk", "service=git-upload-pack");
+    let (head, body) = refused.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+}
+
+#[test]
+fn an_atomic_push_with_one_refused_ref_lands_none_with_each_git() {
+    let key = TestKey::p256();
+    let policy = r#","refs":[["refs/heads/main",["no-push"]],["*",[]]]"#;
+    for git in each_git() {
+        let emulator = emulator_with_git(&key, git);
+        let user = User::new(git).trust(&emulator);
+        let repo = "team/atomic";
+        let open = url_with(
+            &emulator,
+            &token_for(&key, "acme", repo, &["git:write"], ""),
+            repo,
+        );
+        let guarded = url_with(
+            &emulator,
+            &token_for(&key, "acme", repo, &["git:write"], policy),
+            repo,
+        );
+        let work = user.init("work");
+        let first = user.commit(&work, "a.txt", b"1\n");
+        user.git_ok(&work, &["push", "-q", &open, "main"]);
+        user.commit(&work, "a.txt", b"2\n");
+        let atomic = user.git(&work, &["push", "--atomic", &guarded, "main", "main:topic"]);
+        assert_ne!(atomic.code, Some(0), "{}", describe(git));
+        assert!(
+            atomic
+                .stderr
+                .contains("! [remote rejected] main -> main (no-push)"),
+            "{}: {}",
+            describe(git),
+            atomic.stderr
+        );
+        assert_eq!(emulator.rev(repo, "refs/heads/main"), Some(first));
+        assert_eq!(
+            emulator.rev(repo, "refs/heads/topic"),
+            None,
+            "{}",
+            describe(git)
+        );
+        // Without --atomic, the allowed ref lands as before.
+        let plain = user.git(&work, &["push", &guarded, "main", "main:topic"]);
+        assert_ne!(plain.code, Some(0));
+        assert!(
+            emulator.rev(repo, "refs/heads/topic").is_some(),
+            "{}",
+            plain.stderr
+        );
     }
 }
 
@@ -925,8 +1089,11 @@ fn plain_http_speaks_raw_requests_including_chunked_bodies() {
         response.contains("application/x-git-upload-pack-result"),
         "{response}"
     );
-    // An empty repository has no refs: the answer is a bare flush packet.
-    assert!(response.ends_with("\r\n\r\n0000"), "{response:?}");
+    // An empty repository has no refs: the answer is a bare flush packet, in one chunk.
+    assert!(
+        response.ends_with("\r\n\r\n4\r\n0000\r\n0\r\n\r\n"),
+        "{response:?}"
+    );
 
     child.kill().unwrap();
     child.wait().unwrap();
@@ -993,4 +1160,168 @@ fn listens_on_the_ipv6_loopback() {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One raw LFS request to `repo` with `token` (none: no Authorization), over HTTPS.
+fn lfs_request(
+    emulator: &Emulator,
+    method: &str,
+    repo: &str,
+    rest: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> String {
+    let authorization = token.map_or_else(String::new, |token| {
+        let credentials = base64_encode(format!("t:{token}").as_bytes());
+        format!("Authorization: Basic {credentials}\r\n")
+    });
+    let mut request = format!(
+        "{method} /{repo}.git/info/lfs/{rest} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Type: application/vnd.git-lfs+json\r\nContent-Length: {}\r\n\r\n",
+        emulator.host,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    emulator.https_exchange(&request)
+}
+
+#[test]
+fn lfs_requests_are_checked_like_git_and_logged_with_their_claims() {
+    let key = TestKey::p256();
+    let emulator = Emulator::start(&[("acme", &key.public_pem)]);
+    let repo = "team/lfs";
+    create_bare(&emulator, repo);
+    let reader = token_for(&key, "acme", repo, &["git:read"], "");
+    let writer = token_for(&key, "acme", repo, &["git:write"], "");
+    let other = token_for(&key, "acme", "team/other", &["git:write"], "");
+    let data = b"large file contents\n";
+    let oid: String = ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let batch = |operation: &str| {
+        format!(
+            r#"{{"operation":"{operation}","transfers":["basic"],"objects":[{{"oid":"{oid}","size":{}}}]}}"#,
+            data.len()
+        )
+    };
+    let status = |answer: &str| answer.split(' ').nth(1).unwrap_or("").to_owned();
+
+    // No token: 401 with the challenge, as for git.
+    let answer = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "objects/batch",
+        None,
+        batch("download").as_bytes(),
+    );
+    assert_eq!(status(&answer), "401", "{answer}");
+    assert!(
+        answer.contains("WWW-Authenticate: Basic realm=\"Code Storage\""),
+        "{answer}"
+    );
+    // Reading tokens cannot upload, another repository's token opens nothing.
+    for (token, expected) in [(&reader, "403"), (&other, "401")] {
+        let answer = lfs_request(
+            &emulator,
+            "POST",
+            repo,
+            "objects/batch",
+            Some(token),
+            batch("upload").as_bytes(),
+        );
+        assert_eq!(status(&answer), expected, "{answer}");
+        let put = lfs_request(
+            &emulator,
+            "PUT",
+            repo,
+            &format!("objects/{oid}"),
+            Some(token),
+            data,
+        );
+        assert_eq!(status(&put), expected, "{put}");
+    }
+    // A writer uploads: the batch says where, the PUT must hash to the ID.
+    let answer = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "objects/batch",
+        Some(&writer),
+        batch("upload").as_bytes(),
+    );
+    assert_eq!(status(&answer), "200", "{answer}");
+    assert!(
+        answer.contains(&format!("/team/lfs.git/info/lfs/objects/{oid}")),
+        "{answer}"
+    );
+    let wrong = lfs_request(
+        &emulator,
+        "PUT",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&writer),
+        b"other contents here!\n",
+    );
+    assert_eq!(status(&wrong), "422", "{wrong}");
+    let put = lfs_request(
+        &emulator,
+        "PUT",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&writer),
+        data,
+    );
+    assert_eq!(status(&put), "200", "{put}");
+    // A reader downloads it; locking is not served.
+    let answer = lfs_request(
+        &emulator,
+        "GET",
+        repo,
+        &format!("objects/{oid}"),
+        Some(&reader),
+        b"",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("large file contents\n"),
+        "{answer}"
+    );
+    let locks = lfs_request(
+        &emulator,
+        "POST",
+        repo,
+        "locks/verify",
+        Some(&writer),
+        b"{}",
+    );
+    assert_eq!(status(&locks), "404", "{locks}");
+
+    let records = emulator.records();
+    let lfs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.path.contains("/info/lfs/"))
+        .collect();
+    assert_eq!(lfs.len(), 10, "{lfs:?}");
+    let upload_by_reader = lfs
+        .iter()
+        .find(|r| r.service == Service::LfsUpload && r.status == 403)
+        .unwrap();
+    assert_eq!(upload_by_reader.decision, Decision::Refused);
+    assert_eq!(
+        upload_by_reader.claims.as_ref().unwrap().scopes,
+        ["git:read"]
+    );
+    let download = lfs.iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(
+        (download.service, download.decision, download.verified),
+        (Service::LfsDownload, Decision::Allowed, true)
+    );
+    assert_eq!(
+        download.path,
+        format!("/team/lfs.git/info/lfs/objects/{oid}")
+    );
+    assert_eq!(lfs.last().unwrap().service, Service::LfsLocks);
+    assert_log_keeps_secret(&emulator, &writer);
 }

@@ -375,3 +375,40 @@ fn only_the_requested_organisations_key_is_touched() {
         "beta's key_command ran for an acme request"
     );
 }
+
+#[test]
+fn codestorage_operation_names_a_read_or_a_write_for_glue_code() {
+    let key = TestKey::p256();
+    // Least privilege off: only the hint narrows.
+    let home = acme(&key, "");
+    let scopes = |env: &[(&str, &str)]| {
+        let run = home.get(REQUEST, env);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        verify(&run.password(), &key).claims["scopes"].clone()
+    };
+    let off = [("CODESTORAGE_LEAST_PRIVILEGE", "0")];
+    assert_eq!(scopes(&off), serde_json::json!(["git:read", "git:write"]));
+    let read = [
+        ("CODESTORAGE_LEAST_PRIVILEGE", "0"),
+        ("CODESTORAGE_OPERATION", "read"),
+    ];
+    assert_eq!(scopes(&read), serde_json::json!(["git:read"]));
+    // Glue code that will push says so; the path a client sends is cut at `.git`.
+    let write = [("CODESTORAGE_OPERATION", "write")];
+    assert_eq!(scopes(&write), serde_json::json!(["git:read", "git:write"]));
+    let glue = home.get(
+        "protocol=https\nhost=acme.code.storage\npath=team/project-alpha.git/info/lfs/objects/batch\n\n",
+        &[("CODESTORAGE_OPERATION", "read")],
+    );
+    let token = verify(&glue.password(), &key);
+    assert_eq!(token.claims["repo"], "team/project-alpha");
+    assert_eq!(token.claims["scopes"], serde_json::json!(["git:read"]));
+    // Anything else is a mistake said in one line, and git is told to stop.
+    let bad = home.get(REQUEST, &[("CODESTORAGE_OPERATION", "fetch")]);
+    assert_eq!(bad.field("quit"), Some("1"), "{bad:?}");
+    assert_eq!(bad.field("password"), None);
+    assert_eq!(
+        bad.stderr.trim_end(),
+        "git-credential-codestorage: CODESTORAGE_OPERATION=\"fetch\": not an operation; use read (a fetch or clone) or write (a push), or unset it"
+    );
+}

@@ -10,6 +10,8 @@ mod agent_keys;
 #[cfg(all(feature = "emulator", target_os = "linux"))]
 mod broker;
 mod cli;
+#[cfg(feature = "emulator")]
+mod clients;
 mod concurrency;
 #[cfg(feature = "emulator")]
 mod demo;

@@ -352,6 +352,54 @@ fn doctor_warns_about_a_remote_that_carries_a_token_and_never_shows_it() {
     assert_eq!(run.code, Some(0), "{}", run.stdout);
 }
 
+#[test]
+fn doctor_fails_a_remote_with_a_user_and_no_password_and_its_fix_works() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut command = user.command("git");
+        command.args(args).current_dir(&repo);
+        support::home::run(command, "")
+    };
+    assert_eq!(git(&["init", "-q"]).code, Some(0));
+    let remotes = [
+        ("origin", "https://t@acme.code.storage/team/x.git"),
+        ("gh", "https://octocat@github.com/x.git"),
+    ];
+    for (name, url) in remotes {
+        assert_eq!(git(&["remote", "add", name, url]).code, Some(0));
+    }
+    let run = user.run_in(&repo, &["doctor"], "");
+    let failures: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("names a user and no password"))
+        .collect();
+    // Only the host this helper serves; another host's users are not its business.
+    assert_eq!(failures.len(), 1, "{}", run.stdout);
+    assert!(
+        failures[0]
+            .starts_with("FAIL  remote \"origin\"'s URL https://***@acme.code.storage/team/x.git")
+            && failures[0].contains("answers 403, not 401"),
+        "{}",
+        failures[0]
+    );
+    assert_ne!(run.code, Some(0));
+    let (_, fix) = failures[0].split_once("; fix: ").unwrap();
+    assert_eq!(
+        fix,
+        "git remote set-url origin https://acme.code.storage/team/x.git"
+    );
+    let mut shell = user.command("sh");
+    shell.args(["-c", fix]).current_dir(&repo);
+    assert_eq!(support::home::run(shell, "").code, Some(0));
+    let run = user.run_in(&repo, &["doctor"], "");
+    assert!(!run.stdout.contains("names a user"), "{}", run.stdout);
+}
+
 /// The text between the first pair of backticks after `after` in `message`: a command the
 /// helper tells the user to run.
 fn command_after<'m>(message: &'m str, after: &str) -> &'m str {

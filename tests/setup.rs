@@ -8,6 +8,8 @@ use support::jwt::{TestKey, verify};
 
 const HELPER_KEY: &str = "credential.https://*.code.storage.helper";
 const PATH_KEY: &str = "credential.https://*.code.storage.useHttpPath";
+/// The exact section libgit2 programs (cargo) read for acme.
+const EXACT_HELPER_KEY: &str = "credential.https://acme.code.storage.helper";
 
 const USER_CONFIG: &str = r#"# My Code Storage settings.
 ttl = "30m"   # short, on purpose
@@ -106,6 +108,7 @@ fn setup_without_a_key_keeps_the_configured_one_and_sets_gits_config_again() {
     user.ok(&["setup", "--org", "acme", "--key-file", &key]);
     let (config, list) = (user.config_text(), user.git_list());
     user.git(&["config", "--global", "--unset-all", HELPER_KEY], "");
+    user.git(&["config", "--global", "--unset-all", EXACT_HELPER_KEY], "");
 
     // doctor's fix is a command that works as printed, with nothing left to fill in.
     let doctor = user.run(&["doctor", "https://acme.code.storage/x.git"], "");
@@ -173,10 +176,17 @@ fn remove_undoes_setup() {
     user.ok(&["setup", "--org", "acme", "--key-file", &key]);
     let run = user.ok(&["setup", "--remove", "--org", "acme"]);
     assert_eq!(user.config_text(), USER_CONFIG);
-    // beta (key_env) still uses *.code.storage: the wildcard entry stays for it.
+    // beta (key_env) still uses *.code.storage: the wildcard entry stays for it; acme's exact
+    // section (for libgit2 programs) goes, and beta's stays.
     assert_eq!(user.git_values(HELPER_KEY), ["", &helper_path()]);
+    assert!(user.git_values(EXACT_HELPER_KEY).is_empty());
+    assert_eq!(
+        user.git_values("credential.https://beta.code.storage.helper"),
+        ["", &helper_path()]
+    );
     assert!(
-        run.stdout.contains("git config --global is up to date"),
+        run.stdout
+            .contains("removed credential.https://acme.code.storage.helper"),
         "{}",
         run.stdout
     );
@@ -504,9 +514,21 @@ fn concurrent_setups_keep_every_organisation_and_all_succeed() {
     }
     assert_eq!(user.git_values(HELPER_KEY), ["", &helper_path()]);
     assert_eq!(user.git_values(PATH_KEY), ["true"]);
-    // Exactly one header, one wildcard section: nothing was written twice.
+    // Exactly one header, one wildcard section and one exact section per organisation:
+    // nothing was written twice.
     assert_eq!(config.matches("# git-credential-codestorage").count(), 1);
-    assert_eq!(user.gitconfig_text().matches("[credential").count(), 1);
+    let gitconfig = user.gitconfig_text();
+    assert_eq!(
+        gitconfig.matches("[credential").count(),
+        1 + keys.len(),
+        "{gitconfig}"
+    );
+    for i in 0..keys.len() {
+        assert_eq!(
+            user.git_values(&format!("credential.https://org{i}.code.storage.helper")),
+            ["", &helper_path()]
+        );
+    }
 }
 
 #[test]

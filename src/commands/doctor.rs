@@ -387,6 +387,7 @@ fn check_git(
             (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
         );
     }
+    check_libgit2(report, &entries, config, names);
     let exec_path = git.exec_path();
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
@@ -419,6 +420,41 @@ fn check_git(
         }
     }
     Some(entries)
+}
+
+/// Whether libgit2 programs (cargo, git2-rs) run this helper for each configured host: they read
+/// only an exact, port-less `[credential "https://HOST"]` section, which `setup` writes.
+fn check_libgit2(
+    report: &mut Report,
+    entries: &[ConfigEntry],
+    config: Option<&Config>,
+    names: &FixNames,
+) {
+    for org in config.into_iter().flat_map(|c| c.orgs.values()) {
+        let urls: std::collections::BTreeSet<String> = org
+            .hosts
+            .iter()
+            .filter_map(gitconfig::libgit2_url)
+            .collect();
+        for url in urls {
+            if gitconfig::libgit2_routes(entries, &url) {
+                report.push(
+                    Status::Ok,
+                    format!(
+                        "libgit2 programs (cargo, git2) ask this helper for {url}, with useHttpPath"
+                    ),
+                );
+            } else {
+                report.push(
+                    Status::Warn,
+                    format!(
+                        "libgit2 programs (cargo with net.git-fetch-with-cli = false, git2) do not ask this helper for {url}: they read only an exact [credential \"{url}\"] section with helper and useHttpPath; fix: re-run `{} setup --org {}`, which keeps its key",
+                        names.program.command, org.name
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// The verdicts on how git `version` would treat `https://<host>/`, given its config `entries`;
@@ -667,8 +703,9 @@ fn remote_url_key(key: &str) -> Option<(&str, bool)> {
 
 /// Warns about each remote whose URL carries a password (`https://t:TOKEN@acme.code.storage/...`,
 /// as the SDKs make them) for a host this helper serves: git sends that password and never asks
-/// a helper, so the token outlives its purpose in plain text in the config file. Only the
-/// remotes git's config already lists are looked at: nothing else on disk is read.
+/// a helper, so the token outlives its purpose in plain text in the config file. A remote with a
+/// user and no password (`https://t@...`) fails: Code Storage answers it 403, so git never asks.
+/// Only the remotes git's config already lists are looked at: nothing else on disk is read.
 fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&Config>) {
     for entry in entries {
         let (Some((name, push)), Some(value)) =
@@ -682,7 +719,7 @@ fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&C
         let served = Host::parse(&url.host)
             .ok()
             .is_some_and(|host| resolve::owner(config, &host).is_some());
-        if url.password.is_none() || !served {
+        if !url.has_userinfo || !served {
             continue;
         }
         let clean = without_userinfo(value.trim());
@@ -691,6 +728,19 @@ fn check_remotes(report: &mut Report, entries: &[ConfigEntry], config: Option<&C
             fix.push("--push");
         }
         fix.extend([name, clean.as_str()]);
+        if url.password.is_none() {
+            report.push(
+                Status::Fail,
+                format!(
+                    "remote {}'s {} {} names a user and no password: Code Storage answers 403, not 401, so git never asks this helper and the fetch or push fails; fix: {}",
+                    crate::log::Shown(name),
+                    if push { "push URL" } else { "URL" },
+                    crate::url::redact(value.trim()),
+                    crate::log::Escaped(&gitconfig::command_line(&fix)),
+                ),
+            );
+            continue;
+        }
         report.push(
             Status::Warn,
             format!(
@@ -1086,7 +1136,7 @@ mod tests {
                 "remote.gh.url",
                 &format!("https://u:{token}@github.com/x.git"),
             ),
-            // A user name alone does not stop git asking the helper.
+            // A user name alone: Code Storage answers 403, so git never asks the helper.
             entry(
                 ".git/config",
                 "remote.plain.url",
@@ -1099,8 +1149,12 @@ mod tests {
         let texts: Vec<&str> = report.findings.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(
             statuses(&report.findings),
-            [Status::Warn, Status::Warn],
+            [Status::Warn, Status::Warn, Status::Fail],
             "{texts:?}"
+        );
+        assert_eq!(
+            texts[2],
+            "remote \"plain\"'s URL https://***@acme.code.storage/x.git names a user and no password: Code Storage answers 403, not 401, so git never asks this helper and the fetch or push fails; fix: git remote set-url plain https://acme.code.storage/x.git"
         );
         assert!(
             texts[0].starts_with(

@@ -14,6 +14,17 @@
 //!   its transport stands between it and the helper: otherwise something other than git's own
 //!   transfer asked (a hook script calling the helper directly) and may well push. Any other
 //!   command, or a git command line this module cannot parse, is [`Operation::Unknown`].
+//! - `git credential fill`, run by programs that ask git for credentials (git-lfs, the glue of
+//!   docs/clients.md), decides nothing and marks the request as asked through git.
+//! - git-lfs decides for itself: `pre-push` and `push` write; `filter-process`, `smudge`,
+//!   `fetch`, `pull` and `checkout` read, when they asked through `git credential fill` (as
+//!   git-lfs does). Any other git-lfs command is [`Operation::Unknown`].
+//! - cargo only ever fetches git dependencies (it publishes over HTTP, never with git): it reads
+//!   when it asked itself, through `sh -c` (as libgit2 runs helpers) and git's own credential
+//!   commands and nothing else; a build
+//!   script or any other program in between may push, so that is [`Operation::Unknown`]. Other
+//!   programs (gix, which runs helpers as git does, and any libgit2 program) are
+//!   [`Operation::Unknown`]: they can push.
 
 use super::{Detection, Evidence, Operation};
 
@@ -23,15 +34,27 @@ const LABEL_CHARS: usize = 48;
 /// What a git command does with a remote, as far as its name (and first word) tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// Reads when git's transport asked on its behalf.
     Read,
+    /// Reads when it asked through `git credential fill` (git-lfs).
+    ReadThroughFill,
+    /// Reads when it asked itself (cargo): no other program stands in between.
+    ReadDirectly,
     Write,
     Other,
 }
 
 /// How one process bears on the decision.
 enum Role {
-    /// Passes the request along: not git, or our own `git credential-<name>` wrapper.
+    /// Passes the request along: our own `git credential-<name>` wrapper.
     Passes,
+    /// A shell, which passes the request along (libgit2 runs every helper through `sh -c`).
+    Shell,
+    /// Passes the request along, but is a program of its own (a build script, an interpreter)
+    /// that may do anything with what it gets.
+    Foreign,
+    /// `git credential fill`: asks the helpers for a program above it.
+    Fill,
     /// A transport: runs for fetches and pushes alike, on behalf of the command above it.
     Transport,
     /// A user-level git command (or git with options this module cannot parse: `None`).
@@ -44,6 +67,9 @@ enum Role {
 pub(super) struct Chain {
     labels: Vec<String>,
     via_transport: bool,
+    via_fill: bool,
+    via_foreign: bool,
+    via_shell: bool,
 }
 
 impl Chain {
@@ -53,13 +79,33 @@ impl Chain {
         self.labels.push(label);
         let (command, kind) = match role {
             Role::Passes => return None,
+            Role::Shell => {
+                self.via_shell = true;
+                return None;
+            }
+            Role::Foreign => {
+                self.via_foreign = true;
+                return None;
+            }
+            Role::Fill => {
+                self.via_fill = true;
+                return None;
+            }
             Role::Transport => {
                 self.via_transport = true;
                 return None;
             }
             Role::Decides(command, kind) => (command, kind),
         };
-        let operation = decide(kind, self.via_transport);
+        let operation = decide(
+            kind,
+            Via {
+                transport: self.via_transport,
+                fill: self.via_fill,
+                foreign: self.via_foreign,
+                shell: self.via_shell,
+            },
+        );
         Some(Detection {
             operation,
             evidence: Evidence::Ancestry(std::mem::take(&mut self.labels)),
@@ -97,7 +143,12 @@ pub fn classify_trace2(value: &str) -> Option<Detection> {
     let mut via_transport = false;
     for name in value.rsplit('/') {
         // `_run_dashed_` is a git that ran `git-<cmd>`; `<cmd>` names itself further in.
-        if name.is_empty() || name == "_run_dashed_" || name.starts_with("credential-") {
+        // `credential` is `git credential fill`, run for a program git does not name (git-lfs).
+        if name.is_empty()
+            || name == "_run_dashed_"
+            || name == "credential"
+            || name.starts_with("credential-")
+        {
             continue;
         }
         if is_transport(name) {
@@ -109,8 +160,12 @@ pub fn classify_trace2(value: &str) -> Option<Detection> {
             "submodule" | "submodule--helper" => Kind::Other,
             _ => kind(name, &[] as &[&str]),
         };
+        let via = Via {
+            transport: via_transport,
+            ..Via::default()
+        };
         return Some(Detection {
-            operation: decide(kind, via_transport),
+            operation: decide(kind, via),
             evidence: Evidence::Trace2(value.to_owned()),
             command: Some(name.to_owned()),
         });
@@ -118,12 +173,29 @@ pub fn classify_trace2(value: &str) -> Option<Detection> {
     None
 }
 
-/// A read counts only when a transport asked on the command's behalf: see the module's rules.
-fn decide(kind: Kind, via_transport: bool) -> Operation {
+/// What stood between the helper and the command that decides.
+#[derive(Debug, Clone, Copy, Default)]
+struct Via {
+    /// git's transport.
+    transport: bool,
+    /// `git credential fill`.
+    fill: bool,
+    /// A program that is neither git nor a shell.
+    foreign: bool,
+    /// A shell.
+    shell: bool,
+}
+
+/// A read counts only when it asked the way that command asks: see the module's rules.
+fn decide(kind: Kind, via: Via) -> Operation {
     match kind {
         Kind::Write => Operation::Write,
-        Kind::Read if via_transport => Operation::Read,
-        Kind::Read | Kind::Other => Operation::Unknown,
+        Kind::Read if via.transport => Operation::Read,
+        Kind::ReadThroughFill if via.fill => Operation::Read,
+        // libgit2 runs helpers (and `git credential fill`) through `sh -c`: a process cargo ran
+        // itself without one (a test binary under `cargo test`) is not cargo's fetch.
+        Kind::ReadDirectly if via.shell && !via.foreign => Operation::Read,
+        Kind::Read | Kind::ReadThroughFill | Kind::ReadDirectly | Kind::Other => Operation::Unknown,
     }
 }
 
@@ -144,6 +216,14 @@ fn kind<S: AsRef<str>>(word: &str, rest: &[S]) -> Kind {
         // No `git remote` sub-command sends anything: update, show, prune, set-head and add -f
         // only fetch or list refs.
         "clone" | "fetch" | "pull" | "ls-remote" | "fetch-pack" | "remote" => Kind::Read,
+        // git-lfs, as `git-lfs <sub>` or `git lfs <sub>`.
+        "lfs" => match sub_command(rest) {
+            Some("pre-push" | "push") => Kind::Write,
+            Some("filter-process" | "smudge" | "fetch" | "pull" | "checkout") => {
+                Kind::ReadThroughFill
+            }
+            _ => Kind::Other,
+        },
         "submodule" | "submodule--helper" => match sub_command(rest) {
             Some("update" | "add" | "clone") => Kind::Read,
             _ => Kind::Other,
@@ -178,6 +258,14 @@ const SHOWN_SUB_COMMANDS: &[&str] = &[
     "rename",
     "remove",
     "rm",
+    // git-lfs's.
+    "pre-push",
+    "push",
+    "filter-process",
+    "smudge",
+    "fetch",
+    "pull",
+    "checkout",
 ];
 
 /// A short label for the evidence and the process's role. Labels hold program names and git's own
@@ -213,7 +301,12 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
         if argv.get(1).map(AsRef::as_ref) == Some("-c") {
             label.push_str(" -c");
         }
-        return (shown(&label), Role::Passes);
+        let role = match basename(first) {
+            "cargo" => Role::Decides(Some("cargo".to_owned()), Kind::ReadDirectly),
+            shell if SHELLS.contains(&shell) => Role::Shell,
+            _ => Role::Foreign,
+        };
+        return (shown(&label), role);
     };
     if is_transport(word) {
         return (shown(&label), Role::Transport);
@@ -221,9 +314,12 @@ fn process<S: AsRef<str>>(argv: &[S]) -> (String, Role) {
     if word.starts_with("credential-") {
         return (shown(&label), Role::Passes);
     }
+    if word == "credential" {
+        return (shown(&label), Role::Fill);
+    }
     let kind = kind(word, rest);
     let mut label = label;
-    if matches!(word, "submodule" | "submodule--helper" | "remote")
+    if matches!(word, "submodule" | "submodule--helper" | "remote" | "lfs")
         && let Some(sub) = sub_command(rest).filter(|s| SHOWN_SUB_COMMANDS.contains(s))
     {
         label.push(' ');
@@ -397,7 +493,6 @@ mod tests {
     #[test]
     fn anything_else_is_unknown() {
         for user in [
-            "git credential fill",
             "git p origin main",
             "git submodule foreach git push",
             "git submodule--helper foreach --recursive",
@@ -405,7 +500,8 @@ mod tests {
             "git maintenance run",
             "git rebase -x make",
             "/usr/bin/git-upload-pack /srv/x.git",
-            "git-lfs pre-push origin",
+            "git-lfs smudge big.bin",
+            "git-lfs env",
         ] {
             let detection = through_transport(user);
             assert_eq!(detection.operation, Operation::Unknown, "{user}");
@@ -414,6 +510,96 @@ mod tests {
                 "{user}: {detection:?}"
             );
         }
+    }
+
+    #[test]
+    fn git_lfs_reads_through_git_credential_fill_and_writes_on_push() {
+        const FILL: &str = "git credential fill";
+        for (line, operation, label) in [
+            (
+                "git-lfs pre-push origin https://h/x.git",
+                Operation::Write,
+                "git-lfs pre-push",
+            ),
+            ("git lfs push origin main", Operation::Write, "git lfs push"),
+            (
+                "git-lfs filter-process",
+                Operation::Read,
+                "git-lfs filter-process",
+            ),
+            ("git-lfs smudge big.bin", Operation::Read, "git-lfs smudge"),
+            ("git-lfs fetch origin", Operation::Read, "git-lfs fetch"),
+            ("git lfs pull", Operation::Read, "git lfs pull"),
+            ("git-lfs checkout", Operation::Read, "git-lfs checkout"),
+            ("git-lfs env", Operation::Unknown, "git-lfs"),
+        ] {
+            let detection = chain(&[HELPER, FILL, line, "git clone https://h/x.git"]);
+            assert_eq!(detection.operation, operation, "{line}");
+            assert_eq!(detection.command.as_deref(), Some("lfs"), "{line}");
+            let Evidence::Ancestry(labels) = &detection.evidence else {
+                panic!("{detection:?}");
+            };
+            assert_eq!(labels.last().map(String::as_str), Some(label), "{line}");
+        }
+        // A read command that did not ask through git credential fill may be anything.
+        assert_eq!(
+            chain(&[HELPER, "git-lfs filter-process"]).operation,
+            Operation::Unknown
+        );
+        // git credential fill alone, or under a command that reads without the transport,
+        // decides nothing more than before.
+        assert_eq!(chain(&[HELPER, FILL]).operation, Operation::Unknown);
+        assert_eq!(
+            chain(&[HELPER, FILL, "/bin/sh hook", "git clone https://h/x.git"]).operation,
+            Operation::Unknown
+        );
+        assert_eq!(
+            chain(&[HELPER, FILL, "git push origin main"]).operation,
+            Operation::Write
+        );
+        let traced = classify_trace2("push/credential").unwrap();
+        assert_eq!(traced.operation, Operation::Write);
+        assert_eq!(classify_trace2("credential"), None);
+    }
+
+    #[test]
+    fn cargo_reads_only_when_it_asked_itself() {
+        for asked in [
+            // libgit2 running `git credential fill` (the helper's value is a path).
+            vec![
+                HELPER,
+                "git credential fill",
+                "sh -c git credential fill",
+                "cargo",
+            ],
+            // libgit2 running `git credential-codestorage get` (the helper is on PATH).
+            vec![
+                HELPER,
+                "git credential-codestorage get",
+                "sh -c git credential-codestorage get",
+                "/root/.cargo/bin/cargo",
+            ],
+        ] {
+            let detection = chain(&asked);
+            assert_eq!(detection.operation, Operation::Read, "{asked:?}");
+            assert_eq!(detection.command.as_deref(), Some("cargo"));
+        }
+        // A build script (or any program cargo runs) may push with what it gets.
+        let script = chain(&[HELPER, "git credential fill", "build-script-build", "cargo"]);
+        assert_eq!(script.operation, Operation::Unknown);
+        // A git push under cargo is a push; gix, like any libgit2 program, may push.
+        assert_eq!(
+            through_transport("git push origin main").operation,
+            Operation::Write
+        );
+        assert_eq!(
+            chain(&[HELPER, "gix clone https://h/x.git"]).operation,
+            Operation::Unknown
+        );
+        assert_eq!(
+            chain(&[HELPER, "python3 glue.py"]).operation,
+            Operation::Unknown
+        );
     }
 
     #[test]
@@ -489,10 +675,10 @@ mod tests {
             "git pull",
         ]);
         assert_eq!(push_in_pull_hook.operation, Operation::Write);
-        // An unknown command nearer than a fetch decides: unknown, not read.
+        // git credential fill under a fetch is not the fetch's transport: unknown, not read.
         let fill_under_fetch = chain(&[HELPER, "git credential fill", "git fetch"]);
         assert_eq!(fill_under_fetch.operation, Operation::Unknown);
-        assert_eq!(fill_under_fetch.command.as_deref(), Some("credential"));
+        assert_eq!(fill_under_fetch.command.as_deref(), Some("fetch"));
     }
 
     #[test]
@@ -661,8 +847,9 @@ mod tests {
             // No transport between: not proven a fetch.
             ("clone", Operation::Unknown, "clone"),
             ("fetch/_run_dashed_", Operation::Unknown, "fetch"),
-            ("credential", Operation::Unknown, "credential"),
-            ("push/credential", Operation::Unknown, "credential"),
+            // git credential fill passes: a push's (hook's) is still the push's.
+            ("push/credential", Operation::Write, "push"),
+            ("fetch/credential", Operation::Unknown, "fetch"),
             (
                 "_run_dashed_/submodule--helper/submodule--helper/_run_dashed_/remote-curl",
                 Operation::Unknown,
@@ -682,6 +869,7 @@ mod tests {
         for value in [
             "",
             "/",
+            "credential",
             "_run_dashed_",
             "_run_dashed_/remote-curl",
             "remote-curl/_run_dashed_//",
@@ -798,8 +986,9 @@ mod tests {
             from_helper.extend(seen.iter().cloned());
             check(recorded, &classify_chain(&from_helper), "from the helper");
             // As trace2 names it, whenever git set it.
-            match &recorded.trace2 {
-                Some(value) => check(recorded, &classify_trace2(value).unwrap(), "trace2"),
+            // (`git credential fill` alone names no command: trace2 leaves it to the processes.)
+            match recorded.trace2.as_deref().and_then(classify_trace2) {
+                Some(traced) => check(recorded, &traced, "trace2"),
                 None => assert_eq!(recorded.expect[0], "not-git", "{}", recorded.file),
             }
         }

@@ -91,7 +91,9 @@ impl Detection {
             .as_deref()
             .map(|word| {
                 let shown: String = word.escape_debug().take(SHOWN_COMMAND_CHARS).collect();
-                format!(" (git {shown})")
+                // cargo is the one program, not a git command, that decides.
+                let git = if word == "cargo" { "" } else { "git " };
+                format!(" ({git}{shown})")
             })
             .unwrap_or_default();
         let why = match (self.operation, self.command.as_deref()) {
@@ -133,6 +135,28 @@ pub fn detect(trace2_parent_name: Option<&str>) -> Detection {
         .unwrap_or_else(ancestry::from_parent)
 }
 
+/// `CODESTORAGE_OPERATION` is neither `read` nor `write`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "CODESTORAGE_OPERATION={}: not an operation; use read (a fetch or clone) or write (a push), or unset it",
+    crate::log::Shown(.0)
+)]
+pub struct HintError(pub String);
+
+/// The operation glue code names itself with `CODESTORAGE_OPERATION=read|write` (any case),
+/// for programs whose processes say nothing (a libgit2 or JGit program): `None` when unset or
+/// empty. A `get` answering itself honours it both ways; a broker may only narrow with it.
+pub fn hint(env: &dyn crate::env::Env) -> Result<Option<Operation>, HintError> {
+    let Some((_, value)) = crate::env::first_set(env, crate::env::vars::OPERATION) else {
+        return Ok(None);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "read" => Ok(Some(Operation::Read)),
+        "write" => Ok(Some(Operation::Write)),
+        _ => Err(HintError(value)),
+    }
+}
+
 /// For a broker: decides by another process and its ancestors (a peer's pid, as `SO_PEERCRED`
 /// reports it). The process itself is looked at first, then [`MAX_ANCESTORS`] above it.
 pub fn detect_for_pid(pid: u32) -> Detection {
@@ -147,6 +171,22 @@ pub fn available() -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hint_is_read_or_write_and_nothing_else() {
+        use crate::env::MapEnv;
+        let hint_of = |value: &str| hint(&MapEnv::from([("CODESTORAGE_OPERATION", value)]));
+        assert_eq!(hint_of("read"), Ok(Some(Operation::Read)));
+        assert_eq!(hint_of("WRITE"), Ok(Some(Operation::Write)));
+        assert_eq!(hint_of(""), Ok(None));
+        assert_eq!(hint(&MapEnv::default()), Ok(None));
+        let bad = hint_of("fetch\u{1b}").unwrap_err().to_string();
+        assert!(
+            bad.contains("use read (a fetch or clone) or write"),
+            "{bad}"
+        );
+        assert!(!bad.contains('\u{1b}'), "{bad}");
+    }
 
     #[test]
     fn describe_names_the_operation_the_command_and_the_evidence() {
@@ -174,10 +214,19 @@ mod tests {
             "unknown (git clone): it did not ask through git's transport, so it may not be a fetch, \
              from the process ancestry: sh < git clone"
         );
-        let fill = classify_chain(&[vec!["git", "credential", "fill"]]);
+        let maintenance = classify_chain(&[vec!["git", "maintenance", "run"]]);
         assert_eq!(
-            fill.describe(),
-            "unknown (git credential): neither a fetch nor a push, from the process ancestry: git credential"
+            maintenance.describe(),
+            "unknown (git maintenance): neither a fetch nor a push, from the process ancestry: git maintenance"
+        );
+        let cargo = classify_chain(&[
+            vec!["git", "credential", "fill"],
+            vec!["sh", "-c", "git credential fill"],
+            vec!["cargo"],
+        ]);
+        assert_eq!(
+            cargo.describe(),
+            "read (cargo), from the process ancestry: git credential < sh -c < cargo"
         );
         let odd = classify_chain(&[vec!["git", "--frobnicate", "push"]]);
         assert_eq!(

@@ -186,6 +186,7 @@ pub fn plan(
         // Its default host, even if the file never named it (a second --remove, say).
         if let Ok(name) = crate::host::OrgName::parse(org) {
             old_urls.insert(gitconfig::credential_url("https", &name.default_host()));
+            old_urls.extend(gitconfig::libgit2_url(&name.default_host()));
         }
     }
     let stale_sections: Vec<String> = old_urls.difference(&wanted_urls).cloned().collect();
@@ -236,12 +237,15 @@ pub fn plan(
     })
 }
 
-/// The git credential URLs for every host of every organisation in `config`.
+/// The git credential URLs for every host of every organisation in `config`: git's own (the
+/// `*.code.storage` wildcard, or the host with its port) and the exact, port-less one that
+/// libgit2 programs such as cargo read instead ([`gitconfig::libgit2_url`]).
 pub fn credential_urls(config: &Config) -> BTreeSet<String> {
     let mut urls = BTreeSet::new();
     for org in config.orgs.values() {
         for host in &org.hosts {
             urls.insert(gitconfig::credential_url("https", host));
+            urls.extend(gitconfig::libgit2_url(host));
             if org.allow_http && host.is_loopback() {
                 urls.insert(gitconfig::credential_url("http", host));
             }
@@ -555,8 +559,8 @@ mod tests {
                 .after
                 .contains("key_file = \"/home/u/work/keys/acme.pem\"")
         );
-        // helper, useHttpPath and proactiveAuth.
-        assert_eq!(first.git.len(), 3);
+        // helper, useHttpPath and proactiveAuth, for the wildcard and for the exact host.
+        assert_eq!(first.git.len(), 6);
         assert_eq!(first.ready_host.as_deref(), Some("acme.code.storage"));
         let shown = first.to_string();
         assert!(
@@ -564,6 +568,8 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("would run: git config --global --add 'credential.https://*.code.storage.helper' ''\n"), "{shown}");
+        assert!(shown.contains("would run: git config --global --add credential.https://acme.code.storage.helper ''\n"), "{shown}");
+        assert!(shown.contains("would run: git config --global --add credential.https://acme.code.storage.useHttpPath true\n"), "{shown}");
         assert!(
             shown.contains(
                 "would run: git config --global --add 'http.https://*.code.storage.proactiveAuth' auto\n"
@@ -584,18 +590,15 @@ mod tests {
     fn a_removal_plan_names_the_rules_and_the_backup() {
         let text = "[org.acme]\nkey_env = \"K\"\nttl = 60\n\n[[org.acme.repo]]\nmatch = \"team/**\"\n\n[org.beta]\nkey_env = \"B\"\n";
         let mut git = BTreeMap::new();
-        git.insert(
-            "credential.https://*.code.storage.helper".to_owned(),
-            vec![String::new(), HELPER.to_owned()],
-        );
-        git.insert(
-            "credential.https://*.code.storage.useHttpPath".to_owned(),
-            vec!["true".to_owned()],
-        );
-        git.insert(
-            "http.https://*.code.storage.proactiveAuth".to_owned(),
-            vec!["auto".to_owned()],
-        );
+        for url in [
+            "https://*.code.storage",
+            "https://acme.code.storage",
+            "https://beta.code.storage",
+        ] {
+            for wanted in gitconfig::wanted(url, HELPER) {
+                git.insert(wanted.key, wanted.values);
+            }
+        }
         let mut remove = options("acme", None);
         remove.remove = true;
         let planned = plan(&remove, &context(), &file(text), &git).unwrap();
@@ -607,8 +610,18 @@ mod tests {
             ))
         );
         assert!(planned.key_check.is_none());
-        // beta still uses *.code.storage: the routing stays.
-        assert!(planned.git.is_empty(), "{:?}", planned.git);
+        // beta still uses *.code.storage: that routing stays; acme's exact section goes.
+        assert_eq!(planned.git.len(), 3, "{:?}", planned.git);
+        assert!(
+            planned
+                .git
+                .iter()
+                .all(|change| change.to.is_empty()
+                    && change.key.contains("https://acme.code.storage.")),
+            "{:?}",
+            planned.git
+        );
+        assert_eq!(planned.stale_sections, ["https://acme.code.storage"]);
         let shown = planned.to_string();
         for line in [
             "would remove [org.acme] (line 1) from /home/u/.config/codestorage/config.toml, with what setup did not write:\n",
@@ -624,9 +637,12 @@ mod tests {
         let planned = plan(&remove, &context(), &file(&planned.after), &git).unwrap();
         assert_eq!(planned.after, "");
         assert_eq!(planned.backup, None, "setup could have written all of it");
-        assert_eq!(planned.git.len(), 3);
+        assert_eq!(planned.git.len(), 6);
         assert!(planned.git.iter().all(|change| change.to.is_empty()));
-        assert_eq!(planned.stale_sections, ["https://*.code.storage"]);
+        assert_eq!(
+            planned.stale_sections,
+            ["https://*.code.storage", "https://beta.code.storage"]
+        );
         // And a second removal of an absent organisation says so.
         let absent = plan(&remove, &context(), &file(""), &BTreeMap::new()).unwrap();
         assert!(absent.is_empty());
@@ -725,7 +741,13 @@ mod tests {
         let urls: Vec<_> = credential_urls(&config).into_iter().collect();
         assert_eq!(
             urls,
-            ["https://*.code.storage", "https://git.acme.dev:8443"]
+            [
+                "https://*.code.storage",
+                "https://acme.code.storage",
+                "https://beta.code.storage",
+                "https://git.acme.dev",
+                "https://git.acme.dev:8443"
+            ]
         );
         let local = config::parse(
             "[org.t]\nkey_env = \"K\"\nhosts = [\"127.0.0.1:9\"]\nallow_http = true\n",

@@ -66,7 +66,13 @@ pub enum Service {
     UploadPack,
     /// Push.
     ReceivePack,
-    /// Refused before it was routed to either.
+    /// A Git LFS download (batch or object).
+    LfsDownload,
+    /// A Git LFS upload (batch or object).
+    LfsUpload,
+    /// A Git LFS lock request.
+    LfsLocks,
+    /// Refused before it was routed to any.
     None,
 }
 

@@ -16,6 +16,13 @@ use crate::server::Service;
 /// The clock skew allowed for `iat`.
 pub const SKEW_SECONDS: i64 = 60;
 
+/// The longest lifetime a token may claim: a year, the SDK's default for remote URLs.
+pub const MAX_LIFETIME_SECONDS: i64 = 365 * 24 * 60 * 60;
+
+/// The ref-policy ops Code Storage knows; a token naming any other is refused rather than
+/// half-enforced.
+pub const KNOWN_OPS: &[&str] = &["no-force-push", "no-push", "verify-sig"];
+
 /// The kind of a registered public key, which fixes the `alg` its tokens must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -228,6 +235,31 @@ pub enum Refusal {
     /// `iss` names no organisation given with --org.
     #[error("unknown organisation {0:?}")]
     UnknownOrg(String),
+    /// `iss` is not the organisation that owns the host the request was sent to.
+    #[error("token is issued by {token:?}, but this host belongs to {host:?}")]
+    WrongOrg {
+        /// The token's `iss`.
+        token: String,
+        /// The organisation owning the request's host.
+        host: String,
+    },
+    /// The header has `crit`: extensions the emulator (like Code Storage) does not implement.
+    #[error("header has crit; no JWT extensions are understood")]
+    Crit,
+    /// An op in `ops` or `refs` that Code Storage does not know.
+    #[error("unknown op {0:?}; known ops are no-force-push, no-push, verify-sig")]
+    UnknownOp(String),
+    /// `exp` is not after `iat`.
+    #[error("token expires ({exp}) before it is issued ({iat})")]
+    Backwards {
+        /// Issued at.
+        iat: i64,
+        /// Expiry.
+        exp: i64,
+    },
+    /// `exp - iat` is more than a year.
+    #[error("token lifetime {0}s is over a year")]
+    TooLong(i64),
     /// The organisation has no key of the type `alg` names.
     #[error("alg {alg} matches no registered key of {org:?}")]
     AlgMismatch {
@@ -261,9 +293,15 @@ pub fn read_claims(token: &str) -> Option<Claims> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
-/// Checks a token's signature, issuer, lifetime and repository; returns its claims or the reason
-/// it is refused.
-pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Claims, Refusal> {
+/// Checks a token's signature, issuer (it must be `owner`, the organisation owning the host),
+/// lifetime, ops and repository; returns its claims or the reason it is refused.
+pub fn verify(
+    token: &str,
+    keyring: &Keyring,
+    owner: &str,
+    repo: &str,
+    now: i64,
+) -> Result<Claims, Refusal> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -280,6 +318,10 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
     if !["ES256", "RS256", "EdDSA"].contains(&alg) {
         return Err(Refusal::Alg(alg.to_owned()));
     }
+    // RFC 7515 4.1.11: a verifier that does not understand every listed extension must refuse.
+    if header_json.get("crit").is_some() {
+        return Err(Refusal::Crit);
+    }
     // The claims are read before the signature is checked only to find the issuer's keys;
     // nothing else in them is trusted until a key has verified the signature.
     let claims: Claims =
@@ -288,6 +330,13 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
         .orgs
         .get(&claims.iss)
         .ok_or_else(|| Refusal::UnknownOrg(claims.iss.clone()))?;
+    // A key registered by one organisation signs for that organisation's hosts only.
+    if claims.iss != owner {
+        return Err(Refusal::WrongOrg {
+            token: claims.iss.clone(),
+            host: owner.to_owned(),
+        });
+    }
     let signature = decode(signature)?;
     let message = format!("{header}.{payload}");
     // The key type fixes the algorithm: a token may not pick how its own signature is checked.
@@ -306,12 +355,8 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
     if !verified {
         return Err(Refusal::Signature(claims.iss.clone()));
     }
-    if claims.exp <= now {
-        return Err(Refusal::Expired(now - claims.exp));
-    }
-    if claims.iat > now + SKEW_SECONDS {
-        return Err(Refusal::Future(claims.iat - now));
-    }
+    check_lifetime(&claims, now)?;
+    check_ops(&claims)?;
     if claims.repo != repo {
         return Err(Refusal::WrongRepo {
             token: claims.repo.clone(),
@@ -321,12 +366,47 @@ pub fn verify(token: &str, keyring: &Keyring, repo: &str, now: i64) -> Result<Cl
     Ok(claims)
 }
 
+/// Refuses a token issued in the future, expiring before it is issued, living over a year, or
+/// expired.
+fn check_lifetime(claims: &Claims, now: i64) -> Result<(), Refusal> {
+    if claims.iat > now.saturating_add(SKEW_SECONDS) {
+        return Err(Refusal::Future(claims.iat - now));
+    }
+    if claims.exp <= claims.iat {
+        return Err(Refusal::Backwards {
+            iat: claims.iat,
+            exp: claims.exp,
+        });
+    }
+    if claims.exp - claims.iat > MAX_LIFETIME_SECONDS {
+        return Err(Refusal::TooLong(claims.exp - claims.iat));
+    }
+    if claims.exp <= now {
+        return Err(Refusal::Expired(now - claims.exp));
+    }
+    Ok(())
+}
+
+/// Refuses an op, repository-wide or in a `refs` entry, that is not in [`KNOWN_OPS`].
+fn check_ops(claims: &Claims) -> Result<(), Refusal> {
+    let repo_wide = claims.ops.iter().flatten();
+    let per_ref = claims.refs.iter().flatten().flat_map(|(_, ops)| ops);
+    match repo_wide
+        .chain(per_ref)
+        .find(|op| !KNOWN_OPS.contains(&op.as_str()))
+    {
+        Some(op) => Err(Refusal::UnknownOp(op.clone())),
+        None => Ok(()),
+    }
+}
+
 /// Whether `claims` allow `service`.
 pub fn allows(claims: &Claims, service: Service) -> bool {
     let has = |scope: &str| claims.scopes.iter().any(|s| s == scope);
-    match service {
-        Service::UploadPack => has("git:read") || has("git:write"),
-        Service::ReceivePack => has("git:write"),
+    if service.writes() {
+        has("git:write")
+    } else {
+        has("git:read") || has("git:write")
     }
 }
 
@@ -437,13 +517,14 @@ mod tests {
         let keyring = keyring("acme", &[&public]);
         let good = es256(&pair, &claims_json("team/x", NOW, NOW + 60));
         assert_eq!(
-            verify(&good, &keyring, "team/x", NOW).unwrap().repo,
+            verify(&good, &keyring, "acme", "team/x", NOW).unwrap().repo,
             "team/x"
         );
         // iat a little ahead (clock skew) is fine.
         let skewed = es256(&pair, &claims_json("team/x", NOW + 30, NOW + 90));
-        assert!(verify(&skewed, &keyring, "team/x", NOW).is_ok());
-        let refuse = |token: &str, repo: &str| verify(token, &keyring, repo, NOW).unwrap_err();
+        assert!(verify(&skewed, &keyring, "acme", "team/x", NOW).is_ok());
+        let refuse =
+            |token: &str, repo: &str| verify(token, &keyring, "acme", repo, NOW).unwrap_err();
         assert_eq!(
             refuse(&good, "team/y"),
             Refusal::WrongRepo {
@@ -524,6 +605,78 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_code_storage_refuses_in_an_otherwise_good_token() {
+        let (pair, public) = p256();
+        let (beta_pair, beta_public) = p256();
+        let mut keyring = keyring("acme", &[&public]);
+        keyring.add("beta", beta_public);
+        let refuse = |token: &str| verify(token, &keyring, "acme", "x", NOW).unwrap_err();
+        // Beta's own key, beta's own iss, sent to acme's host.
+        let beta = es256(
+            &beta_pair,
+            &claims_json("x", NOW, NOW + 60).replace("acme", "beta"),
+        );
+        assert!(verify(&beta, &keyring, "beta", "x", NOW).is_ok());
+        assert_eq!(
+            refuse(&beta),
+            Refusal::WrongOrg {
+                token: "beta".into(),
+                host: "acme".into()
+            }
+        );
+        let with = |extra: &str| {
+            let claims = claims_json("x", NOW, NOW + 60);
+            es256(&pair, &format!("{}{extra}}}", &claims[..claims.len() - 1]))
+        };
+        assert!(verify(&with(r#","ops":["no-push"]"#), &keyring, "acme", "x", NOW).is_ok());
+        assert_eq!(
+            refuse(&with(r#","ops":["no-rebase"]"#)),
+            Refusal::UnknownOp("no-rebase".into())
+        );
+        assert_eq!(
+            refuse(&with(
+                r#","refs":[["main",["no-push"]],["*",["read-only"]]]"#
+            )),
+            Refusal::UnknownOp("read-only".into())
+        );
+        let crit = jwt("ES256", &claims_json("x", NOW, NOW + 60), |m| {
+            pair.sign(&SystemRandom::new(), m)
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        });
+        let (_, rest) = crit.split_once('.').unwrap();
+        let crit = format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"JWT","crit":["b64"],"b64":false}"#)
+        );
+        assert_eq!(refuse(&crit), Refusal::Crit);
+        let backwards = es256(&pair, &claims_json("x", NOW, NOW - 1));
+        assert_eq!(
+            refuse(&backwards),
+            Refusal::Backwards {
+                iat: NOW,
+                exp: NOW - 1
+            }
+        );
+        let year = MAX_LIFETIME_SECONDS;
+        assert!(
+            verify(
+                &es256(&pair, &claims_json("x", NOW, NOW + year)),
+                &keyring,
+                "acme",
+                "x",
+                NOW
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            refuse(&es256(&pair, &claims_json("x", NOW, NOW + year + 1))),
+            Refusal::TooLong(year + 1)
+        );
+    }
+
+    #[test]
     fn eddsa_and_rs256_tokens_verify_with_their_keys() {
         let (ed_pair, ed_public) = ed25519();
         let rsa_public = parse_public_key(&fixture("rsa2048.pub.pem")).unwrap();
@@ -532,7 +685,7 @@ mod tests {
         let keyring = keyring("acme", &[&ed_public, &rsa_public]);
         let claims = claims_json("x", NOW, NOW + 60);
         let eddsa = jwt("EdDSA", &claims, |m| ed_pair.sign(m).as_ref().to_vec());
-        assert!(verify(&eddsa, &keyring, "x", NOW).is_ok());
+        assert!(verify(&eddsa, &keyring, "acme", "x", NOW).is_ok());
         let rs256 = jwt("RS256", &claims, |m| {
             let mut signature = vec![0; rsa_pair.public().modulus_len()];
             rsa_pair
@@ -545,7 +698,7 @@ mod tests {
                 .unwrap();
             signature
         });
-        assert!(verify(&rs256, &keyring, "x", NOW).is_ok());
+        assert!(verify(&rs256, &keyring, "acme", "x", NOW).is_ok());
         // An RSA signature relabelled EdDSA is checked with the Ed25519 key only, and fails.
         let (_, rest) = rs256.split_once('.').unwrap();
         let relabelled = format!(
@@ -553,7 +706,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#)
         );
         assert_eq!(
-            verify(&relabelled, &keyring, "x", NOW).unwrap_err(),
+            verify(&relabelled, &keyring, "acme", "x", NOW).unwrap_err(),
             Refusal::Signature("acme".into())
         );
     }
@@ -566,12 +719,12 @@ mod tests {
         let mut keyring = keyring("acme", &[&old_public, &new_public]);
         keyring.add("beta", beta_public);
         let claims = claims_json("x", NOW, NOW + 60);
-        assert!(verify(&es256(&old, &claims), &keyring, "x", NOW).is_ok());
-        assert!(verify(&es256(&new, &claims), &keyring, "x", NOW).is_ok());
+        assert!(verify(&es256(&old, &claims), &keyring, "acme", "x", NOW).is_ok());
+        assert!(verify(&es256(&new, &claims), &keyring, "acme", "x", NOW).is_ok());
         // Another organisation's key does not sign for acme.
         let beta_claims = claims.replace("acme", "beta");
         assert_eq!(
-            verify(&es256(&old, &beta_claims), &keyring, "x", NOW).unwrap_err(),
+            verify(&es256(&old, &beta_claims), &keyring, "beta", "x", NOW).unwrap_err(),
             Refusal::Signature("beta".into())
         );
     }

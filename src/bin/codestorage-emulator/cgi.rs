@@ -56,7 +56,9 @@ pub fn git_command() -> Command {
 }
 
 /// Runs http-backend for `request` with `body` (length `length`) as its input and writes the
-/// HTTP response to `out`. Returns the status sent.
+/// HTTP response to `out`, all but the end of a chunked body: the caller logs the request, then
+/// calls [`http::end_chunks`] when the status says `Unfinished`, so that a client never sees the
+/// end of an answer whose request is not in the log yet. Returns the status sent.
 pub fn run(
     root: &Path,
     hooks: &Path,
@@ -64,7 +66,7 @@ pub fn run(
     body: File,
     length: u64,
     out: &mut impl Write,
-) -> io::Result<u16> {
+) -> io::Result<(u16, Ending)> {
     let mut command = git_command();
     command
         .arg("http-backend")
@@ -107,7 +109,16 @@ pub fn run(
     result
 }
 
-fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
+/// Whether an answer still needs its final chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Sent whole.
+    Complete,
+    /// Chunked, all but the final empty chunk.
+    Unfinished,
+}
+
+fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<(u16, Ending)> {
     let mut reader = BufReader::new(stdout);
     let mut status = 200;
     let mut headers = Vec::new();
@@ -120,7 +131,7 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
                 // rather than send an empty 200 that git would misread.
                 let text = "git http-backend gave no answer\n";
                 http::write_text(out, 502, &[], text)?;
-                return Ok(502);
+                return Ok((502, Ending::Complete));
             }
             break;
         }
@@ -143,10 +154,23 @@ fn relay(stdout: impl io::Read, out: &mut impl Write) -> io::Result<u16> {
             headers.push((name.to_owned(), value));
         }
     }
-    http::write_head(out, status, &headers)?;
-    io::copy(&mut reader, out)?;
-    out.flush()?;
-    Ok(status)
+    // http-backend frames nothing itself (it ends its output by exiting): chunk the body unless
+    // it said how long it is.
+    if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+    {
+        http::write_head(out, status, &headers)?;
+        io::copy(&mut reader, out)?;
+        out.flush()?;
+        Ok((status, Ending::Complete))
+    } else {
+        headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
+        http::write_head(out, status, &headers)?;
+        io::copy(&mut reader, &mut http::Chunked::new(&mut *out))?;
+        out.flush()?;
+        Ok((status, Ending::Unfinished))
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +179,10 @@ mod tests {
 
     fn relayed(cgi_output: &[u8]) -> (u16, String) {
         let mut out = Vec::new();
-        let status = relay(cgi_output, &mut out).unwrap();
+        let (status, ending) = relay(cgi_output, &mut out).unwrap();
+        if ending == Ending::Unfinished {
+            http::end_chunks(&mut out).unwrap();
+        }
         (status, String::from_utf8(out).unwrap())
     }
 
@@ -167,11 +194,22 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Type: text/plain\r\n"), "{text}");
         assert!(!text.contains("Status:"), "{text}");
-        assert!(text.ends_with("Connection: close\r\n\r\nno\n"), "{text}");
+        assert!(
+            text.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n3\r\nno\n\r\n0\r\n\r\n"), "{text}");
         // No Status line means 200; a bare LF ends headers as well as CRLF.
         let (status, text) = relayed(b"Content-Type: application/x-git-upload-pack-result\n\n0000");
         assert_eq!(status, 200);
-        assert!(text.ends_with("\r\n\r\n0000"), "{text}");
+        assert!(text.ends_with("\r\n\r\n4\r\n0000\r\n0\r\n\r\n"), "{text}");
+        // A length http-backend gave is kept, and nothing is chunked.
+        let (_, text) = relayed(b"Content-Length: 4\r\n\r\n0000");
+        assert!(
+            !text.contains("chunked")
+                && text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\n0000"),
+            "{text}"
+        );
     }
 
     #[test]

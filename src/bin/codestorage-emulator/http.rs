@@ -1,6 +1,7 @@
 //! Just enough HTTP/1.1 for git's smart protocol: request heads, bodies by length or chunked,
-//! and responses delimited by closing the connection (one request per connection keeps the
-//! server simple; curl reconnects as needed).
+//! and responses framed the same two ways, never by closing the connection (libgit2 and other
+//! strict clients cannot read a close-delimited body). One request per connection keeps the
+//! server simple; clients reconnect as needed.
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -170,13 +171,15 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         _ => "Status",
     }
 }
 
-/// Writes a status line and headers; the body follows until the connection closes.
+/// Writes a status line and headers; the headers must frame the body (`Content-Length` or
+/// `Transfer-Encoding: chunked`, see [`Chunked`]).
 pub fn write_head(
     out: &mut impl Write,
     status: u16,
@@ -189,6 +192,55 @@ pub fn write_head(
     write!(out, "Connection: close\r\n\r\n")
 }
 
+/// Writes a body in chunks of `Transfer-Encoding: chunked`; [`end_chunks`] sends the last.
+pub struct Chunked<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Chunked<W> {
+    /// Frames what is written to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+}
+
+/// Ends a chunked body: the final empty chunk, then flush.
+pub fn end_chunks(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // An empty chunk would end the body.
+        if data.is_empty() {
+            return Ok(0);
+        }
+        write!(self.out, "{:x}\r\n", data.len())?;
+        self.out.write_all(data)?;
+        self.out.write_all(b"\r\n")?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Writes a whole response whose body is `body`, framed by `Content-Length`.
+pub fn write_whole(
+    out: &mut impl Write,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut all = headers.to_vec();
+    all.push(("Content-Length".to_owned(), body.len().to_string()));
+    write_head(out, status, &all)?;
+    out.write_all(body)?;
+    out.flush()
+}
+
 /// Writes a whole plain-text response.
 pub fn write_text(
     out: &mut impl Write,
@@ -196,17 +248,12 @@ pub fn write_text(
     extra: &[(String, String)],
     text: &str,
 ) -> io::Result<()> {
-    let mut headers = vec![
-        (
-            "Content-Type".to_owned(),
-            "text/plain; charset=utf-8".to_owned(),
-        ),
-        ("Content-Length".to_owned(), text.len().to_string()),
-    ];
+    let mut headers = vec![(
+        "Content-Type".to_owned(),
+        "text/plain; charset=utf-8".to_owned(),
+    )];
     headers.extend_from_slice(extra);
-    write_head(out, status, &headers)?;
-    out.write_all(text.as_bytes())?;
-    out.flush()
+    write_whole(out, status, &headers, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -250,6 +297,23 @@ mod tests {
                 .unwrap();
             assert!(h.body().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn chunked_bodies_read_back_as_written() {
+        let mut framed = Vec::new();
+        let mut chunked = Chunked::new(&mut framed);
+        chunked.write_all(b"hello").unwrap();
+        chunked.write_all(b"").unwrap();
+        chunked.write_all(&[9; 300]).unwrap();
+        end_chunks(&mut framed).unwrap();
+        assert!(framed.starts_with(b"5\r\nhello\r\n12c\r\n"), "{framed:?}");
+        let mut out = Vec::new();
+        assert_eq!(
+            copy_body(Body::Chunked, &mut &framed[..], &mut out).unwrap(),
+            305
+        );
+        assert_eq!(&out[..5], b"hello");
     }
 
     #[test]

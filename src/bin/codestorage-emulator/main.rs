@@ -15,7 +15,9 @@ mod auth;
 mod cgi;
 mod der;
 mod glob;
+mod host;
 mod http;
+mod lfs;
 mod limits;
 mod log;
 mod policy;
@@ -55,6 +57,11 @@ struct Args {
     /// An organisation and one of its public keys (SPKI PEM); repeat for more keys or orgs.
     #[arg(long = "org", value_name = "NAME=PUBKEY.pem", value_parser = parse_org)]
     orgs: Vec<(String, PathBuf)>,
+    /// A host name (as clients send it in `Host`, without port) owned by an organisation, e.g.
+    /// localhost=acme; repeat for more. `ORG.code.storage` is ORG's without it; with a single
+    /// --org, every other name is that organisation's.
+    #[arg(long = "host", value_name = "NAME=ORG", value_parser = parse_host)]
+    hosts: Vec<(String, String)>,
     /// Create an unknown repository on its first push with git:write.
     #[arg(long)]
     create_on_push: bool,
@@ -77,6 +84,15 @@ fn parse_org(text: &str) -> Result<(String, PathBuf), String> {
             Ok((org.to_owned(), PathBuf::from(path)))
         }
         _ => Err("expected NAME=PUBKEY.pem, e.g. acme=acme.pub.pem".into()),
+    }
+}
+
+fn parse_host(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, org)) if !name.is_empty() && !org.is_empty() && !name.contains(':') => {
+            Ok((name.to_ascii_lowercase(), org.to_owned()))
+        }
+        _ => Err("expected NAME=ORG without a port, e.g. localhost=acme".into()),
     }
 }
 
@@ -146,6 +162,16 @@ fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
     for (org, path) in &args.orgs {
         keyring.add_file(org, path)?;
     }
+    let mut orgs: Vec<&str> = args.orgs.iter().map(|(org, _)| org.as_str()).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let hosts = host::Hosts {
+        explicit: args.hosts.clone(),
+        only_org: match orgs[..] {
+            [only] => Some(only.to_owned()),
+            _ => None,
+        },
+    };
     std::fs::create_dir_all(&args.root)
         .map_err(io_error(format!("cannot create {}", args.root.display())))?;
     let root = args
@@ -176,10 +202,12 @@ fn run(args: Args) -> Result<std::convert::Infallible, EmulatorError> {
     let server = Arc::new(server::Server {
         root,
         keyring,
+        hosts,
         create_on_push: args.create_on_push,
         hooks,
         head_timeout: args.head_timeout,
         log,
+        scheme,
     });
     let slots = limits::Slots::new(usize::from(args.max_connections));
     loop {

@@ -126,54 +126,80 @@ pub fn run_hook() -> ExitCode {
     }
 }
 
+/// Whether receive-pack's version line (`version=1\0FEATURES`) asks for an atomic push.
+fn wants_atomic(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line);
+    text.split_once('\0')
+        .is_some_and(|(_, features)| features.split_whitespace().any(|f| f == "atomic"))
+}
+
+/// The reason an atomic push refuses the refs its policy allowed, when another was refused.
+const ATOMIC_REFUSED: &str =
+    "atomic push failed: another ref was refused by the token's ref policy";
+
 fn hook(policy: &Policy, input: &mut impl BufRead, out: &mut impl Write) -> io::Result<()> {
-    // Version negotiation: take what receive-pack offers, ask for no extras.
-    while read_pkt(input)?.is_some() {}
+    // Version negotiation: take what receive-pack offers, ask for no extras; `atomic` among its
+    // features means one refused ref must leave every ref as it was.
+    let mut atomic = false;
+    while let Some(line) = read_pkt(input)? {
+        atomic |= wants_atomic(&line);
+    }
     write_pkt(out, "version=1\0")?;
     out.write_all(b"0000")?;
     out.flush()?;
     let mut commands = Vec::new();
     while let Some(line) = read_pkt(input)? {
-        commands.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+        let mut fields = line.splitn(3, ' ');
+        if let (Some(old), Some(new), Some(refname)) = (fields.next(), fields.next(), fields.next())
+        {
+            commands.push((old.to_owned(), new.to_owned(), refname.to_owned()));
+        }
     }
-    for command in commands {
-        let mut fields = command.splitn(3, ' ');
-        let (Some(old), Some(new), Some(refname)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let verdict = policy.check(old, new, refname, |a, b| {
-            git(&["merge-base", "--is-ancestor", a, b])
-        });
+    // Every ref is judged before any is updated, so that an atomic push can still land none.
+    let verdicts: Vec<_> = commands
+        .iter()
+        .map(|(old, new, refname)| {
+            policy.check(old, new, refname, |a, b| {
+                git(&["merge-base", "--is-ancestor", a, b])
+            })
+        })
+        .collect();
+    let any_refused = verdicts.iter().any(Result::is_err);
+    for ((old, new, refname), verdict) in commands.iter().zip(verdicts) {
         let report = match verdict {
             Err(op) => {
                 eprintln!("{refname}: refused by the token's ref policy ({op})");
                 format!("ng {refname} {op}")
             }
-            Ok(()) => {
-                if policy.ops_for(refname).contains(&"verify-sig") {
-                    // Code Storage checks commit signatures against registered signing keys; the
-                    // emulator has no such keys, so it says so and lets the update through.
-                    eprintln!("{refname}: verify-sig is not checked by the emulator; allowed");
-                }
-                let updated = if is_null(new) {
-                    git(&["update-ref", "-d", refname, old])
-                } else if is_null(old) {
-                    git(&["update-ref", refname, new, ""])
-                } else {
-                    git(&["update-ref", refname, new, old])
-                };
-                if updated {
-                    format!("ok {refname}")
-                } else {
-                    format!("ng {refname} update-ref failed")
-                }
-            }
+            Ok(()) if atomic && any_refused => format!("ng {refname} {ATOMIC_REFUSED}"),
+            Ok(()) => update(policy, old, new, refname),
         };
         write_pkt(out, &report)?;
     }
     out.write_all(b"0000")?;
     out.flush()
+}
+
+/// Updates one ref the policy allowed; the report line for receive-pack.
+fn update(policy: &Policy, old: &str, new: &str, refname: &str) -> String {
+    if policy.ops_for(refname).contains(&"verify-sig") {
+        // Code Storage checks commit signatures against registered signing keys; the
+        // emulator has no such keys, so it says so and lets the update through.
+        eprintln!("{refname}: verify-sig is not checked by the emulator; allowed");
+    }
+    let updated = if is_null(new) {
+        git(&["update-ref", "-d", refname, old])
+    } else if is_null(old) {
+        git(&["update-ref", refname, new, ""])
+    } else {
+        git(&["update-ref", refname, new, old])
+    };
+    if updated {
+        format!("ok {refname}")
+    } else {
+        format!("ng {refname} update-ref failed")
+    }
 }
 
 #[cfg(test)]
@@ -255,5 +281,29 @@ mod tests {
         assert!(text.starts_with("000eversion=1\0"), "{text:?}");
         assert!(text.contains("ng refs/heads/main no-push"), "{text:?}");
         assert!(text.ends_with("0000"));
+    }
+
+    #[test]
+    fn an_atomic_push_with_one_refused_ref_updates_none() {
+        let p = policy(&[("refs/heads/main", &["no-push"])], &[]);
+        let mut input = Vec::new();
+        write_pkt(&mut input, "version=1\0push-options atomic").unwrap();
+        input.extend_from_slice(b"0000");
+        // The allowed ref comes first: it must not be updated before the refused one is seen.
+        write_pkt(&mut input, &format!("{ZERO} {B} refs/heads/dev")).unwrap();
+        write_pkt(&mut input, &format!("{A} {B} refs/heads/main")).unwrap();
+        input.extend_from_slice(b"0000");
+        let mut out = Vec::new();
+        hook(&p, &mut &input[..], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("ng refs/heads/main no-push"), "{text:?}");
+        assert!(
+            text.contains(&format!("ng refs/heads/dev {ATOMIC_REFUSED}")),
+            "{text:?}"
+        );
+        assert!(!text.contains("ok "), "{text:?}");
+        assert!(wants_atomic(b"version=1\0atomic"));
+        assert!(!wants_atomic(b"version=1\0push-options"));
+        assert!(!wants_atomic(b"version=1 atomic"));
     }
 }

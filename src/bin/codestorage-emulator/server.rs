@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, Keyring};
+use crate::host::{Hosts, Owner};
 use crate::limits::{self, Deadline};
 use crate::log::{Decision, Record, RequestLog};
 use crate::policy::{HOOK_ARG, Policy};
-use crate::{EmulatorError, cgi, http, io_error};
+use crate::{EmulatorError, cgi, http, io_error, lfs};
 
 /// How long a connection may stay silent, reading or writing, once its head is in.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,6 +29,8 @@ pub struct Server {
     pub root: PathBuf,
     /// Who may sign tokens.
     pub keyring: Keyring,
+    /// Which organisation owns each host name.
+    pub hosts: Hosts,
     /// Create unknown repositories on push.
     pub create_on_push: bool,
     /// The hooks directory holding our proc-receive hook.
@@ -36,6 +39,8 @@ pub struct Server {
     pub head_timeout: Duration,
     /// Where every request is recorded as a JSON line (`--log`).
     pub log: Option<RequestLog>,
+    /// `https`, or `http` with `--plain-http`: for the links LFS answers give.
+    pub scheme: &'static str,
 }
 
 /// Writes the `proc-receive` hook, which runs this same binary, under `root`.
@@ -58,13 +63,20 @@ pub fn install_hooks(root: &Path) -> Result<PathBuf, EmulatorError> {
     Ok(hooks)
 }
 
-/// The two programs of git's smart HTTP protocol.
+/// What a request does: one of the two programs of git's smart HTTP protocol, or a Git LFS
+/// transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     /// Fetch and clone.
     UploadPack,
     /// Push.
     ReceivePack,
+    /// An LFS download (batch or object).
+    LfsDownload,
+    /// An LFS upload (batch or object).
+    LfsUpload,
+    /// An LFS lock request, made by pushes.
+    LfsLocks,
 }
 
 impl Service {
@@ -73,15 +85,26 @@ impl Service {
         match self {
             Self::UploadPack => "upload-pack",
             Self::ReceivePack => "receive-pack",
+            Self::LfsDownload => "lfs-download",
+            Self::LfsUpload => "lfs-upload",
+            Self::LfsLocks => "lfs-locks",
         }
     }
 
-    /// The program's name, as in `service=` and the POST paths.
+    /// The program's name, as in `service=` and the POST paths, or the LFS operation's.
     pub fn program(self) -> &'static str {
         match self {
             Self::UploadPack => "git-upload-pack",
             Self::ReceivePack => "git-receive-pack",
+            Self::LfsDownload => "LFS download",
+            Self::LfsUpload => "LFS upload",
+            Self::LfsLocks => "LFS locking",
         }
+    }
+
+    /// Whether it writes to the repository (and so needs `git:write`).
+    pub fn writes(self) -> bool {
+        matches!(self, Self::ReceivePack | Self::LfsUpload | Self::LfsLocks)
     }
 }
 
@@ -160,7 +183,17 @@ pub fn target(method: &str, path: &str, query: &str) -> Result<Target, (u16, Str
             (service, format!("service={}", service.program()))
         }
     };
-    let repo_path = &decoded[..decoded.len() - suffix.len()];
+    let repo = repository_id(&decoded[..decoded.len() - suffix.len()])?;
+    Ok(Target {
+        repo: repo.clone(),
+        service,
+        path_info: format!("/{repo}.git{suffix}"),
+        query,
+    })
+}
+
+/// The repository ID of a decoded `/<repo>[+ephemeral|+import].git` path.
+fn repository_id(repo_path: &str) -> Result<String, (u16, String)> {
     let Some(with_git) = repo_path
         .strip_prefix('/')
         .and_then(|p| p.strip_suffix(".git"))
@@ -180,12 +213,7 @@ pub fn target(method: &str, path: &str, query: &str) -> Result<Target, (u16, Str
     if bad_segment || bad_char {
         return Err((404, "not a valid repository ID".into()));
     }
-    Ok(Target {
-        repo: repo.to_owned(),
-        service,
-        path_info: format!("/{repo}.git{suffix}"),
-        query,
-    })
+    Ok(repo.to_owned())
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -225,8 +253,8 @@ struct Seen {
 /// How a request ended.
 #[derive(Debug)]
 enum Verdict {
-    /// http-backend ran and answered with this status.
-    Served(u16, String),
+    /// Answered with this status; the body's final chunk is still to be sent when `Unfinished`.
+    Served(u16, String, cgi::Ending),
     /// Refused before http-backend: the reply is still to be written.
     Refused(u16, String),
 }
@@ -281,8 +309,12 @@ impl Server {
         until.set(None);
         let mut seen = Seen::default();
         match self.respond(&head, &mut reader, peer, &mut seen) {
-            Verdict::Served(status, reason) => {
+            Verdict::Served(status, reason, ending) => {
                 self.record(Some(&head), status, Decision::Allowed, &reason, &seen);
+                // Only now may the client see the end of the answer: the log holds its request.
+                if ending == cgi::Ending::Unfinished {
+                    let _ = http::end_chunks(reader.get_mut());
+                }
             }
             Verdict::Refused(status, reason) => {
                 // Logged before the reply goes out: once a client has its answer, the log
@@ -351,33 +383,21 @@ impl Server {
         seen: &mut Seen,
     ) -> Verdict {
         let refuse = |status: u16, reason: String| Verdict::Refused(status, reason);
+        if let Some(request) = lfs::route(&head.method, head.path()) {
+            return match request {
+                Ok(request) => self.respond_lfs(head, reader, &request, seen),
+                Err((status, reason)) => refuse(status, reason),
+            };
+        }
         let target = match target(&head.method, head.path(), head.query()) {
             Ok(target) => target,
             Err((status, reason)) => return refuse(status, reason),
         };
         seen.service = Some(target.service);
-        let Some(password) = head.header("authorization").and_then(auth::basic_password) else {
-            return refuse(401, "no credentials".into());
-        };
-        let claims = match auth::verify(&password, &self.keyring, &target.repo, now()) {
+        let claims = match self.authorise(head, &target.repo, target.service, seen) {
             Ok(claims) => claims,
-            Err(refusal) => {
-                // What the refused token claimed, for the log: it says which token was sent.
-                seen.claims = auth::read_claims(&password);
-                return refuse(401, refusal.to_string());
-            }
+            Err(verdict) => return verdict,
         };
-        seen.claims = Some(claims.clone());
-        seen.verified = true;
-        if !auth::allows(&claims, target.service) {
-            let needs = if target.service == Service::ReceivePack {
-                "git:write"
-            } else {
-                "git:read or git:write"
-            };
-            let program = target.service.program();
-            return refuse(403, format!("{program} needs {needs}"));
-        }
         let directory = self.root.join(format!("{}.git", target.repo));
         if !directory.is_dir() {
             if !(self.create_on_push && target.service == Service::ReceivePack) {
@@ -424,11 +444,142 @@ impl Server {
             length,
             reader.get_mut(),
         ) {
-            Ok(status) => Verdict::Served(
+            Ok((status, ending)) => Verdict::Served(
                 status,
                 format!("{} {}", target.service.program(), target.repo),
+                ending,
             ),
-            Err(e) => Verdict::Served(500, format!("http-backend: {e}")),
+            Err(e) => Verdict::Served(500, format!("http-backend: {e}"), cgi::Ending::Complete),
+        }
+    }
+
+    /// Checks the request's token for `service` on `repo`: the host's organisation, the
+    /// signature and claims, and the scope. Notes in `seen` what the token claimed.
+    fn authorise(
+        &self,
+        head: &http::Head,
+        repo: &str,
+        service: Service,
+        seen: &mut Seen,
+    ) -> Result<auth::Claims, Verdict> {
+        let refuse = |status: u16, reason: String| Err(Verdict::Refused(status, reason));
+        let owner = match self.hosts.owner(head.header("host").unwrap_or("")) {
+            Owner::Org(org) => org,
+            Owner::RestApi(name) => {
+                return refuse(
+                    404,
+                    format!(
+                        "{name} is the REST API's host; git is served on the organisation's own host"
+                    ),
+                );
+            }
+            Owner::Unknown(name) => {
+                return refuse(
+                    421,
+                    format!(
+                        "host {name:?} belongs to no organisation; start the emulator with --host {name}=ORG"
+                    ),
+                );
+            }
+        };
+        let Some(password) = head.header("authorization").and_then(auth::basic_password) else {
+            return refuse(401, "no credentials".into());
+        };
+        let claims = match auth::verify(&password, &self.keyring, &owner, repo, now()) {
+            Ok(claims) => claims,
+            Err(refusal) => {
+                // What the refused token claimed, for the log: it says which token was sent.
+                seen.claims = auth::read_claims(&password);
+                return refuse(401, refusal.to_string());
+            }
+        };
+        seen.claims = Some(claims.clone());
+        seen.verified = true;
+        if !auth::allows(&claims, service) {
+            let needs = if service.writes() {
+                "git:write"
+            } else {
+                "git:read or git:write"
+            };
+            return refuse(403, format!("{} needs {needs}", service.program()));
+        }
+        Ok(claims)
+    }
+
+    /// Serves one Git LFS request (see [`lfs`]) with the same token checks as git's.
+    fn respond_lfs<S: Read + Write>(
+        &self,
+        head: &http::Head,
+        reader: &mut BufReader<S>,
+        request: &lfs::Request,
+        seen: &mut Seen,
+    ) -> Verdict {
+        let refuse = |status: u16, reason: String| Verdict::Refused(status, reason);
+        let repo = match percent_decode(&request.prefix)
+            .ok_or((400, "bad %-escape in path".to_owned()))
+            .and_then(|decoded| repository_id(&decoded))
+        {
+            Ok(repo) => repo,
+            Err((status, reason)) => return refuse(status, reason),
+        };
+        let batch = match &request.kind {
+            lfs::Kind::Batch => match lfs::read_batch(head, reader) {
+                Ok(batch) => Some(batch),
+                Err(reason) => return refuse(400, reason),
+            },
+            _ => None,
+        };
+        let service = match (&request.kind, &batch) {
+            (_, Some(batch)) if batch.operation == "upload" => Service::LfsUpload,
+            (lfs::Kind::Upload(_), _) => Service::LfsUpload,
+            (lfs::Kind::Locks, _) => Service::LfsLocks,
+            _ => Service::LfsDownload,
+        };
+        seen.service = Some(service);
+        if let Err(verdict) = self.authorise(head, &repo, service, seen) {
+            return verdict;
+        }
+        let directory = self.root.join(format!("{repo}.git"));
+        if !directory.is_dir() {
+            if !(self.create_on_push && service == Service::LfsUpload) {
+                return refuse(404, format!("no repository {repo:?}"));
+            }
+            if let Err(reason) = create_repository(&directory) {
+                return refuse(500, reason);
+            }
+        }
+        let out = reader.get_mut();
+        match (&request.kind, batch) {
+            (lfs::Kind::Locks, _) => refuse(404, "locking is not supported".into()),
+            (_, Some(batch)) => {
+                let base = format!(
+                    "{}://{}{}",
+                    self.scheme,
+                    head.header("host").unwrap_or(""),
+                    request.prefix
+                );
+                lfs_batch(head, &batch, &directory, &base, &repo, out)
+            }
+            (lfs::Kind::Download(oid), _) => match lfs::send(&directory, oid, out) {
+                Ok(length) => Verdict::Served(
+                    200,
+                    format!("LFS download of {length} bytes, {repo}"),
+                    cgi::Ending::Complete,
+                ),
+                Err(reason) => refuse(404, reason),
+            },
+            (lfs::Kind::Upload(oid), _) => match lfs::store(head, reader, &directory, oid) {
+                Ok(length) => {
+                    let _ = http::write_whole(reader.get_mut(), 200, &[], b"");
+                    Verdict::Served(
+                        200,
+                        format!("LFS upload of {length} bytes, {repo}"),
+                        cgi::Ending::Complete,
+                    )
+                }
+                Err(reason) => refuse(422, reason),
+            },
+            (lfs::Kind::Batch, None) => refuse(500, "a batch without its body".into()),
         }
     }
 
@@ -456,6 +607,25 @@ impl Server {
         file.rewind().map_err(|e| e.to_string())?;
         Ok((file, length))
     }
+}
+
+/// Answers an LFS batch request for `repo`, whose objects' links start with `base`.
+fn lfs_batch(
+    head: &http::Head,
+    batch: &lfs::BatchRequest,
+    directory: &Path,
+    base: &str,
+    repo: &str,
+    out: &mut impl Write,
+) -> Verdict {
+    // The links carry the request's own credentials: git-lfs sends them with each transfer.
+    let authorization = head.header("authorization").unwrap_or("");
+    let answer = lfs::batch_answer(batch, directory, base, authorization);
+    let headers = [("Content-Type".to_owned(), lfs::MEDIA_TYPE.to_owned())];
+    let _ = http::write_whole(out, 200, &headers, answer.to_string().as_bytes());
+    let count = batch.objects.len();
+    let reason = format!("LFS batch {} of {count} objects, {repo}", batch.operation);
+    Verdict::Served(200, reason, cgi::Ending::Complete)
 }
 
 fn create_repository(directory: &Path) -> Result<(), String> {
