@@ -28,7 +28,7 @@ pub fn get(
         path: request.path.as_deref(),
     };
     let config = config.as_ref().map(Option::as_ref);
-    let settings = match resolve::resolve(
+    let mut settings = match resolve::resolve(
         config,
         target,
         Reach::Repository,
