@@ -582,7 +582,7 @@ mod tests {
                 HELPER,
                 "git credential-codestorage get",
                 "sh -c git credential-codestorage get",
-                "/root/.cargo/bin/cargo",
+                "/home/dev/.cargo/bin/cargo",
             ],
         ] {
             let detection = chain(&asked);
