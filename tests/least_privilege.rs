@@ -799,6 +799,16 @@ fn setups_wildcard_entries_work_for_a_real_code_storage_name() {
 
         if version_of(git) >= AUTHTYPE {
             user.git_ok(home, &["config", "--global", "--unset", PROACTIVE_KEY]);
+            // The exact section setup writes for libgit2 sets it too, and would still apply.
+            user.git_ok(
+                home,
+                &[
+                    "config",
+                    "--global",
+                    "--unset",
+                    "http.https://acme.code.storage.proactiveAuth",
+                ],
+            );
             let doctor = helper_as(user, &["doctor"]);
             let warn = doctor
                 .stdout

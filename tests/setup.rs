@@ -941,3 +941,34 @@ fn the_second_setup_plans_nothing_and_says_so() {
     let run = user.ok(&["setup", "--org", "acme", "--key-file", &key]);
     assert!(run.stdout.contains("nothing to change"), "{}", run.stdout);
 }
+
+#[test]
+fn doctor_checks_the_exact_section_libgit2_reads() {
+    let (user, _, key) = user_with_key();
+    user.ok(&["setup", "--org", "acme", "--key-file", &key]);
+    let ok = "ok    libgit2 programs (cargo, git2) ask this helper for https://acme.code.storage, with useHttpPath";
+    let doctor = user.run(&["doctor"], "");
+    assert!(doctor.stdout.contains(ok), "{}", doctor.stdout);
+    // git itself still finds the helper through the wildcard; libgit2 would not.
+    user.git(
+        &[
+            "config",
+            "--global",
+            "--remove-section",
+            "credential.https://acme.code.storage",
+        ],
+        "",
+    );
+    let doctor = user.run(&["doctor"], "");
+    assert!(!doctor.stdout.contains(ok), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains(&format!(
+            "warn  libgit2 programs (cargo with net.git-fetch-with-cli = false, git2) do not ask this helper for https://acme.code.storage: they read only an exact [credential \"https://acme.code.storage\"] section with helper and useHttpPath; fix: re-run `{} setup --org acme`, which keeps its key",
+            helper_path()
+        )),
+        "{}",
+        doctor.stdout
+    );
+    user.ok(&["setup", "--org", "acme"]);
+    assert!(user.run(&["doctor"], "").stdout.contains(ok));
+}

@@ -106,6 +106,11 @@ impl Chain {
                 shell: self.via_shell,
             },
         );
+        if kind == Kind::ReadDirectly && operation == Operation::Unknown {
+            // cargo that did not ask itself is just a program that ran the one asking.
+            self.via_foreign = true;
+            return None;
+        }
         Some(Detection {
             operation,
             evidence: Evidence::Ancestry(std::mem::take(&mut self.labels)),
@@ -577,7 +582,7 @@ mod tests {
                 HELPER,
                 "git credential-codestorage get",
                 "sh -c git credential-codestorage get",
-                "/root/.cargo/bin/cargo",
+                "/home/dev/.cargo/bin/cargo",
             ],
         ] {
             let detection = chain(&asked);

@@ -44,7 +44,7 @@ pub struct Record {
     pub path: String,
     /// The service asked for.
     pub service: Service,
-    /// `v0` or `v2`; empty when the head never came whole.
+    /// `v0` or `v2`; empty for LFS and when the head never came whole.
     pub protocol: String,
     /// The HTTP status sent.
     pub status: u16,

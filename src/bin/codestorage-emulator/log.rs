@@ -35,7 +35,7 @@ pub struct Record<'a> {
     pub path: &'a str,
     /// `upload-pack`, `receive-pack`, or `none` when the request was refused before routing.
     pub service: &'static str,
-    /// git's wire protocol: `v0` or `v2`; empty when the head never came whole.
+    /// git's wire protocol: `v0` or `v2`; empty for LFS and when the head never came whole.
     pub protocol: &'static str,
     /// The HTTP status sent.
     pub status: u16,

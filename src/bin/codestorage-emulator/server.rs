@@ -337,7 +337,13 @@ impl Server {
         reason: &str,
         seen: &Seen,
     ) {
+        let lfs = matches!(
+            seen.service,
+            Some(Service::LfsDownload | Service::LfsUpload | Service::LfsLocks)
+        );
         let protocol = match head.map(|h| h.header("git-protocol")) {
+            // LFS speaks JSON, not git's wire protocol.
+            _ if lfs => "",
             None => "",
             Some(Some(v)) if v.contains("version=2") => "v2",
             Some(_) => "v0",
