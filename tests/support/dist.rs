@@ -22,7 +22,7 @@ pub fn shared_target_dir() -> PathBuf {
 const QUICK_RELEASE: &[(&str, &str)] = &[
     ("CARGO_PROFILE_RELEASE_LTO", "off"),
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
-    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
 ];
 
 /// Lets `command` run cargo and rustup under a throwaway HOME (both find their homes through HOME
