@@ -1614,3 +1614,76 @@ fn ten_thousand_sandboxes_start_under_a_soft_limit_of_1024() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // agent-42 holds idle connections and connects in a loop with garbage, from 8 threads.
+    let idle: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(world.socket("agent-42")).ok())
+        .collect();
+    let floods: Vec<_> = (0..8)
+        .map(|_| {
+            let (socket, flooding, connections) = (
+                world.socket("agent-42"),
+                flooding.clone(),
+                connections.clone(),
+            );
+            std::thread::spawn(move || {
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut s) = UnixStream::connect(&socket) {
+                        let _ = s.write_all(b"\xff garbage\n\n");
+                        let _ = s.read_to_end(&mut Vec::new());
+                        connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile agent-7's gets are answered, each well within the client's own timeout.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let got = world.get_via("agent-7", "agents/7/x");
+        slowest = slowest.max(started.elapsed());
+        assert!(got.stdout.contains("password="), "{}", got.stderr);
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for flood in floods {
+        flood.join().unwrap();
+    }
+    drop(idle);
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a get took {slowest:?} beside the flood"
+    );
+    let flooded = connections.load(std::sync::atomic::Ordering::Relaxed);
+    // The lines held back are summed up once the flood's second is over.
+    let deadline = Instant::now() + PATIENCE;
+    let summed_up = |audit: &[serde_json::Value]| {
+        audit
+            .iter()
+            .any(|l| l["sandbox"] == "agent-42" && l["decision"] == "summary")
+    };
+    while !summed_up(&world.audit()) && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let audit = world.audit();
+    let lines_42 = audit.iter().filter(|l| l["sandbox"] == "agent-42").count();
+    let granted_7 = audit
+        .iter()
+        .filter(|l| l["sandbox"] == "agent-7" && l["decision"] == "granted")
+        .count();
+    assert_eq!(granted_7, 20, "every token has its own line");
+    assert!(flooded > 200, "the flood made only {flooded} connections");
+    assert!(
+        lines_42 < flooded / 2,
+        "{lines_42} audit lines for {flooded} flooding connections"
+    );
+    assert!(summed_up(&audit), "no summary line");
+    eprintln!("flood: {flooded} connections, {lines_42} audit lines; slowest get {slowest:?}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::REQUEST_TIMEOUT;
-use super::audit::{Audit, Decision, Record};
+use super::audit::{Audit, Decision, Record, Throttle};
 use super::gate::Gate;
 use super::load::Loaded;
 use super::message::{self, error_answer};
@@ -37,6 +37,8 @@ pub struct Job {
     pub metrics: Arc<Metrics>,
     /// Where the outcome is written.
     pub audit: Arc<Audit>,
+    /// The sandbox's budget of audit lines for connections that get no token.
+    pub throttle: Arc<Throttle>,
     /// The environment the config's settings are read with.
     pub env: Arc<dyn Env + Send + Sync>,
     /// The connection's place among those served, given back when the job ends.
@@ -44,17 +46,18 @@ pub struct Job {
 }
 
 /// Turns a connection away when the broker is at its limit, without a thread.
-pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit) {
+pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit, throttle: &Throttle) {
     let peer = peer::of(&stream);
     let reason = format!("{why}; try again in a moment");
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(error_answer(&reason).expose());
-    let mut record = Record::new(crate::clock::now(), sandbox, Decision::Error);
+    let now = crate::clock::now();
+    let mut record = Record::new(now, sandbox, Decision::Error);
     record.peer_uid = peer.uid;
     record.peer_pid = peer.pid;
     record.reason = Some(reason);
-    let _ = audit.write(&record);
+    let _ = throttle.write(audit, &record, now);
 }
 
 /// Serves one connection: read, decide, sign, audit, answer.
@@ -69,7 +72,7 @@ pub fn handle(mut stream: UnixStream, job: Job) {
     let answer = respond(&mut stream, &job, peer, now, deadline, &mut record);
     if record.decision != Decision::Granted {
         job.counters.count(record.decision, now);
-        let _ = job.audit.write(&record);
+        let _ = job.throttle.write(&job.audit, &record, now);
         send(&mut stream, &answer, deadline);
         return;
     }
@@ -93,7 +96,7 @@ pub fn handle(mut stream: UnixStream, job: Job) {
             record.scopes.clear();
             record.expires = None;
             record.reason = Some(reason.clone());
-            let _ = job.audit.write(&record);
+            let _ = job.throttle.write(&job.audit, &record, now);
             send(&mut stream, &error_answer(&reason), deadline);
             Decision::Refused
         }
@@ -237,6 +240,7 @@ mod tests {
             gate: Arc::new(gate(revoked)),
             counters: Arc::default(),
             metrics: Arc::default(),
+            throttle: Arc::default(),
             audit: f.audit.clone(),
             env: Arc::new(MapEnv::default()),
             slot: Slot::take(&global, &per).unwrap(),
@@ -344,6 +348,7 @@ mod tests {
             gate: Arc::new(gate(false)),
             counters: Arc::default(),
             metrics: Arc::default(),
+            throttle: Arc::default(),
             audit: f.audit.clone(),
             env: Arc::new(MapEnv::default()),
             slot: Slot::take(&global, &Arc::default()).unwrap(),

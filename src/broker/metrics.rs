@@ -36,6 +36,7 @@ impl Counters {
                 return;
             }
             Decision::Error => &self.errors,
+            Decision::Summary => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.last_request.store(now, Ordering::Relaxed);

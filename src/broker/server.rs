@@ -1,7 +1,8 @@
 //! The broker process: one socket per sandbox, one short-lived thread per connection, reload on
 //! `SIGHUP`, clean exit on `SIGTERM`/`SIGINT`. This file is the accept loop and its fairness:
-//! who gets a connection slot; [`super::connection`] serves a connection, [`super::reload`]
-//! takes a new config, [`super::socket`] makes sockets, [`super::audit`] writes the log.
+//! who gets a connection slot; [`super::connection`] serves a connection, `reload` takes a new
+//! config, `registry` applies the control API's requests ([`super::control`] reads them),
+//! [`super::socket`] makes sockets, [`super::audit`] writes the log.
 //!
 //! The main thread polls the sockets and two signal pipes and only accepts; each connection is
 //! read, decided, signed and answered on a thread of its own, so a client that sends nothing
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-use super::audit::Audit;
+use super::audit::{Audit, Throttle};
 use super::connection::{Job, busy, handle};
 use super::control::{self, Command};
 pub use super::error::BrokerError;
@@ -63,6 +64,7 @@ pub(super) struct Served {
     pub(super) expires_at: Option<i64>,
     pub(super) origin: Origin,
     pub(super) counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
     active: Arc<AtomicUsize>,
 }
 
@@ -81,6 +83,7 @@ impl Served {
             expires_at,
             origin,
             counters: Arc::default(),
+            throttle: Arc::default(),
             active: Arc::default(),
         }
     }
@@ -330,13 +333,15 @@ impl Broker<'_> {
         for s in &self.served {
             fds.push(PollFd::new(&s.listener, PollFlags::IN));
         }
-        let timeout = self.next_expiry().map(|at| {
-            let seconds = (at - crate::clock::now()).clamp(0, 3600);
-            Timespec {
-                tv_sec: seconds,
-                tv_nsec: 0,
-            }
-        });
+        // Wake for the next lease's end, and within a second while audit lines wait for their
+        // summary.
+        let mut seconds = self
+            .next_expiry()
+            .map(|at| (at - crate::clock::now()).clamp(0, 3600));
+        if self.served.iter().any(|s| s.throttle.holds()) {
+            seconds = Some(seconds.map_or(1, |s| s.min(1)));
+        }
+        let timeout = seconds.map(|tv_sec| Timespec { tv_sec, tv_nsec: 0 });
         loop {
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => break,
@@ -373,6 +378,7 @@ impl Broker<'_> {
                 return;
             }
             self.expire();
+            self.sum_up_audit();
             // Sockets first, on the indices polled: reloads and registrations change them.
             for (index, is_ready) in ready.sockets.iter().enumerate() {
                 if *is_ready && index < self.served.len() {
@@ -404,6 +410,14 @@ impl Broker<'_> {
         }
     }
 
+    /// Writes the summary lines of floods that have stopped.
+    fn sum_up_audit(&self) {
+        let now = crate::clock::now();
+        for s in self.served.iter().filter(|s| s.throttle.holds()) {
+            let _ = s.throttle.flush(&self.audit, &s.sandbox.name, now);
+        }
+    }
+
     /// The soonest lease's end, if any.
     fn next_expiry(&self) -> Option<i64> {
         self.served.iter().filter_map(|s| s.expires_at).min()
@@ -432,7 +446,13 @@ impl Broker<'_> {
                     served
                         .counters
                         .count(super::audit::Decision::Error, crate::clock::now());
-                    busy(stream, &served.sandbox.name, why, &self.audit);
+                    busy(
+                        stream,
+                        &served.sandbox.name,
+                        why,
+                        &self.audit,
+                        &served.throttle,
+                    );
                     continue;
                 }
             };
@@ -441,6 +461,7 @@ impl Broker<'_> {
                 sandbox: served.sandbox.clone(),
                 gate: served.gate.clone(),
                 counters: served.counters.clone(),
+                throttle: served.throttle.clone(),
                 metrics: self.metrics.clone(),
                 audit: self.audit.clone(),
                 env: self.env.clone(),
