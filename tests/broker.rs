@@ -25,7 +25,7 @@ use support::emulator::{Emulator, Record, Service};
 use support::git::new_git;
 use support::home::{HELPER, Home, Run, run, set_mode};
 use support::jwt::{TestKey, verify};
-use support::signers::{openssl_key, script};
+use support::signers::{openssl_key, persistent_signer, script};
 
 /// How long any awaited event may take before the test fails (never a wait in itself).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -1143,4 +1143,103 @@ cat clone.txt
     );
     let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
     assert!(!audit_text.contains("eyJ"), "no token in the audit log");
+}
+
+/// The lines of a kept-running signer's log that are `word`.
+fn signer_log_count(log: &Path, word: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == word)
+        .count()
+}
+
+/// `sign_command` lines for a kept-running signer over `world`'s key, in `mode`, logging to
+/// `log`.
+fn persistent_key(world: &World, mode: &str, log: &Path) -> String {
+    let argv = persistent_signer(&world.path("etc"), &world.path("etc/acme.pem"), mode, log);
+    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    format!(
+        "sign_command = [{}]\npublic_key_file = \"acme.pub.pem\"\nsign_persistent = true",
+        quoted.join(", ")
+    )
+}
+
+#[test]
+fn a_kept_running_signer_starts_once_and_a_crash_costs_one_request() {
+    let world = World::new();
+    let log = world.path("etc/signer.log");
+    let key = persistent_key(&world, "crash-once", &log);
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let _broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(signer_log_count(&log, "start"), 1, "started for the probe");
+
+    // The probe was its first request; its second kills it: that get fails in one line.
+    let failed = world.get_via("agent-42", "agents/42/a");
+    assert_eq!(failed.stdout, "quit=1\n", "{failed:?}");
+    assert!(
+        failed.stderr.contains("the token broker could not sign")
+            && failed
+                .stderr
+                .contains("(sign_persistent): the kept-running signer exited"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(failed.stderr.lines().count(), 1, "{}", failed.stderr);
+
+    // The next request starts it again at once, and that one process signs the rest.
+    for n in 0..4 {
+        let run = world.get_via("agent-42", &format!("agents/42/r{n}"));
+        verify(&run.password(), &world.key);
+    }
+    assert_eq!(signer_log_count(&log, "start"), 2);
+    assert_eq!(signer_log_count(&log, "sign"), 5);
+}
+
+#[test]
+fn a_hanging_signer_stalls_only_its_own_organisation() {
+    let world = World::new();
+    let log = world.path("etc/slow.log");
+    let key = persistent_key(&world, "hang-after-1", &log);
+    let config = format!(
+        "ttl = \"1h\"\n[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"{host}\"]\n[org.slow]\n{key}\nhosts = [\"slow.code.storage\"]\n{AGENT_42}\n[sandbox.slow]\nsocket = \"run/slow.sock\"\norgs = [\"slow\"]\nrepos = [\"**\"]\n",
+        host = world.emulator.host
+    )
+    .replace("\"run/", &format!("\"{}/", world.path("run").display()));
+    world.write_config(&config);
+    let _broker = Broker::start_with(
+        &world.config_path(),
+        &world.path("audit.jsonl"),
+        &[("CODESTORAGE_KEY_COMMAND_TIMEOUT", Path::new("3"))],
+    );
+    let socket = world.path("run/slow.sock");
+    let stalled = std::thread::spawn(move || {
+        Home::new().get(
+            "protocol=https\nhost=slow.code.storage\npath=x/y.git\n\n",
+            &[("CODESTORAGE_BROKER", socket.to_str().unwrap())],
+        )
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while signer_log_count(&log, "request") < 2 {
+        assert!(Instant::now() < deadline, "the slow signer was never asked");
+        std::thread::yield_now();
+    }
+    let started = Instant::now();
+    let quick = world.get_via("agent-42", "agents/42/quick");
+    verify(&quick.password(), &world.key);
+    assert!(
+        !stalled.is_finished(),
+        "the other organisation's get finished while the slow signer hung ({:?})",
+        started.elapsed()
+    );
+    let stalled = stalled.join().unwrap();
+    assert_eq!(stalled.stdout, "quit=1\n", "{stalled:?}");
+    assert!(
+        stalled
+            .stderr
+            .contains("gave no answer within 3s and was stopped"),
+        "{}",
+        stalled.stderr
+    );
 }

@@ -152,6 +152,7 @@ struct RawOrg {
     agent_socket: Option<Spanned<String>>,
     sign_command: Option<Spanned<Vec<String>>>,
     public_key_file: Option<Spanned<String>>,
+    sign_persistent: Option<Spanned<bool>>,
     hosts: Option<Vec<Spanned<String>>>,
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
@@ -284,6 +285,14 @@ pub enum FieldError {
         org: String,
         /// The file it names.
         file: String,
+    },
+    /// `sign_persistent` without `sign_command`.
+    #[error(
+        "[org.{org}] sign_persistent only applies to a sign_command; remove it, or add sign_command = [\"PROGRAM\"] with public_key_file"
+    )]
+    PersistentWithoutSignCommand {
+        /// The organisation.
+        org: String,
     },
     /// `sign_command = []` or an empty program.
     #[error(
@@ -714,6 +723,12 @@ fn sign_command_source(
 ) -> Result<Option<KeySource>, (usize, FieldError)> {
     let owner = || name.to_owned();
     let Some(argv) = &org.sign_command else {
+        if let Some(persistent) = &org.sign_persistent {
+            return Err((
+                persistent.span().start,
+                FieldError::PersistentWithoutSignCommand { org: owner() },
+            ));
+        }
         return match &org.public_key_file {
             Some(file) => Err((
                 file.span().start,
@@ -741,10 +756,13 @@ fn sign_command_source(
             return Err((at, FieldError::PublicKeyFileMissing { org: owner() }));
         }
     };
-    Ok(Some(KeySource::sign_command(
-        argv.get_ref().clone(),
-        public_key_file,
-    )))
+    Ok(Some(KeySource::SignCommand(Box::new(
+        crate::key::SignCommandSource {
+            argv: argv.get_ref().clone(),
+            public_key_file,
+            persistent: org.sign_persistent.as_ref().is_some_and(|p| *p.get_ref()),
+        },
+    ))))
 }
 
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config's directory).
@@ -982,6 +1000,23 @@ key_env = "BETA_KEY"
         assert!(
             error("[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"\"\n")
                 .contains("public_key_file is empty")
+        );
+    }
+
+    #[test]
+    fn sign_persistent_marks_the_sign_command_and_needs_one() {
+        let config = parse_at(
+            "[org.a]\nsign_command = [\"kms-sign\"]\npublic_key_file = \"a.pub.pem\"\nsign_persistent = true\n",
+        )
+        .unwrap();
+        let KeySource::SignCommand(signer) = &config.orgs["a"].key else {
+            panic!("{:?}", config.orgs["a"].key)
+        };
+        assert!(signer.persistent);
+        let message = error("[org.a]\nkey_file = \"k.pem\"\nsign_persistent = true\n");
+        assert!(
+            message.contains(":3:") && message.contains("sign_persistent only applies"),
+            "{message}"
         );
     }
 

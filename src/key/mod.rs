@@ -67,6 +67,13 @@ pub fn load(
 ) -> Result<Box<dyn Signer>, KeyError> {
     match source {
         KeySource::Agent(agent) => Ok(Box::new(AgentSigner::connect(source, agent, env)?)),
+        KeySource::SignCommand(signer) if signer.persistent => {
+            Ok(Box::new(crate::signer::persistent::PersistentSigner::new(
+                source,
+                signer,
+                options.command_timeout,
+            )?))
+        }
         KeySource::SignCommand(signer) => Ok(Box::new(CommandSigner::new(
             source,
             signer,

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod command;
 pub mod local;
+pub mod persistent;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,14 @@ pub enum SignError {
         command: String,
         /// What went wrong.
         reason: ProcessError,
+    },
+    /// A kept-running sign_command (`sign_persistent`) failed, hung, or answered garbage.
+    #[error("{command}: {reason}")]
+    Persistent {
+        /// The signer, as the config names it.
+        command: String,
+        /// What went wrong.
+        reason: persistent::PersistentError,
     },
     /// The sign_command printed something that is not a signature of the key's type.
     #[error("{command}: {reason}")]
