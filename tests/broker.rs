@@ -25,6 +25,7 @@ use support::emulator::{Emulator, Record, Service};
 use support::git::new_git;
 use support::home::{HELPER, Home, Run, run, set_mode};
 use support::jwt::{TestKey, verify};
+use support::kms::{Moto, signer_argv};
 use support::signers::{openssl_key, persistent_signer, script};
 
 /// How long any awaited event may take before the test fails (never a wait in itself).
@@ -181,7 +182,11 @@ subject = "bot-7"
 
 impl World {
     fn new() -> Self {
-        let key = TestKey::p256();
+        Self::with_key(TestKey::p256())
+    }
+
+    /// A world whose organisation key is `key` (its private half may be empty: a KMS holds it).
+    fn with_key(key: TestKey) -> Self {
         let emulator = Emulator::start(&[("acme", &key.public_pem)]);
         let dir = tempfile::tempdir().unwrap();
         for sub in ["etc", "run", "box"] {
@@ -1241,5 +1246,59 @@ fn a_hanging_signer_stalls_only_its_own_organisation() {
             .contains("gave no answer within 3s and was stopped"),
         "{}",
         stalled.stderr
+    );
+}
+
+#[test]
+fn an_aws_kms_key_in_moto_signs_real_git_through_the_contrib_signer_in_both_modes() {
+    require_namespaces();
+    // From zero, as docs/keys.md tells it: a P-256 signing key, its public half exported by the
+    // contrib signer and registered (with the emulator); no private key exists outside "KMS".
+    let moto = Moto::start();
+    let alias = moto.create_p256_key("codestorage-acme");
+    let public = moto.public_key_pem(&alias);
+    let world = World::with_key(TestKey::from_pems(String::new(), public.clone(), "ES256"));
+    std::fs::write(world.path("etc/acme.pub.pem"), &public).unwrap();
+    let env = moto.env();
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, Path::new(v))).collect();
+    for persistent in [true, false] {
+        let argv = if persistent {
+            signer_argv(&["--persistent", &alias])
+        } else {
+            signer_argv(&[&alias])
+        };
+        let key = format!(
+            "sign_command = {argv:?}\npublic_key_file = \"acme.pub.pem\"\nsign_persistent = {persistent}"
+        );
+        world.write_config(&world.config_text_with_key(&key, AGENT_42));
+        let broker = Broker::start_with(&world.config_path(), &world.path("audit.jsonl"), &env);
+        let repo = format!("agents/42/kms-{persistent}");
+        let run = world.in_sandbox(
+            "agent-42",
+            &format!(
+                r#"
+git init -q work && cd work
+echo one > a.txt && git add a.txt && git commit -q -m one
+git push -q "${{REMOTE}}{repo}.git" main || exit 11
+cd "$HOME"
+git clone -q "${{REMOTE}}{repo}.git" copy || exit 12
+test "$(git -C copy rev-parse HEAD)" = "$(git -C work rev-parse HEAD)" || exit 13
+"#
+            ),
+        );
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        drop(broker);
+    }
+    let records = world.emulator.records();
+    let signed: Vec<_> = records.iter().filter(|r| r.verified).collect();
+    assert!(signed.len() >= 4, "{records:?}");
+    let granted = world
+        .audit()
+        .iter()
+        .filter(|r| r["decision"] == "granted")
+        .count();
+    assert!(
+        granted >= 4,
+        "each mode pushed and cloned with KMS-signed tokens"
     );
 }

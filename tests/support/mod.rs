@@ -10,6 +10,7 @@ pub mod git;
 pub mod gits;
 pub mod home;
 pub mod jwt;
+pub mod kms;
 pub mod signers;
 #[cfg(feature = "emulator")]
 pub mod tunnel;
