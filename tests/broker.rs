@@ -981,7 +981,8 @@ echo "pushed $(git -C work rev-parse HEAD)"
     // The key taken out of the agent: the sandbox gets one line saying the broker could not
     // sign, and no token; the broker keeps serving.
     assert!(agent.ssh_add(&["-D"], b"").status.success());
-    let refused = world.get_via("agent-42", "agents/42/held");
+    // (Another repository: the broker would hand out the token it kept for agents/42/held.)
+    let refused = world.get_via("agent-42", "agents/42/held-too");
     assert_eq!(refused.stdout, "quit=1\n", "{refused:?}");
     assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
     assert!(
@@ -1091,7 +1092,8 @@ fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_sign
             && outcome.contains("does not verify"),
         "{outcome}"
     );
-    let still = world.get_via("agent-42", "agents/42/kms");
+    // Another repository than before, so that the working signer signs (not a kept token).
+    let still = world.get_via("agent-42", "agents/42/kms-still");
     verify(&still.password(), &world.key);
     assert_eq!(count(), 4);
 }
@@ -1301,4 +1303,85 @@ test "$(git -C copy rev-parse HEAD)" = "$(git -C work rev-parse HEAD)" || exit 1
         granted >= 4,
         "each mode pushed and cloned with KMS-signed tokens"
     );
+}
+
+#[test]
+fn a_token_is_signed_once_per_half_lifetime_and_a_reload_or_reuse_tokens_false_signs_again() {
+    let world = World::new();
+    let calls = world.path("etc/signer-calls");
+    let signer = script(
+        &world.path("etc"),
+        "kms-sign",
+        &format!(
+            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
+            calls.display(),
+            world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    let count = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(count(), 1, "the probe");
+
+    // 100 gets for 10 repositories: one signature per repository, the same token each time.
+    let mut tokens = std::collections::HashMap::new();
+    for n in 0..100 {
+        let repo = format!("agents/42/r{}", n % 10);
+        let token = world.get_via("agent-42", &repo).password();
+        let first = tokens.entry(repo).or_insert_with(|| token.clone());
+        assert_eq!(*first, token);
+    }
+    assert_eq!(count(), 1 + 10);
+    for token in tokens.values() {
+        verify(token, &world.key);
+    }
+    let granted: Vec<_> = world
+        .audit()
+        .into_iter()
+        .filter(|r| r["decision"] == "granted")
+        .collect();
+    assert_eq!(granted.len(), 100, "one audit line per token handed out");
+    let reused = granted.iter().filter(|r| r["reused"] == true).count();
+    assert_eq!((reused, 100 - reused), (90, 10));
+
+    // A reload drops every kept token: the next get is signed anew (after the reload's probe).
+    broker.reload(1);
+    let before = count();
+    let again = world.get_via("agent-42", "agents/42/r0").password();
+    assert_ne!(again, tokens["agents/42/r0"]);
+    assert_eq!(count(), before + 1);
+
+    // reuse_tokens = false in the sandbox's table: every token is signed.
+    let no_reuse = AGENT_42.replace("ttl = \"15m\"", "ttl = \"15m\"\nreuse_tokens = false");
+    world.write_config(&world.config_text_with_key(&key, &no_reuse));
+    broker.reload(2);
+    let before = count();
+    for _ in 0..3 {
+        world.get_via("agent-42", "agents/42/r0").password();
+    }
+    assert_eq!(count(), before + 3);
+    let last = world.audit().pop().unwrap();
+    assert_eq!(last["reused"], false);
+
+    // ... and at the top, for every sandbox.
+    let top = format!(
+        "reuse_tokens = false\n{}",
+        world.config_text_with_key(&key, AGENT_42)
+    );
+    world.write_config(&top);
+    broker.reload(3);
+    let before = count();
+    world.get_via("agent-42", "agents/42/r1").password();
+    world.get_via("agent-42", "agents/42/r1").password();
+    assert_eq!(count(), before + 2);
 }

@@ -54,6 +54,8 @@ pub struct Record {
     pub scopes: Vec<&'static str>,
     /// When the token granted expires, unix seconds.
     pub expires: Option<i64>,
+    /// Whether the token granted was one signed earlier and handed out again.
+    pub reused: Option<bool>,
     /// What was decided.
     pub decision: Decision,
     /// Why, in words, when not granted.
@@ -75,6 +77,7 @@ impl Record {
             operation: None,
             scopes: Vec::new(),
             expires: None,
+            reused: None,
             decision,
             reason: None,
         }
@@ -168,6 +171,7 @@ mod tests {
             "operation",
             "scopes",
             "expires",
+            "reused",
             "decision",
             "reason",
         ] {

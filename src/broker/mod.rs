@@ -21,6 +21,7 @@ pub mod message;
 #[cfg(unix)]
 pub mod peer;
 pub mod policy;
+pub mod reuse;
 #[cfg(unix)]
 pub mod server;
 

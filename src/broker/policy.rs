@@ -54,6 +54,8 @@ pub struct Sandbox {
     pub group: Option<Group>,
     /// Line of the table in the file, for messages.
     pub line: usize,
+    /// `reuse_tokens` for this sandbox; `None` follows the top-level setting.
+    pub reuse_tokens: Option<bool>,
 }
 
 /// A socket's group, by number or by name (looked up when the socket is made).
@@ -88,6 +90,7 @@ pub struct RawSandbox {
     ops: Option<Vec<Op>>,
     mode: Option<Spanned<RawMode>>,
     group: Option<Spanned<RawGroup>>,
+    reuse_tokens: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +302,7 @@ pub fn parse_sandboxes(
             mode,
             group,
             line: line_of(at),
+            reuse_tokens: raw.reuse_tokens,
         });
     }
     Ok(sandboxes)

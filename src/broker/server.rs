@@ -132,6 +132,8 @@ pub struct Loaded {
     pub config: Config,
     /// The signers, by organisation name as in the config.
     pub signers: HashMap<String, SharedSigner>,
+    /// Tokens signed under this config, handed out again while fresh; a reload starts empty.
+    pub reuse: super::reuse::Reuse,
 }
 
 /// Reads the config at `path` and loads (and probes) the key of every organisation a sandbox
@@ -164,7 +166,11 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
             signers.insert(org_name, Arc::from(signer));
         }
     }
-    Ok(Loaded { config, signers })
+    Ok(Loaded {
+        config,
+        signers,
+        reuse: super::reuse::Reuse::default(),
+    })
 }
 
 /// Checks what the broker would need to serve `loaded`: every socket's directory and path, and
@@ -861,9 +867,12 @@ fn respond(
                     format!("no key loaded for organisation \"{}\"", settings.org),
                 );
             };
-            match crate::mint::sign(settings, signer.as_ref(), now) {
-                Ok(minted) => {
+            let reuse = job.sandbox.reuse_tokens.unwrap_or(config.reuse_tokens);
+            let reuse = reuse.then_some((&job.loaded.reuse, job.sandbox.name.as_str()));
+            match super::reuse::sign(reuse, settings, signer.as_ref(), now) {
+                Ok((minted, reused)) => {
                     record.decision = Decision::Granted;
+                    record.reused = Some(reused);
                     record.scopes = minted.claims.scopes.iter().map(|s| s.as_str()).collect();
                     record.expires = Some(minted.claims.exp);
                     let response = Response::Credential {

@@ -81,6 +81,9 @@ pub struct Config {
     pub broker: Option<PathBuf>,
     /// `[sandbox.NAME]` tables, served by `broker` (see [`crate::broker`]).
     pub sandboxes: Vec<crate::broker::Sandbox>,
+    /// `reuse_tokens` (default true): the broker hands out a token it signed while at least
+    /// half its lifetime is left; a sandbox's own `reuse_tokens` wins.
+    pub reuse_tokens: bool,
 }
 
 /// Why the configuration file could not be used.
@@ -138,6 +141,7 @@ struct RawConfig {
     #[serde(default)]
     org: BTreeMap<String, Spanned<RawOrg>>,
     broker: Option<Spanned<String>>,
+    reuse_tokens: Option<bool>,
     #[serde(default)]
     sandbox: BTreeMap<String, Spanned<crate::broker::policy::RawSandbox>>,
 }
@@ -561,6 +565,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orgs,
         broker,
         sandboxes,
+        reuse_tokens: raw.reuse_tokens.unwrap_or(true),
     })
 }
 
