@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use support::emulator::Emulator;
 use support::git::{User, new_git};
 use support::home::{Home, Run};
+use support::kms::{Moto, signer_argv};
 use support::jwt::{TestKey, verify};
 use support::signers::{openssl_key, output, persistent_signer, request, script};
 
@@ -391,4 +392,50 @@ fn a_kept_running_signer_signs_over_json_lines_and_its_failures_are_one_line_eac
         assert_quit_saying(&run, &["(sign_persistent): ", says]);
         assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     }
+}
+
+#[test]
+fn an_aws_kms_that_is_down_is_one_line_naming_the_signer_in_get() {
+    let moto = Moto::start();
+    let alias = moto.create_p256_key("codestorage-acme");
+    let public = moto.public_key_pem(&alias);
+    let home = Home::new();
+    let public_file = home.path().join("acme.pub.pem");
+    std::fs::write(&public_file, &public).unwrap();
+    let persistent = signer_argv(&["--persistent", &alias]);
+    let one_shot = signer_argv(&[&alias]);
+    home.write_config(&format!(
+        "[org.kept]\nsign_command = {persistent:?}\npublic_key_file = \"{0}\"\nsign_persistent = true\n\n[org.once]\nsign_command = {one_shot:?}\npublic_key_file = \"{0}\"\n",
+        public_file.display()
+    ));
+    let mut env: Vec<(&str, String)> = moto.env();
+    env.push(("AWS_MAX_ATTEMPTS", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let public = TestKey::from_pems(String::new(), public, "ES256");
+    for org in ["kept", "once"] {
+        let run = get(&home, org, &env);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        verify(&run.password(), &public);
+    }
+    drop(moto);
+    let down = get(&home, "kept", &env);
+    assert_quit_saying(
+        &down,
+        &[
+            "organisation \"kept\": sign_command `",
+            "aws-kms-sign.py --persistent alias/codestorage-acme` (sign_persistent): the signer says: AWS KMS alias/codestorage-acme: Could not connect to the endpoint URL",
+            "git-credential-codestorage doctor",
+        ],
+    );
+    assert_eq!(down.stderr.lines().count(), 1, "{}", down.stderr);
+    // One-shot: the helper's line names the signer; the signer's own stderr line says why.
+    let down = get(&home, "once", &env);
+    assert_quit_saying(
+        &down,
+        &[
+            "organisation \"once\": sign_command `",
+            "it exited with exit status: 1; run it by hand to see why",
+            "aws-kms-sign: Could not connect to the endpoint URL",
+        ],
+    );
 }

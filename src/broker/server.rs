@@ -134,6 +134,8 @@ pub struct Loaded {
     pub signers: HashMap<String, SharedSigner>,
     /// Tokens signed under this config, handed out again while fresh; a reload starts empty.
     pub reuse: super::reuse::Reuse,
+    /// Each signer's counters (calls, errors, time), by organisation, since this (re)load.
+    pub metrics: HashMap<String, Arc<signer::metered::SignerMetrics>>,
 }
 
 /// Reads the config at `path` and loads (and probes) the key of every organisation a sandbox
@@ -144,6 +146,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
         return Err(BrokerError::NoSandboxes(path.to_owned()));
     }
     let mut signers: HashMap<String, SharedSigner> = HashMap::new();
+    let mut metrics = HashMap::new();
     for sandbox in &config.sandboxes {
         for name in &sandbox.orgs {
             let Some(org) = config.orgs.values().find(|o| o.name == *name) else {
@@ -163,13 +166,16 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
                 key: Box::new(org.key.clone()),
                 source,
             })?;
-            signers.insert(org_name, Arc::from(signer));
+            let (signer, counters) = signer::metered::Metered::new(signer);
+            metrics.insert(org_name.clone(), counters);
+            signers.insert(org_name, Arc::new(signer));
         }
     }
     Ok(Loaded {
         config,
         signers,
         reuse: super::reuse::Reuse::default(),
+        metrics,
     })
 }
 
@@ -983,6 +989,19 @@ mod tests {
             .unwrap()
             .to_owned();
         (answer, serde_json::from_str(&last).unwrap())
+    }
+
+    #[test]
+    fn a_second_get_reuses_the_token_and_the_signer_is_counted_once() {
+        let f = fixture("");
+        let request = b"get\nprotocol=https\nhost=acme.code.storage\npath=agents/a/x.git\n\n";
+        let (first, record) = exchange(&f, request, false);
+        assert_eq!(record["reused"], false);
+        let (second, record) = exchange(&f, request, false);
+        assert_eq!(record["reused"], true);
+        assert_eq!(first, second);
+        let counted = f.loaded.metrics["acme"].snapshot();
+        assert_eq!((counted.calls, counted.errors), (1, 0));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod command;
 pub mod local;
+pub mod metered;
 pub mod persistent;
 
 use std::path::PathBuf;

@@ -65,7 +65,9 @@ pub enum PersistentError {
     )]
     Version(Vec<u64>),
     /// The program said it could not sign.
-    #[error("the signer says: {0}")]
+    #[error(
+        "the signer says: {0}; fix that (KMS reachable, credentials, key enabled), then `git-credential-codestorage doctor` tries a signature"
+    )]
     Refused(String),
     /// It failed recently and waits before being started again.
     #[error("it failed {}s ago ({last}) and is started again in {}s", .ago.as_secs(), .wait.as_secs().max(1))]
@@ -446,7 +448,12 @@ mod tests {
     fn answers_carry_a_signature_or_an_error_never_both() {
         assert_eq!(parse_answer("{\"signature\":\"abc\"}\n").unwrap(), "abc");
         let refused = parse_answer("{\"error\":\"AccessDenied\\nnext\"}").unwrap_err();
-        assert_eq!(refused.to_string(), "the signer says: AccessDeniednext");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("the signer says: AccessDeniednext; fix that"),
+            "{refused}"
+        );
         for garbage in [
             "MEUCIQ...",
             "{}",
