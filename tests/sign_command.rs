@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use support::emulator::Emulator;
 use support::git::{User, new_git};
 use support::home::{Home, Run};
-use support::kms::{Moto, signer_argv};
 use support::jwt::{TestKey, verify};
+use support::kms::{Moto, signer_argv};
 use support::signers::{openssl_key, output, persistent_signer, request, script};
 
 /// `get` for `<org>.code.storage` in `home`, with extra environment.
