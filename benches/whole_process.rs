@@ -83,8 +83,8 @@ mod unix {
             .ok()
     }
 
-    /// The static binary, built exactly as a user's `./install.sh` builds it, into a target directory
-    /// the install tests share (so that neither pays for the other's build).
+    /// The static binary, built exactly as a user's `./install.sh` builds it, into a target
+    /// directory of its own under the test target directory (built once, then reused).
     fn static_helper(scratch: &Path) -> PathBuf {
         if let Some(path) = std::env::var_os("BENCH_STATIC_HELPER") {
             return PathBuf::from(path);

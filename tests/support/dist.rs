@@ -1,7 +1,6 @@
 //! For the distribution tests (install.sh, cargo install, the Python wheel): the toolchain's
 //! environment for a nested build, a target directory they share, and an ELF reader that tells a
-//! static executable from a dynamic one without trusting `file` or `ldd`, and where its sections
-//! and symbols lie.
+//! static executable from a dynamic one without trusting `file` or `ldd`.
 
 // install.rs and wheel.rs each use part of this.
 #![allow(dead_code)]
@@ -9,15 +8,26 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The target directory the nested release builds share with each other and with
-/// `cargo bench --bench whole_process`: built once, then reused by every run.
+/// The target directory the nested release builds share with each other: built once per test
+/// run, then reused by every route that builds alike (install.sh, README's `cargo install`, the
+/// release archive). Not the benchmarks' (benches/whole_process.rs): those need the real profile.
 pub fn shared_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist")
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-tests")
 }
+
+/// The release profile's settings a nested build overrides. These tests check what a route
+/// builds and how it links (static, installed where it says, signing), never how fast the code
+/// runs; fat LTO over one codegen unit at full optimisation made each nested build minutes of a
+/// 2-core machine, and the wheel's and the installs' builds two of the slowest tests.
+const QUICK_RELEASE: &[(&str, &str)] = &[
+    ("CARGO_PROFILE_RELEASE_LTO", "off"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+];
 
 /// Lets `command` run cargo and rustup under a throwaway HOME (both find their homes through HOME
 /// unless told, and a fresh one would have no toolchain and an empty registry cache), building
-/// into the shared target directory.
+/// into the shared target directory with the quick release settings ([`QUICK_RELEASE`]).
 pub fn toolchain_env(command: &mut Command) {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for (var, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
@@ -34,6 +44,7 @@ pub fn toolchain_env(command: &mut Command) {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
+    command.envs(QUICK_RELEASE.iter().copied());
 }
 
 /// The host's target triple, as rustc reports it.
@@ -143,106 +154,4 @@ pub fn assert_static(path: &Path) {
             path.display()
         );
     }
-}
-
-/// A section of an ELF64 executable: its name, address and size.
-#[derive(Debug)]
-pub struct Section {
-    /// e.g. `.text`.
-    pub name: String,
-    /// Where it is loaded (before relocation of a position-independent executable).
-    pub address: u64,
-    /// Its size in memory.
-    pub size: u64,
-}
-
-impl Section {
-    /// True when `address` lies in this section.
-    pub fn holds(&self, address: u64) -> bool {
-        (self.address..self.address + self.size).contains(&address)
-    }
-}
-
-/// Where an executable's parts lie: its entry point, its sections, and its symbols (name,
-/// address) when it was not stripped.
-#[derive(Debug)]
-pub struct Layout {
-    /// The address of the first instruction the kernel runs.
-    pub entry: u64,
-    /// Every section, in header order.
-    pub sections: Vec<Section>,
-    /// The symbol table's entries; none in a stripped executable.
-    pub symbols: Vec<(String, u64)>,
-}
-
-impl Layout {
-    /// The section called `name`; fails the test when there is none.
-    pub fn section(&self, name: &str) -> &Section {
-        self.sections
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no {name} section in {:?}", self.sections))
-    }
-}
-
-/// Reads the section headers and the symbol table of a little-endian ELF64 executable.
-pub fn layout(path: &Path) -> Layout {
-    let elf = Elf::read(path);
-    let (shoff, shentsize, shnum, shstrndx) = (
-        elf.u64(0x28) as usize,
-        elf.u16(0x3a),
-        elf.u16(0x3c),
-        elf.u16(0x3e),
-    );
-    // Each header: name offset, type, flags, address, file offset, size, link, ...
-    let header = |i: usize| shoff + i * shentsize;
-    let string = |table: usize, at: usize| elf.string(elf.u64(header(table) + 0x18) as usize + at);
-    let mut layout = Layout {
-        entry: elf.u64(0x18),
-        sections: Vec::new(),
-        symbols: Vec::new(),
-    };
-    for i in 0..shnum {
-        let h = header(i);
-        layout.sections.push(Section {
-            name: string(shstrndx, elf.u32(h) as usize),
-            address: elf.u64(h + 0x10),
-            size: elf.u64(h + 0x20),
-        });
-        // SHT_SYMTAB: 24-byte entries (name, info, other, section, value, size), names in the
-        // string table its sh_link names.
-        if elf.u32(h + 4) == 2 {
-            let (offset, size, strings) = (
-                elf.u64(h + 0x18) as usize,
-                elf.u64(h + 0x20) as usize,
-                elf.u32(h + 0x28) as usize,
-            );
-            for entry in (offset..offset + size).step_by(24) {
-                let name = string(strings, elf.u32(entry) as usize);
-                layout.symbols.push((name, elf.u64(entry + 8)));
-            }
-        }
-    }
-    layout
-}
-
-/// Fails the test unless the functions a `get` runs (link/hot-text.ld, passed by build.rs on
-/// x86_64 Linux) were gathered into `.text.hot`, ahead of the rest of the text.
-pub fn assert_hot_text_first(path: &Path) {
-    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        return;
-    }
-    let layout = layout(path);
-    let (hot, text) = (layout.section(".text.hot"), layout.section(".text"));
-    assert!(hot.size > 64 * 1024, "{hot:?} is nearly empty");
-    assert!(
-        hot.address + hot.size <= text.address,
-        "{hot:?} is not before {text:?}"
-    );
-    // The first function to run, the C runtime's `_start`, is the first one gathered.
-    assert!(
-        hot.holds(layout.entry),
-        "the entry point {:#x} is not in {hot:?}",
-        layout.entry
-    );
 }
