@@ -134,7 +134,7 @@ pub fn parse_answer(line: &str) -> Result<String, PersistentError> {
 }
 
 /// The pause before a start that follows `failures` failures in a row: none after the first,
-/// then 1s, 2s, 4s, ... up to [`MAX_BACKOFF`].
+/// then 1s, 2s, 4s, ... up to 30s.
 pub fn backoff(failures: u32) -> Duration {
     match failures {
         0 | 1 => Duration::ZERO,
