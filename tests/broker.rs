@@ -1380,4 +1380,17 @@ fn a_token_is_signed_once_per_half_lifetime_and_a_reload_or_reuse_tokens_false_s
     world.get_via("agent-42", "agents/42/r1").password();
     world.get_via("agent-42", "agents/42/r1").password();
     assert_eq!(count(), before + 2);
+
+    // A sandbox removed and registered again gets no token kept from before.
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    broker.reload(4);
+    let kept = world.get_via("agent-42", "agents/42/r2").password();
+    assert_eq!(kept, world.get_via("agent-42", "agents/42/r2").password());
+    world.write_config(&world.config_text_with_key(&key, AGENT_7));
+    broker.reload(5);
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    broker.reload(6);
+    let fresh = world.get_via("agent-42", "agents/42/r2").password();
+    assert_ne!(fresh, kept);
+    verify(&fresh, &world.key);
 }

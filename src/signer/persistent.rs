@@ -468,6 +468,50 @@ mod tests {
     }
 
     #[test]
+    fn a_program_that_keeps_dying_is_started_again_at_once_then_only_after_a_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = KeySource::Env("K".into());
+        let pem = crate::key::generate(crate::key::NewKey::P256).unwrap();
+        let local = crate::signer::local::LocalSigner::new(
+            crate::key::parse_pem(pem.expose().as_bytes(), &source).unwrap(),
+            &source,
+        )
+        .unwrap();
+        let public = dir.path().join("k.pub.pem");
+        std::fs::write(&public, local.public_key().to_pem()).unwrap();
+        let log = dir.path().join("starts");
+        let script = format!("echo start >> '{}'; exit 3", log.display());
+        let source = KeySource::SignCommand(Box::new(SignCommandSource {
+            argv: vec!["sh".into(), "-c".into(), script],
+            public_key_file: public,
+            persistent: true,
+        }));
+        let KeySource::SignCommand(config) = &source else {
+            unreachable!()
+        };
+        let signer = PersistentSigner::new(&source, config, Duration::from_secs(10)).unwrap();
+        let starts = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        for expected in 1..=2 {
+            let error = signer.sign(b"a.b").unwrap_err().to_string();
+            assert!(error.contains("exited before it greeted"), "{error}");
+            assert_eq!(starts(), expected);
+        }
+        // Two failures in a row: the third request waits for the pause, without a start.
+        let error = signer.sign(b"a.b").unwrap_err().to_string();
+        assert!(
+            error.contains("(sign_persistent): it failed 0s ago (the kept-running signer exited"),
+            "{error}"
+        );
+        assert!(error.contains("and is started again in 1s"), "{error}");
+        assert_eq!(starts(), 2);
+    }
+
+    #[test]
     fn backoff_starts_at_once_then_doubles_to_a_bound() {
         let pauses: Vec<u64> = (0..10).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(pauses, [0, 0, 1, 2, 4, 8, 16, 30, 30, 30]);
