@@ -173,7 +173,7 @@ fn wait(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStat
 }
 
 /// Ends the child's whole process group (on Unix), then reaps the child.
-fn end(child: &mut Child) {
+pub(crate) fn end(child: &mut Child) {
     #[cfg(unix)]
     if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
         // The group was made for this child, so it holds only what the child started.

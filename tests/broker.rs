@@ -20,7 +20,8 @@ use support::emulator::{Emulator, Record, Service};
 use support::git::new_git;
 use support::home::{HELPER, Home, Run, run, set_mode};
 use support::jwt::{TestKey, verify};
-use support::signers::{openssl_key, script};
+use support::kms::{Moto, signer_argv};
+use support::signers::{openssl_key, persistent_signer, script};
 use support::ssh_agent::SshAgent;
 
 /// How long any awaited event may take before the test fails (never a wait in itself).
@@ -177,7 +178,11 @@ subject = "bot-7"
 
 impl World {
     fn new() -> Self {
-        let key = TestKey::p256();
+        Self::with_key(TestKey::p256())
+    }
+
+    /// A world whose organisation key is `key` (its private half may be empty: a KMS holds it).
+    fn with_key(key: TestKey) -> Self {
         let emulator = Emulator::start(&[("acme", &key.public_pem)]);
         let dir = tempfile::tempdir().unwrap();
         for sub in ["etc", "run", "box"] {
@@ -983,7 +988,8 @@ echo "pushed $(git -C work rev-parse HEAD)"
     // The key taken out of the agent: the sandbox gets one line saying the broker could not
     // sign, and no token; the broker keeps serving.
     assert!(agent.ssh_add(&["-D"], b"").status.success());
-    let refused = world.get_via("agent-42", "agents/42/held");
+    // (Another repository: the broker would hand out the token it kept for agents/42/held.)
+    let refused = world.get_via("agent-42", "agents/42/held-too");
     assert_eq!(refused.stdout, "quit=1\n", "{refused:?}");
     assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
     assert!(
@@ -1093,7 +1099,8 @@ fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_sign
             && outcome.contains("does not verify"),
         "{outcome}"
     );
-    let still = world.get_via("agent-42", "agents/42/kms");
+    // Another repository than before, so that the working signer signs (not a kept token).
+    let still = world.get_via("agent-42", "agents/42/kms-still");
     verify(&still.password(), &world.key);
     assert_eq!(count(), 4);
 }
@@ -1686,4 +1693,251 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
     );
     assert!(summed_up(&audit), "no summary line");
     eprintln!("flood: {flooded} connections, {lines_42} audit lines; slowest get {slowest:?}");
+}
+
+/// The lines of a kept-running signer's log that are `word`.
+fn signer_log_count(log: &Path, word: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == word)
+        .count()
+}
+
+/// `sign_command` lines for a kept-running signer over `world`'s key, in `mode`, logging to
+/// `log`.
+fn persistent_key(world: &World, mode: &str, log: &Path) -> String {
+    let argv = persistent_signer(&world.path("etc"), &world.path("etc/acme.pem"), mode, log);
+    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    format!(
+        "sign_command = [{}]\npublic_key_file = \"acme.pub.pem\"\nsign_persistent = true",
+        quoted.join(", ")
+    )
+}
+
+#[test]
+fn a_kept_running_signer_starts_once_and_a_crash_costs_one_request() {
+    let world = World::new();
+    let log = world.path("etc/signer.log");
+    let key = persistent_key(&world, "crash-once", &log);
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let _broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(signer_log_count(&log, "start"), 1, "started for the probe");
+
+    // The probe was its first request; its second kills it: that get fails in one line.
+    let failed = world.get_via("agent-42", "agents/42/a");
+    assert_eq!(failed.stdout, "quit=1\n", "{failed:?}");
+    assert!(
+        failed.stderr.contains("the token broker could not sign")
+            && failed
+                .stderr
+                .contains("(sign_persistent): the kept-running signer exited"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(failed.stderr.lines().count(), 1, "{}", failed.stderr);
+
+    // The next request starts it again at once, and that one process signs the rest.
+    for n in 0..4 {
+        let run = world.get_via("agent-42", &format!("agents/42/r{n}"));
+        verify(&run.password(), &world.key);
+    }
+    assert_eq!(signer_log_count(&log, "start"), 2);
+    assert_eq!(signer_log_count(&log, "sign"), 5);
+}
+
+#[test]
+fn a_hanging_signer_stalls_only_its_own_organisation() {
+    let world = World::new();
+    let log = world.path("etc/slow.log");
+    let key = persistent_key(&world, "hang-after-1", &log);
+    let config = format!(
+        "ttl = \"1h\"\n[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"{host}\"]\n[org.slow]\n{key}\nhosts = [\"slow.code.storage\"]\n{AGENT_42}\n[sandbox.slow]\nsocket = \"run/slow.sock\"\norgs = [\"slow\"]\nrepos = [\"**\"]\n",
+        host = world.emulator.host
+    )
+    .replace("\"run/", &format!("\"{}/", world.path("run").display()));
+    world.write_config(&config);
+    let _broker = Broker::start_with(
+        &world.config_path(),
+        &world.path("audit.jsonl"),
+        &[("CODESTORAGE_KEY_COMMAND_TIMEOUT", Path::new("3"))],
+    );
+    let socket = world.path("run/slow.sock");
+    let stalled = std::thread::spawn(move || {
+        Home::new().get(
+            "protocol=https\nhost=slow.code.storage\npath=x/y.git\n\n",
+            &[("CODESTORAGE_BROKER", socket.to_str().unwrap())],
+        )
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while signer_log_count(&log, "request") < 2 {
+        assert!(Instant::now() < deadline, "the slow signer was never asked");
+        std::thread::yield_now();
+    }
+    let started = Instant::now();
+    let quick = world.get_via("agent-42", "agents/42/quick");
+    verify(&quick.password(), &world.key);
+    assert!(
+        !stalled.is_finished(),
+        "the other organisation's get finished while the slow signer hung ({:?})",
+        started.elapsed()
+    );
+    let stalled = stalled.join().unwrap();
+    assert_eq!(stalled.stdout, "quit=1\n", "{stalled:?}");
+    assert!(
+        stalled
+            .stderr
+            .contains("gave no answer within 3s and was stopped"),
+        "{}",
+        stalled.stderr
+    );
+}
+
+#[test]
+fn an_aws_kms_key_in_moto_signs_real_git_through_the_contrib_signer_in_both_modes() {
+    require_namespaces();
+    // From zero, as docs/keys.md tells it: a P-256 signing key, its public half exported by the
+    // contrib signer and registered (with the emulator); no private key exists outside "KMS".
+    let moto = Moto::start();
+    let alias = moto.create_p256_key("codestorage-acme");
+    let public = moto.public_key_pem(&alias);
+    let world = World::with_key(TestKey::from_pems(String::new(), public.clone(), "ES256"));
+    std::fs::write(world.path("etc/acme.pub.pem"), &public).unwrap();
+    let env = moto.env();
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, Path::new(v))).collect();
+    for persistent in [true, false] {
+        let argv = if persistent {
+            signer_argv(&["--persistent", &alias])
+        } else {
+            signer_argv(&[&alias])
+        };
+        let key = format!(
+            "sign_command = {argv:?}\npublic_key_file = \"acme.pub.pem\"\nsign_persistent = {persistent}"
+        );
+        world.write_config(&world.config_text_with_key(&key, AGENT_42));
+        let broker = Broker::start_with(&world.config_path(), &world.path("audit.jsonl"), &env);
+        let repo = format!("agents/42/kms-{persistent}");
+        let run = world.in_sandbox(
+            "agent-42",
+            &format!(
+                r#"
+git init -q work && cd work
+echo one > a.txt && git add a.txt && git commit -q -m one
+git push -q "${{REMOTE}}{repo}.git" main || exit 11
+cd "$HOME"
+git clone -q "${{REMOTE}}{repo}.git" copy || exit 12
+test "$(git -C copy rev-parse HEAD)" = "$(git -C work rev-parse HEAD)" || exit 13
+"#
+            ),
+        );
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        drop(broker);
+    }
+    let records = world.emulator.records();
+    let signed: Vec<_> = records.iter().filter(|r| r.verified).collect();
+    assert!(signed.len() >= 4, "{records:?}");
+    let granted = world
+        .audit()
+        .iter()
+        .filter(|r| r["decision"] == "granted")
+        .count();
+    assert!(
+        granted >= 4,
+        "each mode pushed and cloned with KMS-signed tokens"
+    );
+}
+
+#[test]
+fn a_token_is_signed_once_per_half_lifetime_and_a_reload_or_reuse_tokens_false_signs_again() {
+    let world = World::new();
+    let calls = world.path("etc/signer-calls");
+    let signer = script(
+        &world.path("etc"),
+        "kms-sign",
+        &format!(
+            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
+            calls.display(),
+            world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    let count = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(count(), 1, "the probe");
+
+    // 100 gets for 10 repositories: one signature per repository, the same token each time.
+    let mut tokens = std::collections::HashMap::new();
+    for n in 0..100 {
+        let repo = format!("agents/42/r{}", n % 10);
+        let token = world.get_via("agent-42", &repo).password();
+        let first = tokens.entry(repo).or_insert_with(|| token.clone());
+        assert_eq!(*first, token);
+    }
+    assert_eq!(count(), 1 + 10);
+    for token in tokens.values() {
+        verify(token, &world.key);
+    }
+    let granted: Vec<_> = world
+        .audit()
+        .into_iter()
+        .filter(|r| r["decision"] == "granted")
+        .collect();
+    assert_eq!(granted.len(), 100, "one audit line per token handed out");
+    let reused = granted.iter().filter(|r| r["reused"] == true).count();
+    assert_eq!((reused, 100 - reused), (90, 10));
+
+    // A reload drops every kept token: the next get is signed anew (after the reload's probe).
+    broker.reload(1);
+    let before = count();
+    let again = world.get_via("agent-42", "agents/42/r0").password();
+    assert_ne!(again, tokens["agents/42/r0"]);
+    assert_eq!(count(), before + 1);
+
+    // reuse_tokens = false in the sandbox's table: every token is signed.
+    let no_reuse = AGENT_42.replace("ttl = \"15m\"", "ttl = \"15m\"\nreuse_tokens = false");
+    world.write_config(&world.config_text_with_key(&key, &no_reuse));
+    broker.reload(2);
+    let before = count();
+    for _ in 0..3 {
+        world.get_via("agent-42", "agents/42/r0").password();
+    }
+    assert_eq!(count(), before + 3);
+    let last = world.audit().pop().unwrap();
+    assert_eq!(last["reused"], false);
+
+    // ... and at the top, for every sandbox.
+    let top = format!(
+        "reuse_tokens = false\n{}",
+        world.config_text_with_key(&key, AGENT_42)
+    );
+    world.write_config(&top);
+    broker.reload(3);
+    let before = count();
+    world.get_via("agent-42", "agents/42/r1").password();
+    world.get_via("agent-42", "agents/42/r1").password();
+    assert_eq!(count(), before + 2);
+
+    // A sandbox removed and registered again gets no token kept from before.
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    broker.reload(4);
+    let kept = world.get_via("agent-42", "agents/42/r2").password();
+    assert_eq!(kept, world.get_via("agent-42", "agents/42/r2").password());
+    world.write_config(&world.config_text_with_key(&key, AGENT_7));
+    broker.reload(5);
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    broker.reload(6);
+    let fresh = world.get_via("agent-42", "agents/42/r2").password();
+    assert_ne!(fresh, kept);
+    verify(&fresh, &world.key);
 }

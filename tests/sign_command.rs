@@ -11,7 +11,8 @@ use support::emulator::Emulator;
 use support::git::{User, new_git};
 use support::home::{Home, Run};
 use support::jwt::{TestKey, verify};
-use support::signers::{openssl_key, output, request, script};
+use support::kms::{Moto, signer_argv};
+use support::signers::{openssl_key, output, persistent_signer, request, script};
 
 /// `get` for `<org>.code.storage` in `home`, with extra environment.
 fn get(home: &Home, org: &str, env: &[(&str, &str)]) -> Run {
@@ -337,4 +338,103 @@ fn real_git_pushes_and_clones_through_a_sign_command() {
     let url = emulator.repo_url("team/kms");
     user.push_and_clone_back(&url);
     assert!(emulator.records().iter().any(|r| r.verified));
+}
+
+/// `[org.NAME]` with a kept-running signer in `mode` over the key at `key`.
+fn persistent_org(org: &str, dir: &Path, key: &str, mode: &str) -> String {
+    let log = dir.join(format!("{org}.log"));
+    let argv = persistent_signer(dir, Path::new(key), mode, &log);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    format!(
+        "[org.{org}]\nsign_command = {}\npublic_key_file = \"{}\"\nsign_persistent = true\n\n",
+        toml_argv(&argv),
+        dir.join("p256.pub.pem").display()
+    )
+}
+
+#[test]
+fn a_kept_running_signer_signs_over_json_lines_and_its_failures_are_one_line_each() {
+    let home = Home::new();
+    let dir = home.path().join("signers");
+    std::fs::create_dir(&dir).unwrap();
+    let (key, public) = p256(&dir, "p256");
+    let orgs: String = ["ok", "hang", "garbage", "refuse", "exit"]
+        .iter()
+        .map(|mode| persistent_org(mode, &dir, &key, mode))
+        .collect();
+    home.write_config(&orgs);
+
+    let run = get(&home, "ok", &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(verify(&run.password(), &public).claims["iss"], "ok");
+    assert_eq!(run.stderr, "");
+    let log = std::fs::read_to_string(dir.join("ok.log")).unwrap();
+    assert_eq!(
+        log, "start\nrequest\nsign\n",
+        "started once per get, one signature"
+    );
+
+    let timeout = [("CODESTORAGE_KEY_COMMAND_TIMEOUT", "1")];
+    let started = Instant::now();
+    let hang = get(&home, "hang", &timeout);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let cases = [
+        (hang, "gave no answer within 1s and was stopped"),
+        (get(&home, "garbage", &timeout), "not a protocol line"),
+        (
+            get(&home, "refuse", &timeout),
+            "the signer says: AccessDeniedException: not allowed to kms:Sign",
+        ),
+        (get(&home, "exit", &timeout), "exited before it greeted"),
+    ];
+    for (run, says) in cases {
+        assert_quit_saying(&run, &["(sign_persistent): ", says]);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+}
+
+#[test]
+fn an_aws_kms_that_is_down_is_one_line_naming_the_signer_in_get() {
+    let moto = Moto::start();
+    let alias = moto.create_p256_key("codestorage-acme");
+    let public = moto.public_key_pem(&alias);
+    let home = Home::new();
+    let public_file = home.path().join("acme.pub.pem");
+    std::fs::write(&public_file, &public).unwrap();
+    let persistent = signer_argv(&["--persistent", &alias]);
+    let one_shot = signer_argv(&[&alias]);
+    home.write_config(&format!(
+        "[org.kept]\nsign_command = {persistent:?}\npublic_key_file = \"{0}\"\nsign_persistent = true\n\n[org.once]\nsign_command = {one_shot:?}\npublic_key_file = \"{0}\"\n",
+        public_file.display()
+    ));
+    let mut env: Vec<(&str, String)> = moto.env();
+    env.push(("AWS_MAX_ATTEMPTS", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let public = TestKey::from_pems(String::new(), public, "ES256");
+    for org in ["kept", "once"] {
+        let run = get(&home, org, &env);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        verify(&run.password(), &public);
+    }
+    drop(moto);
+    let down = get(&home, "kept", &env);
+    assert_quit_saying(
+        &down,
+        &[
+            "organisation \"kept\": sign_command `",
+            "aws-kms-sign.py --persistent alias/codestorage-acme` (sign_persistent): the signer says: AWS KMS alias/codestorage-acme: Could not connect to the endpoint URL",
+            "git-credential-codestorage doctor",
+        ],
+    );
+    assert_eq!(down.stderr.lines().count(), 1, "{}", down.stderr);
+    // One-shot: the helper's line names the signer; the signer's own stderr line says why.
+    let down = get(&home, "once", &env);
+    assert_quit_saying(
+        &down,
+        &[
+            "organisation \"once\": sign_command `",
+            "it exited with exit status: 1; run it by hand to see why",
+            "aws-kms-sign: Could not connect to the endpoint URL",
+        ],
+    );
 }

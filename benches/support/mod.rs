@@ -1,10 +1,11 @@
 //! What the whole-process benches share: how many rounds to run, fresh copies of the binaries
-//! they time, one timed run of a credential helper as git runs it, and medians.
+//! they time, one timed run of a credential helper as git runs it, medians, and a broker.
+#![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How many rounds to time: BENCH_ROUNDS, else 300 under `cargo bench` (which passes
@@ -57,4 +58,53 @@ pub fn run_once(command: &mut Command, stdin: &[u8]) -> Duration {
 pub fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// Writes `text` to `path`, readable by its owner only (a key, or a config naming programs).
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The broker on a config, once it says it is ready; killed when dropped.
+pub struct Broker(pub Child);
+
+impl Broker {
+    /// Starts `program broker` on `config`.
+    pub fn start(program: &Path, config: &Path) -> Self {
+        Self::start_with(program, config, &[])
+    }
+
+    /// [`Broker::start`] with extra environment (a KMS's endpoint and credentials, say).
+    pub fn start_with(program: &Path, config: &Path, env: &[(&str, String)]) -> Self {
+        let mut child = Command::new(program)
+            .args(["broker", "--audit-log", "/dev/null", "--config"])
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("the broker stopped before it was ready")
+                .unwrap();
+            if line.contains("broker: ready:") {
+                break;
+            }
+        }
+        // Its later lines (reloads, a stop) must not block it on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self(child)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

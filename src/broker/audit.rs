@@ -56,6 +56,8 @@ pub struct Record {
     pub scopes: Vec<&'static str>,
     /// When the token granted expires, unix seconds.
     pub expires: Option<i64>,
+    /// Whether the token granted was one signed earlier and handed out again.
+    pub reused: Option<bool>,
     /// What was decided.
     pub decision: Decision,
     /// Why, in words, when not granted.
@@ -77,6 +79,7 @@ impl Record {
             operation: None,
             scopes: Vec::new(),
             expires: None,
+            reused: None,
             decision,
             reason: None,
         }
@@ -271,6 +274,7 @@ mod tests {
             "operation",
             "scopes",
             "expires",
+            "reused",
             "decision",
             "reason",
         ] {

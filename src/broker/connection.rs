@@ -189,10 +189,19 @@ fn get(job: &Job, request: &Request, peer: Peer, now: i64, record: &mut Record) 
     let Some(signer) = job.loaded.signers.get(org.as_str()) else {
         return fail(record, format!("no key loaded for organisation \"{org}\""));
     };
-    let sign = |settings: &_| crate::mint::sign(settings, signer.as_ref(), now);
+    let reuse = job.sandbox.reuse_tokens.unwrap_or(config.reuse_tokens);
+    let reuse = reuse.then_some((job.loaded.reuse.as_ref(), job.sandbox.name.as_str()));
+    let mut reused = false;
+    let sign = |settings: &_| {
+        super::reuse::sign(reuse, settings, signer.as_ref(), now).map(|(minted, was)| {
+            reused = was;
+            minted
+        })
+    };
     match crate::credential::answer(request, grant.settings, grant.operation, sign) {
         Ok(answered) => {
             record.decision = Decision::Granted;
+            record.reused = Some(reused);
             record.scopes = answered.claims.scopes.iter().map(|s| s.as_str()).collect();
             record.expires = Some(answered.claims.exp);
             let mut answer = Secret::new(Vec::with_capacity(1024));

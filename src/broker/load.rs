@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use super::error::BrokerError;
 use super::policy::Sandbox;
+use super::reuse::Reuse;
 use crate::config::{self, Config, Org};
 use crate::env::Env;
 use crate::key;
 use crate::log::Escaped;
 use crate::resolve::join;
+use crate::signer::metered::{Metered, SignerMetrics};
 use crate::signer::{self, Signer};
 
 /// A signer shared by every connection.
@@ -24,6 +26,19 @@ pub struct Loaded {
     pub config: Config,
     /// The signers, by organisation name as in the config.
     pub signers: HashMap<String, SharedSigner>,
+    /// Each signer's counters (calls, errors, time), by organisation.
+    pub metrics: HashMap<String, Arc<SignerMetrics>>,
+    /// Tokens signed under this config, handed out again while fresh: shared by the `Loaded`
+    /// a registration derives, new (so empty) after a reload of the file.
+    pub reuse: Arc<Reuse>,
+}
+
+impl Loaded {
+    /// Adds `org`'s signer and its counters.
+    pub fn add_signer(&mut self, org: &str, (signer, metrics): (SharedSigner, Arc<SignerMetrics>)) {
+        self.signers.insert(org.to_owned(), signer);
+        self.metrics.insert(org.to_owned(), metrics);
+    }
 }
 
 /// Reads the config at `path` and loads (and probes) the key of every organisation a sandbox
@@ -32,22 +47,37 @@ pub struct Loaded {
 /// with a control socket it serves registrations alone.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
     let config = config::load(path)?.ok_or_else(|| BrokerError::NoConfig(path.to_owned()))?;
-    let mut signers: HashMap<String, SharedSigner> = HashMap::new();
-    for sandbox in &config.sandboxes {
+    let mut loaded = Loaded {
+        config,
+        signers: HashMap::new(),
+        metrics: HashMap::new(),
+        reuse: Arc::default(),
+    };
+    let mut wanted: Vec<&Org> = Vec::new();
+    for sandbox in &loaded.config.sandboxes {
         for name in &sandbox.orgs {
-            let Some(org) = config.orgs.values().find(|o| o.name == *name) else {
-                continue;
-            };
-            if !signers.contains_key(org.name.as_str()) {
-                signers.insert(org.name.to_string(), signer_for(org, env)?);
+            if let Some(org) = loaded.config.orgs.values().find(|o| o.name == *name)
+                && !wanted.iter().any(|w| w.name == org.name)
+            {
+                wanted.push(org);
             }
         }
     }
-    Ok(Loaded { config, signers })
+    let signers = wanted
+        .into_iter()
+        .map(|org| Ok((org.name.to_string(), signer_for(org, env)?)))
+        .collect::<Result<Vec<_>, BrokerError>>()?;
+    for (org, signer) in signers {
+        loaded.add_signer(&org, signer);
+    }
+    Ok(loaded)
 }
 
-/// Loads and probes `org`'s key.
-pub fn signer_for(org: &Org, env: &dyn Env) -> Result<SharedSigner, BrokerError> {
+/// Loads and probes `org`'s key, counted by the metrics it comes with.
+pub fn signer_for(
+    org: &Org,
+    env: &dyn Env,
+) -> Result<(SharedSigner, Arc<SignerMetrics>), BrokerError> {
     let org_name = org.name.to_string();
     let options = crate::resolve::load_options(Some(org), env).map_err(BrokerError::Env)?;
     let signer = key::load(&org.key, env, options).map_err(|source| BrokerError::Key {
@@ -59,7 +89,8 @@ pub fn signer_for(org: &Org, env: &dyn Env) -> Result<SharedSigner, BrokerError>
         key: Box::new(org.key.clone()),
         source,
     })?;
-    Ok(Arc::from(signer))
+    let (signer, metrics) = Metered::new(signer);
+    Ok((Arc::new(signer), metrics))
 }
 
 /// One line per sandbox, for `--check` and the start-up log.

@@ -40,6 +40,7 @@ pub mod policy;
 mod registry;
 #[cfg(unix)]
 mod reload;
+pub mod reuse;
 #[cfg(unix)]
 pub mod server;
 #[cfg(unix)]

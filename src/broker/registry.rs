@@ -72,7 +72,9 @@ impl Broker<'_> {
                 counters: &s.counters,
             })
             .collect();
-        prometheus(&self.metrics, &views, self.active.load(Ordering::Relaxed))
+        let mut text = prometheus(&self.metrics, &views, self.active.load(Ordering::Relaxed));
+        text.push_str(&signer_metrics_text(&self.loaded.metrics));
+        text
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -91,6 +93,8 @@ impl Broker<'_> {
         {
             return file_defined(name, &self.config_path);
         }
+        // A replaced registration's tokens were signed under the policy it replaces.
+        self.loaded.reuse.drop_sandbox(name);
         let Some(dir) = self.sandbox_dir() else {
             return ApiAnswer::error(
                 400,
@@ -198,6 +202,7 @@ impl Broker<'_> {
         }
         let served = self.served.remove(index);
         served.revoke(Closed::Removed);
+        self.loaded.reuse.drop_sandbox(name);
         event(
             &mut *self.events,
             format_args!("removed sandbox {name}: its socket is gone and it gets nothing more"),
@@ -220,6 +225,7 @@ impl Broker<'_> {
             };
             let served = self.served.remove(index);
             served.revoke(Closed::Expired);
+            self.loaded.reuse.drop_sandbox(&name);
             if let Some(dir) = self.sandbox_dir()
                 && let Err(e) = forget(&dir, &name)
             {
@@ -301,16 +307,18 @@ impl Broker<'_> {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut signers = self.loaded.signers.clone();
+        let mut loaded = Loaded {
+            config: self.loaded.config.clone(),
+            signers: self.loaded.signers.clone(),
+            metrics: self.loaded.metrics.clone(),
+            reuse: self.loaded.reuse.clone(),
+        };
         for org in missing {
             let signer =
                 super::load::signer_for(org, self.env.as_ref()).map_err(|e| e.to_string())?;
-            signers.insert(org.name.to_string(), signer);
+            loaded.add_signer(org.name.as_str(), signer);
         }
-        self.loaded = Arc::new(Loaded {
-            config: self.loaded.config.clone(),
-            signers,
-        });
+        self.loaded = Arc::new(loaded);
         Ok(())
     }
 }
@@ -476,4 +484,49 @@ fn forget(dir: &Path, name: &str) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Each organisation's signer counters as Prometheus text, under one HELP and TYPE per family.
+fn signer_metrics_text(
+    metrics: &std::collections::HashMap<String, Arc<crate::signer::metered::SignerMetrics>>,
+) -> String {
+    let mut orgs: Vec<_> = metrics.iter().collect();
+    orgs.sort_by(|a, b| a.0.cmp(b.0));
+    let lines: Vec<String> = orgs
+        .iter()
+        .map(|(org, m)| m.snapshot().prometheus(org))
+        .collect();
+    let mut text = String::new();
+    for (family, kind, help) in [
+        (
+            "calls_total",
+            "counter",
+            "Signatures asked of the organisation's signer.",
+        ),
+        (
+            "errors_total",
+            "counter",
+            "Signatures the organisation's signer failed to give.",
+        ),
+        (
+            "seconds_total",
+            "counter",
+            "Time spent waiting for the organisation's signer.",
+        ),
+        (
+            "seconds_max",
+            "gauge",
+            "The longest wait for one signature.",
+        ),
+    ] {
+        let name = format!("codestorage_signer_{family}");
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for line in lines.iter().flat_map(|l| l.lines()) {
+            if line.starts_with(&format!("{name}{{")) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }

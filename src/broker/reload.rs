@@ -69,9 +69,7 @@ impl Broker<'_> {
                     continue;
                 }
                 if let Some(o) = loaded.config.orgs.values().find(|o| o.name == *org) {
-                    loaded
-                        .signers
-                        .insert(org.to_string(), signer_for(o, self.env.as_ref())?);
+                    loaded.add_signer(org.as_str(), signer_for(o, self.env.as_ref())?);
                 }
             }
         }

@@ -142,6 +142,12 @@ fn sign_command_source(
 ) -> Result<Option<KeySource>, (usize, FieldError)> {
     let owner = || name.to_owned();
     let Some(argv) = &org.sign_command else {
+        if let Some(persistent) = &org.sign_persistent {
+            return Err((
+                persistent.span().start,
+                FieldError::PersistentWithoutSignCommand { org: owner() },
+            ));
+        }
         return match &org.public_key_file {
             Some(file) => Err((
                 file.span().start,
@@ -169,8 +175,11 @@ fn sign_command_source(
             return Err((at, FieldError::PublicKeyFileMissing { org: owner() }));
         }
     };
-    Ok(Some(KeySource::sign_command(
-        argv.get_ref().clone(),
-        public_key_file,
-    )))
+    Ok(Some(KeySource::SignCommand(Box::new(
+        crate::key::SignCommandSource {
+            argv: argv.get_ref().clone(),
+            public_key_file,
+            persistent: org.sign_persistent.as_ref().is_some_and(|p| *p.get_ref()),
+        },
+    ))))
 }

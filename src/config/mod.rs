@@ -90,6 +90,9 @@ pub struct Config {
     pub sandboxes: Vec<Sandbox>,
     /// The token broker's control API and socket directory.
     pub broker_settings: BrokerSettings,
+    /// `reuse_tokens` (default true): the broker hands out a token it signed while at least
+    /// half its lifetime is left; a sandbox's own `reuse_tokens` wins.
+    pub reuse_tokens: bool,
 }
 
 /// Why the configuration file could not be used.
@@ -158,6 +161,7 @@ struct RawConfig {
     #[serde(default)]
     org: BTreeMap<String, Spanned<RawOrg>>,
     broker: Option<Spanned<String>>,
+    reuse_tokens: Option<bool>,
     #[serde(default)]
     sandbox: BTreeMap<String, Spanned<RawSandbox>>,
     control_socket: Option<Spanned<String>>,
@@ -175,6 +179,7 @@ struct RawOrg {
     agent_socket: Option<Spanned<String>>,
     sign_command: Option<Spanned<Vec<String>>>,
     public_key_file: Option<Spanned<String>>,
+    sign_persistent: Option<Spanned<bool>>,
     hosts: Option<Vec<Spanned<String>>>,
     ttl: Option<Ttl>,
     scopes: Option<Spanned<Vec<Scope>>>,
@@ -347,6 +352,14 @@ pub enum FieldError {
         /// The file it names.
         file: String,
     },
+    /// `sign_persistent` without `sign_command`.
+    #[error(
+        "[org.{org}] sign_persistent only applies to a sign_command; remove it, or add sign_command = [\"PROGRAM\"] with public_key_file"
+    )]
+    PersistentWithoutSignCommand {
+        /// The organisation.
+        org: String,
+    },
     /// `sign_command = []` or an empty program.
     #[error(
         "[org.{org}] sign_command is empty; give the program and its arguments, e.g. [\"/usr/local/bin/kms-sign\", \"--key\", \"acme\"]"
@@ -498,6 +511,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         broker,
         sandboxes,
         broker_settings,
+        reuse_tokens: raw.reuse_tokens.unwrap_or(true),
     })
 }
 
@@ -917,6 +931,23 @@ key_env = "BETA_KEY"
         assert!(
             error("[org.a]\nsign_command = [\"s\"]\npublic_key_file = \"\"\n")
                 .contains("public_key_file is empty")
+        );
+    }
+
+    #[test]
+    fn sign_persistent_marks_the_sign_command_and_needs_one() {
+        let config = parse_at(
+            "[org.a]\nsign_command = [\"kms-sign\"]\npublic_key_file = \"a.pub.pem\"\nsign_persistent = true\n",
+        )
+        .unwrap();
+        let KeySource::SignCommand(signer) = &config.orgs["a"].key else {
+            panic!("{:?}", config.orgs["a"].key)
+        };
+        assert!(signer.persistent);
+        let message = error("[org.a]\nkey_file = \"k.pem\"\nsign_persistent = true\n");
+        assert!(
+            message.contains(":3:") && message.contains("sign_persistent only applies"),
+            "{message}"
         );
     }
 

@@ -46,6 +46,8 @@ pub struct Sandbox {
     pub group: Option<Group>,
     /// Line of the table in the file, for messages.
     pub line: usize,
+    /// `reuse_tokens` for this sandbox; `None` follows the top-level setting.
+    pub reuse_tokens: Option<bool>,
 }
 
 /// A socket's group, by number or by name (looked up when the socket is made).
@@ -80,6 +82,7 @@ pub struct RawSandbox {
     ops: Option<Vec<Op>>,
     mode: Option<Spanned<RawMode>>,
     group: Option<Spanned<RawGroup>>,
+    reuse_tokens: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -571,6 +574,7 @@ fn parse_one(
         subject,
         ops: raw.ops.unwrap_or_default(),
         line,
+        reuse_tokens: raw.reuse_tokens,
     })
 }
 

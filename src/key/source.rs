@@ -49,6 +49,8 @@ pub struct SignCommandSource {
     pub argv: Vec<String>,
     /// The public key its signatures must verify with (OpenSSH `.pub` or SPKI PEM).
     pub public_key_file: PathBuf,
+    /// `sign_persistent = true`: the program is kept running and speaks JSON lines.
+    pub persistent: bool,
 }
 
 impl KeySource {
@@ -70,6 +72,7 @@ impl KeySource {
         Self::SignCommand(Box::new(SignCommandSource {
             argv,
             public_key_file,
+            persistent: false,
         }))
     }
 }

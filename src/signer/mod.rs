@@ -9,6 +9,8 @@
 pub mod agent;
 pub mod command;
 pub mod local;
+pub mod metered;
+pub mod persistent;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,9 @@ pub fn open(
 ) -> Result<Box<dyn Signer>, KeyError> {
     match source {
         KeySource::Agent(agent) => Ok(Box::new(agent::AgentSigner::connect(source, agent, env)?)),
+        KeySource::SignCommand(signer) if signer.persistent => Ok(Box::new(
+            persistent::PersistentSigner::new(source, signer, options.command_timeout)?,
+        )),
         KeySource::SignCommand(signer) => Ok(Box::new(command::CommandSigner::new(
             source,
             signer,
@@ -77,6 +82,14 @@ pub enum SignError {
         command: String,
         /// What went wrong.
         reason: ProcessError,
+    },
+    /// A kept-running sign_command (`sign_persistent`) failed, hung, or answered garbage.
+    #[error("{command}: {reason}")]
+    Persistent {
+        /// The signer, as the config names it.
+        command: String,
+        /// What went wrong.
+        reason: persistent::PersistentError,
     },
     /// The sign_command printed something that is not a signature of the key's type.
     #[error("{command}: {reason}")]

@@ -13,6 +13,7 @@ pub mod git;
 pub mod gits;
 pub mod home;
 pub mod jwt;
+pub mod kms;
 pub mod signers;
 pub mod ssh_agent;
 #[cfg(feature = "emulator")]

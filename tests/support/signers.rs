@@ -44,3 +44,56 @@ pub fn openssl_key(path: &Path, kind: &str) -> String {
     set_mode(path, 0o600);
     output("openssl", &["pkey", "-in", path_text, "-pubout"])
 }
+
+/// A kept-running signer (`sign_persistent = true`) in Python around `openssl dgst`: it greets
+/// with `{"v":[1]}`, then answers each request line with the base64 DER signature of its input
+/// by the key at `key`. It appends `start` to `log` when it starts and `sign` per signature.
+/// `mode` makes it misbehave: `hang` (greets, never answers), `garbage` (answers a non-JSON
+/// line), `refuse` (answers an error), `exit` (exits before greeting), `crash-once` (the first
+/// process to get a second request exits instead of answering it).
+pub fn persistent_signer(dir: &Path, key: &Path, mode: &str, log: &Path) -> Vec<String> {
+    let program = dir.join("persistent-signer.py");
+    std::fs::write(&program, PERSISTENT_SIGNER).unwrap();
+    set_mode(&program, 0o755);
+    [program.as_path(), key, Path::new(mode), log]
+        .iter()
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect()
+}
+
+const PERSISTENT_SIGNER: &str = r#"#!/usr/bin/env python3
+import base64, json, os, subprocess, sys, time
+
+key, mode, log = sys.argv[1:4]
+
+def note(word):
+    with open(log, "a") as f:
+        f.write(word + "\n")
+
+note("start")
+if mode == "exit":
+    sys.exit(2)
+print(json.dumps({"v": [1]}), flush=True)
+count = 0
+for line in sys.stdin:
+    count += 1
+    note("request")
+    request = json.loads(line)
+    if mode == "hang" or (mode.startswith("hang-after-") and count > int(mode[11:])):
+        time.sleep(3600)
+    if mode == "garbage":
+        print("MEUCIQ this is not json", flush=True)
+        continue
+    if mode == "refuse":
+        print(json.dumps({"error": "AccessDeniedException: not allowed to kms:Sign"}), flush=True)
+        continue
+    if mode == "crash-once" and count == 2 and "crash" not in open(log).read():
+        note("crash")
+        sys.exit(3)
+    data = request["input"]
+    data = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key],
+                         input=data, capture_output=True, check=True).stdout
+    note("sign")
+    print(json.dumps({"signature": base64.b64encode(der).decode()}), flush=True)
+"#;
