@@ -28,6 +28,7 @@ pub mod mint;
 pub mod operation;
 pub mod process;
 pub mod protocol;
+pub mod refpolicy;
 pub mod resolve;
 pub mod secret;
 pub mod setup;
