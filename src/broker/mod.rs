@@ -16,6 +16,7 @@
 pub mod audit;
 #[cfg(unix)]
 pub mod client;
+pub mod describe;
 #[cfg(unix)]
 pub mod message;
 #[cfg(unix)]
