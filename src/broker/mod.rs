@@ -27,7 +27,7 @@ pub mod server;
 
 use std::time::Duration;
 
-pub use policy::Sandbox;
+pub use crate::config::Sandbox;
 
 /// The environment variable that points `get` at a broker's socket.
 pub const BROKER_ENV: &str = "CODESTORAGE_BROKER";

@@ -16,6 +16,11 @@ use crate::key::{AgentKeyId, KeySource};
 use crate::token::{Op, RefRule, Scope};
 use crate::ttl::Ttl;
 
+pub mod sandbox;
+
+use sandbox::RawSandbox;
+pub use sandbox::{Sandbox, SandboxError};
+
 /// The environment variable that names the config file.
 pub const CONFIG_ENV: &str = "CODESTORAGE_CONFIG";
 
@@ -79,8 +84,8 @@ pub struct Config {
     pub orgs: BTreeMap<String, Org>,
     /// `broker = "PATH"`: inside a sandbox, `get` asks the token broker at this socket.
     pub broker: Option<PathBuf>,
-    /// `[sandbox.NAME]` tables, served by `broker` (see [`crate::broker`]).
-    pub sandboxes: Vec<crate::broker::Sandbox>,
+    /// `[sandbox.NAME]` tables, served by the token broker.
+    pub sandboxes: Vec<Sandbox>,
 }
 
 /// Why the configuration file could not be used.
@@ -116,6 +121,16 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         source: FieldError,
     },
+    /// A `[sandbox.NAME]` table is wrong.
+    #[error("{}:{line}: {source}", .path.display())]
+    Sandbox {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong and how to fix it.
+        source: SandboxError,
+    },
     /// The file is not valid TOML or not a valid configuration.
     #[error("{}:{line}: {message}", .path.display())]
     Invalid {
@@ -139,7 +154,7 @@ struct RawConfig {
     org: BTreeMap<String, Spanned<RawOrg>>,
     broker: Option<Spanned<String>>,
     #[serde(default)]
-    sandbox: BTreeMap<String, Spanned<crate::broker::policy::RawSandbox>>,
+    sandbox: BTreeMap<String, Spanned<RawSandbox>>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +323,9 @@ pub enum FieldError {
     /// A subject that is empty or holds control characters.
     #[error("subject must be non-empty and hold no control characters")]
     Subject,
+    /// `broker = ""`.
+    #[error("broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\"")]
+    BrokerEmpty,
     /// `scopes = []`.
     #[error(
         "scopes is empty; a token needs at least one of git:read, git:write, repo:write, org:read"
@@ -529,19 +547,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             },
         );
     }
-    let sandboxes = crate::broker::policy::parse_sandboxes(
-        raw.sandbox,
-        &orgs,
-        base,
-        &|offset| line_of(text, offset),
-        &invalid,
-    )?;
+    let sandboxes =
+        sandbox::parse_sandboxes(raw.sandbox, &orgs, base, &|offset| line_of(text, offset))
+            .map_err(|(offset, source)| ConfigError::Sandbox {
+                path: path.to_owned(),
+                line: line_of(text, offset),
+                source,
+            })?;
     let broker = match raw.broker {
         Some(socket) if socket.get_ref().is_empty() => {
-            return Err(invalid(
-                socket.span().start,
-                "broker is empty; name the broker's socket, e.g. broker = \"/run/codestorage.sock\"".into(),
-            ));
+            return Err(field((socket.span().start, FieldError::BrokerEmpty)));
         }
         Some(socket) => Some(expand_path(socket.get_ref(), base)),
         None => None,
