@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Config, Sandbox};
 use crate::host::Host;
 use crate::token::{Op, RefRule, Scope};
 
@@ -39,6 +40,42 @@ pub struct Description {
 }
 
 impl Description {
+    /// What `sandbox` may get under `config`: its own fields and its organisations' hosts.
+    pub fn of(sandbox: &Sandbox, config: &Config) -> Self {
+        let orgs: Vec<&crate::config::Org> = sandbox
+            .orgs
+            .iter()
+            .filter_map(|name| config.orgs.values().find(|o| o.name == *name))
+            .collect();
+        Self {
+            sandbox: sandbox.name.clone(),
+            hosts: orgs
+                .iter()
+                .flat_map(|o| &o.hosts)
+                .map(ToString::to_string)
+                .collect(),
+            orgs: sandbox.orgs.iter().map(|o| o.as_str().to_owned()).collect(),
+            repos: sandbox
+                .repos
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            scopes: sandbox.scopes.clone(),
+            ttl: sandbox.ttl.map(|t| t.to_string()),
+            subject: sandbox.subject.clone(),
+            refs: sandbox.refs.clone(),
+            ops: sandbox.ops.clone(),
+            push_branches: sandbox.push_branches.iter().map(|p| p.to_claim()).collect(),
+            // As resolve reads it: an organisation's setting, else the file's, else on.
+            least_privilege: orgs.iter().any(|o| {
+                o.level
+                    .least_privilege
+                    .or(config.level.least_privilege)
+                    .unwrap_or(true)
+            }),
+        }
+    }
+
     /// Whether `host` (as git sends it) is one the sandbox may get tokens for.
     pub fn serves(&self, host: &str) -> bool {
         let Ok(host) = Host::parse(host) else {

@@ -19,6 +19,7 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 
 use super::audit::{Audit, Decision, Record};
+use super::describe::{DESCRIBE, Description};
 use super::message::{self, ReadProblem};
 use super::peer::{self, Peer};
 use super::policy::{self, Group, Sandbox};
@@ -688,6 +689,7 @@ fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit) {
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(error_answer(&reason).expose());
+    let _ = (&stream).write_all(b"\n");
     let mut record = Record::new(crate::clock::now(), sandbox, Decision::Error);
     record.peer_uid = peer.uid;
     record.peer_pid = peer.pid;
@@ -745,7 +747,10 @@ fn send(stream: &mut UnixStream, answer: &Secret<Vec<u8>>, deadline: Instant) {
         .saturating_duration_since(Instant::now())
         .max(std::time::Duration::from_secs(1));
     let _ = stream.set_write_timeout(Some(left));
-    let _ = stream.write_all(answer.expose());
+    // The closing blank line tells the client the answer is whole (see `client`).
+    let _ = stream
+        .write_all(answer.expose())
+        .and_then(|()| stream.write_all(b"\n"));
 }
 
 /// Decides the answer to the request on `stream`, filling in `record`.
@@ -784,6 +789,18 @@ fn respond(
         Some(end) => (&bytes[..end], &bytes[end + 1..]),
         None => (&bytes[..], &[][..]),
     };
+    if word == DESCRIBE.as_bytes() {
+        record.action = Some(DESCRIBE);
+        if job.revoked.load(Ordering::SeqCst) {
+            record.decision = Decision::Refused;
+            return fail(record, removed(&job.sandbox.name));
+        }
+        record.decision = Decision::Noted;
+        let description = Description::of(&job.sandbox, &job.loaded.config);
+        // A struct of strings always serializes.
+        let json = serde_json::to_string(&description).unwrap_or_default();
+        return Secret::new(format!("{json}\n").into_bytes());
+    }
     let Some(action) = std::str::from_utf8(word).ok().and_then(GitAction::parse) else {
         return fail(
             record,
@@ -1022,7 +1039,7 @@ mod tests {
         for (input, revoked, words) in cases {
             let (answer, record) = exchange(&f, &input, revoked);
             assert!(
-                answer.starts_with("error=") && answer.ends_with("quit=1\n"),
+                answer.starts_with("error=") && answer.ends_with("quit=1\n\n"),
                 "{answer}"
             );
             assert!(answer.contains(words), "{words}: {answer}");
@@ -1067,8 +1084,34 @@ mod tests {
         client.read_to_string(&mut answer).unwrap();
         assert_eq!(
             answer,
-            "error=the broker cannot write its audit log (disk full); no token is handed out\nquit=1\n"
+            "error=the broker cannot write its audit log (disk full); no token is handed out\nquit=1\n\n"
         );
+    }
+
+    #[test]
+    fn describe_answers_the_sandbox_s_own_policy_and_nothing_of_the_key() {
+        let f = fixture("push_branches = [\"agents/a/*\"]\n");
+        let (answer, record) = exchange(&f, b"describe\n\n", false);
+        let json = answer
+            .strip_suffix("\n\n")
+            .unwrap_or_else(|| panic!("{answer:?}"));
+        let d: Description = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            d,
+            Description::of(&f.loaded.config.sandboxes[0], &f.loaded.config)
+        );
+        assert_eq!(
+            (d.sandbox.as_str(), d.hosts.as_slice(), d.ttl.as_deref()),
+            ("a", &["acme.code.storage".to_owned()][..], Some("10m"))
+        );
+        assert_eq!(d.push_branches, ["refs/heads/agents/a/*"]);
+        assert!(!answer.contains("acme.pem"), "{answer}");
+        assert_eq!(
+            (&record["action"], &record["decision"]),
+            (&serde_json::json!("describe"), &serde_json::json!("noted"))
+        );
+        let (answer, _) = exchange(&f, b"describe\n\n", true);
+        assert!(answer.contains("was removed"), "{answer}");
     }
 
     #[test]
@@ -1081,7 +1124,7 @@ mod tests {
         );
         assert_eq!(
             (answer.as_str(), &record["decision"]),
-            ("", &serde_json::json!("noted"))
+            ("\n", &serde_json::json!("noted"))
         );
         let (granted, _) = exchange(
             &f,
