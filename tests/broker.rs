@@ -706,7 +706,7 @@ fn oversized_garbage_silent_and_many_concurrent_clients_leave_the_broker_serving
     let big = vec![b'a'; 2 * 1024 * 1024];
     let answer = exchange(&big);
     assert!(
-        answer.contains("larger than") && answer.ends_with("quit=1\n"),
+        answer.contains("larger than") && answer.ends_with("quit=1\n\n"),
         "{answer}"
     );
     let answer = exchange(b"\x00\xff\x01garbage\n\n");
@@ -714,7 +714,11 @@ fn oversized_garbage_silent_and_many_concurrent_clients_leave_the_broker_serving
     let answer = exchange(b"get\nprotocol=https\nhost=a\rb\n\n");
     assert!(answer.contains("carriage return"), "{answer}");
     let answer = exchange(b"get\nprotocol=https\nhost=github.com\npath=a/b.git\n\n");
-    assert_eq!(answer, "", "not ours: nothing, so git asks its next helper");
+    // Every answer ends with a blank line, so a client tells a whole answer from a cut one.
+    assert_eq!(
+        answer, "\n",
+        "not ours: nothing for git, so it asks its next helper"
+    );
 
     // Many clients at once, each a whole `get` process: every one gets its own token.
     let tokens: Vec<String> = std::thread::scope(|scope| {
@@ -1143,4 +1147,240 @@ cat clone.txt
     );
     let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
     assert!(!audit_text.contains("eyJ"), "no token in the audit log");
+}
+
+const CONFINED: &str = r#"
+[sandbox.agent-42]
+socket = "run/agent-42.sock"
+orgs = ["acme"]
+repos = ["agents/42/**"]
+refs = [{ pattern = "agents/42/frozen", ops = ["no-push"] }]
+push_branches = ["agents/42/*", "fix-123"]
+"#;
+
+#[test]
+fn push_branches_let_a_sandbox_push_its_branches_and_nothing_else() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/42/app");
+    let _broker = world.start(CONFINED);
+    let run = world.in_sandbox(
+        "agent-42",
+        r#"
+git clone -q "${REMOTE}agents/42/app.git" app || exit 31
+cd app && echo change > c.txt && git add c.txt && git commit -q -m change
+for target in main agents/42/topic agents/42/deep/er fix-123 agents/42/frozen agents/7/x fix-1234 refs/tags/v1; do
+  if git push -q origin "HEAD:$target" 2> push.txt; then echo "landed $target"; else echo "refused $target"; cat push.txt; fi
+done
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let head = |refname: &str| world.emulator.rev("agents/42/app", refname);
+    let pushed = head("refs/heads/agents/42/topic").expect("the allowed branch landed");
+    assert_ne!(pushed, seeded);
+    for landed in ["agents/42/topic", "agents/42/deep/er", "fix-123"] {
+        assert!(
+            run.stdout.contains(&format!("landed {landed}")),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(head(&format!("refs/heads/{landed}")), Some(pushed.clone()));
+    }
+    for refused in ["main", "agents/42/frozen", "agents/7/x", "fix-1234"] {
+        assert!(
+            run.stdout.contains(&format!("refused {refused}")),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("! [remote rejected] HEAD -> {refused} (no-push)")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("refused refs/tags/v1"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(head("refs/heads/main"), Some(seeded), "main is untouched");
+    for absent in [
+        "refs/heads/agents/42/frozen",
+        "refs/heads/agents/7/x",
+        "refs/tags/v1",
+    ] {
+        assert_eq!(head(absent), None, "{absent}");
+    }
+    // Every push token carried the confinement, deny-by-default last.
+    let pushes = world.claims_for("agents/42/app", Service::ReceivePack);
+    assert!(!pushes.is_empty());
+    for claims in pushes {
+        let refs = claims.refs.expect("refs claim");
+        assert_eq!(refs.last(), Some(&("*".into(), vec!["no-push".into()])));
+        assert_eq!(
+            refs[0],
+            ("refs/heads/agents/42/frozen".into(), vec!["no-push".into()])
+        );
+    }
+}
+
+#[test]
+fn a_push_from_a_sandbox_that_may_only_read_is_refused_in_one_line_before_the_server() {
+    require_namespaces();
+    let world = World::new();
+    world.emulator.seed("agents/7/b");
+    let _broker = world.start(AGENT_7);
+    let run = world.in_sandbox(
+        "agent-7",
+        r#"
+git clone -q "${REMOTE}agents/7/b.git" b || exit 31
+cd b && echo change > c.txt && git add c.txt && git commit -q -m change
+if git push -q origin HEAD:main 2> push.txt; then exit 32; fi
+cat push.txt
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let ours: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("git-credential-codestorage:"))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "git-credential-codestorage: sandbox agent-7 may not push to repository \"agents/7/b\" of acme: its scopes are git:read; add \"git:write\" to [sandbox.agent-7] scopes in the broker's config to let it push"
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("403") && !run.stdout.contains("Username"),
+        "{}",
+        run.stdout
+    );
+    // No token went to the server for the push.
+    assert!(
+        world
+            .claims_for("agents/7/b", Service::ReceivePack)
+            .is_empty()
+    );
+    let audit = world.audit();
+    assert!(
+        audit.iter().any(|r| r["decision"] == "refused"
+            && r["operation"].is_null()
+            && r["reason"].as_str().unwrap().contains("may not push")),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn store_and_erase_reach_the_broker_only_for_the_sandbox_s_hosts() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(AGENT_42);
+    // git itself calls every configured helper with store (approve) and erase (reject).
+    let run = world.in_sandbox(
+        "agent-42",
+        &format!(
+            r#"
+git config --global credential.helper "{HELPER}"
+for verb in approve reject; do
+  printf 'protocol=https\nhost=github.com\nusername=someone\npassword=hunter2-secret\n\n' | git credential $verb || exit 31
+  printf 'protocol=https\nhost={host}\nusername=t\npassword=not-a-token\n\n' | git credential $verb || exit 32
+done
+"#,
+            host = world.emulator.host
+        ),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let audit = world.audit();
+    let text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
+    assert!(
+        !text.contains("github.com") && !text.contains("hunter2"),
+        "{text}"
+    );
+    for action in ["store", "erase"] {
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["action"] == action && r["host"] == world.emulator.host.as_str()),
+            "{action}: {audit:#?}"
+        );
+    }
+    assert!(
+        audit.iter().any(|r| r["action"] == "describe"),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn a_broker_killed_mid_request_gives_one_line_and_no_prompt() {
+    require_namespaces();
+    let world = World::new();
+    world.emulator.seed("agents/42/x");
+    // A signer that blocks once `block` exists, until its FIFO is written: the broker is then
+    // killed while it waits for a signature.
+    let fifo = world.path("etc/release");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (block, signing) = (world.path("etc/block"), world.path("etc/signing"));
+    let signer = script(
+        &world.path("etc"),
+        "slow-sign",
+        &format!(
+            "if [ -e '{block}' ]; then touch '{signing}'; read x < '{fifo}'; fi\nopenssl dgst -sha256 -sign '{key}' | openssl base64 -A\n",
+            block = block.display(),
+            signing = signing.display(),
+            fifo = fifo.display(),
+            key = world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let mut broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    std::fs::write(&block, "").unwrap();
+    let run = std::thread::scope(|scope| {
+        let sandbox = scope.spawn(|| {
+            world.in_sandbox(
+                "agent-42",
+                r#"
+if git ls-remote "${REMOTE}agents/42/x.git" 2> ls.txt; then exit 31; fi
+cat ls.txt
+"#,
+            )
+        });
+        let deadline = Instant::now() + PATIENCE;
+        while !signing.exists() {
+            assert!(Instant::now() < deadline, "the broker never ran its signer");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        broker.signal(rustix::process::Signal::KILL);
+        let run = sandbox.join().unwrap();
+        // Let the orphaned signer finish.
+        std::fs::write(&fifo, "\n").unwrap();
+        run
+    });
+    assert!(!broker.alive());
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let ours: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("git-credential-codestorage:"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", run.stdout);
+    assert!(
+        ours[0].contains("stopped before it answered (killed or restarted mid-request)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("Username"),
+        "no prompt: {}",
+        run.stdout
+    );
 }
