@@ -8,11 +8,11 @@ use crate::config::{Config, ConfigError};
 use crate::env::Env;
 use crate::host::Host;
 use crate::log::{Escaped, Log};
-use crate::mint::mint;
+use crate::mint::{MintError, Minted, mint};
 use crate::operation::{self, Operation};
 use crate::protocol::{Request, Response};
-use crate::resolve::{self, Disposition, Overrides, Reach, Target, join};
-use crate::token;
+use crate::resolve::{self, Disposition, Overrides, Reach, Settings, Target, join};
+use crate::token::{self, Claims};
 
 /// Answers `get`: resolve, sign, and answer git as the outcome says.
 pub fn get(
@@ -28,7 +28,7 @@ pub fn get(
         path: request.path.as_deref(),
     };
     let config = config.as_ref().map(Option::as_ref);
-    let mut settings = match resolve::resolve(
+    let settings = match resolve::resolve(
         config,
         target,
         Reach::Repository,
@@ -62,23 +62,49 @@ pub fn get(
         log.debug("least privilege is off: the configured scopes for every command");
         Operation::Unknown
     };
-    settings.narrow_to(operation);
-    log.debug(format_args!(
-        "host {} -> {settings}",
-        Escaped(request.host.as_deref().unwrap_or_default())
-    ));
-    match mint(&settings, env, now) {
-        Ok(minted) => Response::Credential {
-            username: "t".into(),
-            password: minted.token,
-            expiry: token::reported_expiry(minted.claims.iat, minted.claims.exp),
-            ephemeral: answer_ephemeral(request, operation),
-        },
+    let host = request.host.as_deref().unwrap_or_default();
+    let signed = answer(request, settings, operation, |settings| {
+        log.debug(format_args!("host {} -> {settings}", Escaped(host)));
+        mint(settings, env, now)
+    });
+    match signed {
+        Ok(answered) => answered.response,
         Err(e) => {
             log.error(e);
             Response::Quit
         }
     }
+}
+
+/// A token made for a request, and git's answer that carries it.
+#[derive(Debug)]
+pub struct Answered {
+    /// The token's claims, for an audit line.
+    pub claims: Claims,
+    /// What git is answered.
+    pub response: Response,
+}
+
+/// The end of `get`, which the broker shares: least privilege narrows `settings` to
+/// `operation`, `sign` makes the token, and git gets it as a credential, the ephemeral kind
+/// for reads by a git that offers it.
+pub fn answer(
+    request: &Request,
+    mut settings: Settings,
+    operation: Operation,
+    sign: impl FnOnce(&Settings) -> Result<Minted, MintError>,
+) -> Result<Answered, MintError> {
+    settings.narrow_to(operation);
+    let minted = sign(&settings)?;
+    Ok(Answered {
+        response: Response::Credential {
+            username: "t".into(),
+            expiry: token::reported_expiry(minted.claims.iat, minted.claims.exp),
+            password: minted.token,
+            ephemeral: answer_ephemeral(request, operation),
+        },
+        claims: minted.claims,
+    })
 }
 
 /// git sets this, when trace2 is on, to the git processes above the helper.
@@ -100,24 +126,27 @@ pub fn erase(
     now: i64,
     log: &mut Log<'_>,
 ) {
+    if let Some(explained) =
+        explain_refusal(request, config.as_ref().ok().and_then(Option::as_ref), now)
+    {
+        log.error(explained);
+    }
+}
+
+/// The one line `erase` gives for a refused token of ours (the broker sends it to the sandbox
+/// as it is); `None` when the token is not one of `config`'s organisations'.
+pub fn explain_refusal(request: &Request, config: Option<&Config>, now: i64) -> Option<String> {
     let (Some(host), Some(password)) = (request.host.as_deref(), request.token()) else {
-        return;
+        return None;
     };
-    let config = config.as_ref().ok().and_then(Option::as_ref);
-    let Some(owner) = Host::parse(host)
+    let owner = Host::parse(host)
         .ok()
-        .and_then(|host| resolve::owner(config, &host))
-    else {
-        return;
-    };
-    let Some(claims) = token::decode_unverified(password.expose())
+        .and_then(|host| resolve::owner(config, &host))?;
+    let claims = token::decode_unverified(password.expose())
         .ok()
-        .and_then(|t| t.claims)
-    else {
-        return;
-    };
+        .and_then(|t| t.claims)?;
     if !owner.name().matches(&claims.iss) {
-        return;
+        return None;
     }
     let what = format!(
         "{} refused the token for org {:?}, repo {:?} (scopes {})",
@@ -127,23 +156,23 @@ pub fn erase(
         join(&claims.scopes),
     );
     // The helper's own clock says first whether the token was still valid when git used it.
-    if claims.exp <= now {
-        log.error(format_args!(
+    Some(if claims.exp <= now {
+        format!(
             "{what}: it had expired {} ago by this machine's clock; git should not have used it: upgrade git to 2.41 or later (older git ignores the expiry), and check this machine's clock (`date -u`; turn on NTP)",
             span(now - claims.exp)
-        ));
+        )
     } else if claims.iat > now + 60 {
-        log.error(format_args!(
+        format!(
             "{what}: it is not valid yet by this machine's clock (issued {} from now): this machine's clock is wrong; set it (`date -u`; turn on NTP)",
             span(claims.iat - now)
-        ));
+        )
     } else {
-        log.error(format_args!(
+        format!(
             "{what}, {}; usual causes: the public key is not registered for {:?} in the Code Storage admin panel, the repository does not exist, the scopes are too narrow (push needs git:write), or this machine's clock is off by minutes (check `date -u` against the real time; turn on NTP)",
             describe_expiry(claims.exp, now),
             claims.iss,
-        ));
-    }
+        )
+    })
 }
 
 #[cfg(test)]

@@ -17,12 +17,11 @@ use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use super::describe::{DESCRIBE, Description};
-use super::message::{self, ReadProblem};
-use super::{CLIENT_TIMEOUT, ERROR_PREFIX, MAX_ANSWER};
+use super::message::{self, Answer, ReadProblem};
+use super::{CLIENT_TIMEOUT, MAX_ANSWER};
 use crate::commands::git::GitAction;
 use crate::log::{Escaped, Log};
 use crate::protocol::Request;
-use crate::secret::Secret;
 
 /// Why the broker gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -79,15 +78,6 @@ pub enum ClientError {
     },
 }
 
-/// What the broker answered: lines for git, and lines for the user.
-#[derive(Debug, Default)]
-pub struct Answer {
-    /// Lines for git's stdout, as the broker wrote them (may hold a token).
-    pub git: Secret<Vec<u8>>,
-    /// One-line messages for the user.
-    pub errors: Vec<String>,
-}
-
 /// Sends `action` and `request` to the broker at `socket` and returns its answer. `origin`
 /// says where the socket's path came from, for the message when it cannot be reached.
 pub fn ask(
@@ -97,13 +87,7 @@ pub fn ask(
     request: &Request,
 ) -> Result<Answer, ClientError> {
     // On erase the request holds the refused token: wiped once sent.
-    let mut message = Secret::new(Vec::with_capacity(512));
-    message
-        .expose_mut()
-        .extend_from_slice(action.as_str().as_bytes());
-    message.expose_mut().push(b'\n');
-    // Writing to a Vec cannot fail.
-    let _ = request.write_to(message.expose_mut());
+    let message = message::encode_request(action, request);
     exchange(socket, origin, message.expose())
 }
 
@@ -156,11 +140,11 @@ fn exchange(socket: &Path, origin: &str, message: &[u8]) -> Result<Answer, Clien
             },
         )?;
     let bytes = answer.expose();
-    let complete = bytes == b"\n" || bytes.ends_with(b"\n\n");
-    if !complete {
-        return Err(ClientError::Incomplete { path });
-    }
-    Ok(split(&bytes[..bytes.len() - 1]))
+    let body = bytes
+        .strip_suffix(message::ANSWER_END)
+        .filter(|body| body.is_empty() || body.ends_with(b"\n"))
+        .ok_or(ClientError::Incomplete { path })?;
+    Ok(message::split_answer(body))
 }
 
 /// A stream connected to `socket`, with a send timeout set first so that a broker that stopped
@@ -175,22 +159,6 @@ fn connect(socket: &Path) -> io::Result<UnixStream> {
     set_socket_timeout(&fd, Timeout::Send, Some(CLIENT_TIMEOUT))?;
     rustix::net::connect(&fd, &SocketAddrUnix::new(socket)?)?;
     Ok(UnixStream::from(fd))
-}
-
-/// Splits an answer into the user's `error=` lines and git's lines.
-fn split(answer: &[u8]) -> Answer {
-    let mut split = Answer::default();
-    for line in answer.split_inclusive(|&b| b == b'\n') {
-        match line.strip_prefix(ERROR_PREFIX.as_bytes()) {
-            Some(message) => split.errors.push(
-                String::from_utf8_lossy(message)
-                    .trim_end_matches('\n')
-                    .to_owned(),
-            ),
-            None => split.git.expose_mut().extend_from_slice(line),
-        }
-    }
-    split
 }
 
 /// Runs git's `action` through the broker at `socket`: git's lines to `out`, the broker's

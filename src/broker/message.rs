@@ -1,11 +1,155 @@
-//! One message off a broker connection, bounded in size and in time however slowly its bytes
-//! come: the broker reads requests with it, the sandbox's client reads answers.
+//! The broker's wire format, both ways, and one message off a connection, bounded in size and
+//! in time however slowly its bytes come.
+//!
+//! The client sends an action line (`get`, `store`, `erase`, or `describe` with no request)
+//! and git's request as [`Request::write_to`] writes it, ending with a blank line; the broker
+//! answers with git's answer lines, preceded by `error=<one line>` lines for the user, and
+//! closes every answer with a blank line ([`ANSWER_END`]), so that the client tells an answer
+//! cut short from an empty one. Both sides use only this module to write and read those.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
+use super::describe::DESCRIBE;
+use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
+use crate::commands::git::GitAction;
+use crate::protocol::{self, Request};
 use crate::secret::Secret;
+
+/// Why a request could not be read off the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// More than [`MAX_REQUEST`] bytes.
+    #[error("the request is larger than {MAX_REQUEST} bytes; git never sends that much")]
+    TooLarge,
+    /// No blank line before [`REQUEST_TIMEOUT`].
+    #[error("no whole request within {}s", REQUEST_TIMEOUT.as_secs())]
+    TimedOut,
+    /// The connection failed.
+    #[error("cannot read the request: {0}")]
+    Io(io::Error),
+    /// The first line is no action.
+    #[error(
+        "the request does not start with get, store or erase; is the client a git-credential-codestorage?"
+    )]
+    NoAction,
+    /// git's lines do not parse.
+    #[error(transparent)]
+    Protocol(#[from] protocol::ParseError),
+}
+
+/// What closes every answer: a blank line.
+pub const ANSWER_END: &[u8] = b"\n";
+
+/// A request's first line: one of git's actions, or `describe` (what may this sandbox get).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `get`, `store` or `erase`, with git's request.
+    Git(GitAction),
+    /// The sandbox's own policy, with an empty request.
+    Describe,
+}
+
+impl Action {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Git(action) => action.as_str(),
+            Self::Describe => DESCRIBE,
+        }
+    }
+}
+
+/// A request as the client sends it: the action line, then git's request. Wiped when dropped:
+/// on `erase` it holds the refused token.
+pub fn encode_request(action: GitAction, request: &Request) -> Secret<Vec<u8>> {
+    let mut message = Secret::new(Vec::with_capacity(512));
+    message
+        .expose_mut()
+        .extend_from_slice(action.as_str().as_bytes());
+    message.expose_mut().push(b'\n');
+    // Writing to a Vec cannot fail.
+    let _ = request.write_to(message.expose_mut());
+    message
+}
+
+/// Reads one request off `stream` before `deadline`: its action and git's request.
+pub fn read_request(
+    stream: &mut UnixStream,
+    deadline: Instant,
+) -> Result<(Action, Request), RequestError> {
+    let bytes = read(stream, deadline, MAX_REQUEST, true).map_err(|problem| match problem {
+        ReadProblem::TooLarge => RequestError::TooLarge,
+        ReadProblem::TimedOut => RequestError::TimedOut,
+        ReadProblem::Io(e) => RequestError::Io(e),
+    })?;
+    decode_request(bytes.expose())
+}
+
+/// Splits a request's bytes into its action and git's request.
+pub fn decode_request(bytes: &[u8]) -> Result<(Action, Request), RequestError> {
+    let (word, rest) = match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => (&bytes[..end], &bytes[end + 1..]),
+        None => (bytes, &[][..]),
+    };
+    let action = match std::str::from_utf8(word).ok() {
+        Some(DESCRIBE) => Action::Describe,
+        word => word
+            .and_then(GitAction::parse)
+            .map(Action::Git)
+            .ok_or(RequestError::NoAction)?,
+    };
+    Ok((action, protocol::parse(rest)?))
+}
+
+/// The answer for the user alone: each line as `error=LINE`, control characters dropped.
+pub fn error_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Secret<Vec<u8>> {
+    let mut answer = Vec::new();
+    for line in lines {
+        answer.extend_from_slice(ERROR_PREFIX.as_bytes());
+        answer.extend(
+            line.chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+                .bytes(),
+        );
+        answer.push(b'\n');
+    }
+    Secret::new(answer)
+}
+
+/// `error=REASON` and `quit=1`: a refusal, so git stops rather than ask elsewhere.
+pub fn error_answer(reason: &str) -> Secret<Vec<u8>> {
+    let mut answer = error_lines([reason]);
+    answer.expose_mut().extend_from_slice(b"quit=1\n");
+    answer
+}
+
+/// What the broker answered: lines for git, and lines for the user.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Lines for git's stdout, as the broker wrote them (may hold a token).
+    pub git: Secret<Vec<u8>>,
+    /// One-line messages for the user.
+    pub errors: Vec<String>,
+}
+
+/// Splits an answer into the user's `error=` lines and git's lines.
+pub fn split_answer(answer: &[u8]) -> Answer {
+    let mut split = Answer::default();
+    for line in answer.split_inclusive(|&b| b == b'\n') {
+        match line.strip_prefix(ERROR_PREFIX.as_bytes()) {
+            Some(message) => split.errors.push(
+                String::from_utf8_lossy(message)
+                    .trim_end_matches('\n')
+                    .to_owned(),
+            ),
+            None => split.git.expose_mut().extend_from_slice(line),
+        }
+    }
+    split
+}
 
 /// Why a message could not be read.
 #[derive(Debug)]
@@ -111,6 +255,29 @@ mod tests {
             read_parts(&[&[b'a'; 100]], 99, false),
             Err(ReadProblem::TooLarge)
         ));
+    }
+
+    #[test]
+    fn a_request_and_an_answer_round_trip() {
+        let request = protocol::parse(b"protocol=https\nhost=a\n").unwrap();
+        let bytes = encode_request(GitAction::Erase, &request);
+        let (action, back) = decode_request(bytes.expose()).unwrap();
+        assert_eq!(
+            (action, back.host.as_deref()),
+            (Action::Git(GitAction::Erase), Some("a"))
+        );
+        let (action, back) = decode_request(b"describe\n\n").unwrap();
+        assert_eq!((action, back.host), (Action::Describe, None));
+        assert!(matches!(
+            decode_request(b"\xff\n\n"),
+            Err(RequestError::NoAction)
+        ));
+        let mut answer = error_lines(["one\u{7}", "two"]);
+        answer.expose_mut().extend_from_slice(b"quit=1\n");
+        let split = split_answer(answer.expose());
+        assert_eq!(split.errors, ["one", "two"]);
+        assert_eq!(split.git.expose(), b"quit=1\n");
+        assert_eq!(error_answer("no").expose(), b"error=no\nquit=1\n");
     }
 
     #[test]

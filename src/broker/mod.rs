@@ -6,24 +6,33 @@
 //! arrives on is the sandbox's identity. Inside, `get` forwards git's request over the socket
 //! ([`client`]); outside, the broker decides with the sandbox's policy ([`policy`]), reads the
 //! peer's credentials from the kernel ([`peer`]), signs with a key it loaded once, answers, and
-//! writes one audit line ([`audit`]). [`server`] is the process: sockets, connections, reload.
+//! writes one audit line ([`audit`]). [`server`] is the process and its accept loop,
+//! [`connection`] serves one connection, `reload` takes a new config, [`socket`] makes sockets.
 //!
-//! The wire between the two is git's own format with an action line in front: the client sends
-//! `get\n` (or `store`, `erase`) and git's request as [`crate::protocol::Request::write_to`]
-//! writes it, ending with a blank line; the broker answers with git's answer lines, preceded by
-//! `error=<one line>` lines for the user (the client prints those on stderr, the rest to git).
+//! The wire between the two is git's own format with an action line in front, written and read
+//! only by [`message`].
 
 pub mod audit;
 #[cfg(unix)]
 pub mod client;
+#[cfg(unix)]
+pub mod connection;
 pub mod describe;
+#[cfg(unix)]
+pub mod error;
+#[cfg(unix)]
+pub mod load;
 #[cfg(unix)]
 pub mod message;
 #[cfg(unix)]
 pub mod peer;
 pub mod policy;
 #[cfg(unix)]
+mod reload;
+#[cfg(unix)]
 pub mod server;
+#[cfg(unix)]
+pub mod socket;
 
 use std::time::Duration;
 

@@ -30,15 +30,14 @@ pub struct Denied {
     pub repo: Option<String>,
 }
 
-/// What the broker grants: the token's settings, and how to answer.
+/// What the broker grants: the token's settings before least privilege narrows them (as `get`
+/// does, in [`crate::credential::answer`]), and what the asking command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// Everything the token says.
+    /// Everything the token says, within the sandbox's limits.
     pub settings: Settings,
     /// What the asking git command does, as its processes show it.
     pub operation: Operation,
-    /// Answer with git 2.46+'s ephemeral `authtype=Basic` credential (reads only, as `get`).
-    pub ephemeral: bool,
 }
 
 /// Decides what `sandbox` gets for `request`: host → organisation → repository as `get` does,
@@ -88,13 +87,44 @@ pub fn decide(
             return Err(denied(disposition, e.to_string(), None, None));
         }
     };
+    limit(sandbox, &mut settings)?;
+    let operation = if settings.least_privilege {
+        operation()
+    } else {
+        Operation::Unknown
+    };
+    if operation == Operation::Write && !settings.scopes.contains(&Scope::GitWrite) {
+        // A read token would only meet the server's bare 403: say why here instead.
+        let org = settings.org.to_string();
+        return Err(denied(
+            Disposition::Quit,
+            push_refusal(sandbox, &settings),
+            Some(&org),
+            Some(&settings.repo),
+        ));
+    }
+    Ok(Grant {
+        settings,
+        operation,
+    })
+}
+
+/// Holds `settings` to `sandbox`'s limits: its organisations and repositories, its scopes (a
+/// cap), its ttl (a cap), its subject, and its ref and repository policies added.
+fn limit(sandbox: &Sandbox, settings: &mut Settings) -> Result<(), Denied> {
+    let denied = |disposition, reason: String, org: &str, repo: &str| Denied {
+        disposition,
+        reason,
+        org: Some(org.to_owned()),
+        repo: Some(repo.to_owned()),
+    };
     let org = settings.org.to_string();
     if !sandbox.orgs.iter().any(|o| o.matches(&org)) {
         return Err(denied(
             Disposition::Quit,
             org_refusal(sandbox, &org),
-            Some(&org),
-            Some(&settings.repo),
+            &org,
+            &settings.repo,
         ));
     }
     if !sandbox.repos.iter().any(|g| g.matches(&settings.repo)) {
@@ -108,8 +138,8 @@ pub fn decide(
                 patterns.join(", "),
                 sandbox.name,
             ),
-            Some(&org),
-            Some(&settings.repo),
+            &org,
+            &settings.repo,
         ));
     }
     let capped = cap_scopes(&settings.scopes, &sandbox.scopes);
@@ -123,8 +153,8 @@ pub fn decide(
                 join(&settings.scopes),
                 join(&sandbox.scopes),
             ),
-            Some(&org),
-            Some(&settings.repo),
+            &org,
+            &settings.repo,
         ));
     }
     settings.scopes = capped;
@@ -135,26 +165,7 @@ pub fn decide(
     settings.refs =
         crate::refpolicy::confine(settings.refs.take(), &sandbox.refs, &sandbox.push_branches);
     settings.ops = merge_ops(settings.ops.take(), &sandbox.ops);
-    let operation = if settings.least_privilege {
-        operation()
-    } else {
-        Operation::Unknown
-    };
-    settings.narrow_to(operation);
-    if operation == Operation::Write && !settings.scopes.contains(&Scope::GitWrite) {
-        // A read token would only meet the server's bare 403: say why here instead.
-        return Err(denied(
-            Disposition::Quit,
-            push_refusal(sandbox, &settings),
-            Some(&org),
-            Some(&settings.repo),
-        ));
-    }
-    Ok(Grant {
-        ephemeral: request.has_capability("authtype") && operation == Operation::Read,
-        settings,
-        operation,
-    })
+    Ok(())
 }
 
 /// Why a push gets no token: the sandbox's scopes or the config's rule lack `git:write`.
@@ -297,7 +308,6 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
                 ops: vec![Op::NoPush]
             }])
         );
-        assert!(!grant.ephemeral);
 
         // The rule's two hours are capped; its write-only scope is kept, its policies added to.
         let mirror = decide_for(
@@ -308,8 +318,16 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
         .unwrap();
         let s = &mirror.settings;
         assert_eq!(s.ttl.seconds(), 900);
-        assert_eq!(s.scopes, [Scope::GitRead], "least privilege narrows a read");
-        assert!(mirror.ephemeral);
+        assert_eq!(
+            s.scopes,
+            [Scope::GitWrite],
+            "the rule's write-only scope is kept"
+        );
+        assert_eq!(
+            mirror.operation,
+            Operation::Read,
+            "answer() narrows it to a read"
+        );
         assert_eq!(s.ops, Some(vec![Op::VerifySig]));
         assert_eq!(
             s.refs,
