@@ -2,21 +2,18 @@
 //! Keys are made in the test, loaded into the agent and their files deleted; every token is
 //! checked with ring against a public key OpenSSL or ring derived in the test, and real git
 //! clones and pushes through the agent against the emulator.
-#![cfg(feature = "emulator")]
 
-#[path = "support/ssh_agent.rs"]
-mod ssh_agent_support;
-mod support;
+use crate::support;
 
 use std::path::Path;
 
 use git_credential_codestorage::sshagent::Agent;
-use ssh_agent_support::SshAgent;
 use support::emulator::Emulator;
 use support::git::{User, each_git, new_git};
 use support::home::{HELPER, Home, Run, run};
 use support::jwt::{TestKey, verify};
 use support::signers::{openssl_key, request};
+use support::ssh_agent::SshAgent;
 
 /// Runs `get` for `host` in `home`, with SSH_AUTH_SOCK set to `socket` or unset.
 fn get(home: &Home, host: &str, socket: Option<&Path>) -> Run {

@@ -5,12 +5,8 @@
 //! token is checked by the emulator (signature, lifetime, repository, scopes) and its claims
 //! read back from the emulator's request log. Nothing here sleeps for a fixed time: the tests
 //! wait for the broker's own log lines.
-#![cfg(all(feature = "emulator", target_os = "linux"))]
 
-// A real ssh-agent on a private socket.
-#[path = "support/ssh_agent.rs"]
-mod ssh_agent_support;
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -20,12 +16,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ssh_agent_support::SshAgent;
 use support::emulator::{Emulator, Record, Service};
 use support::git::new_git;
 use support::home::{HELPER, Home, Run, run, set_mode};
 use support::jwt::{TestKey, verify};
 use support::signers::{openssl_key, script};
+use support::ssh_agent::SshAgent;
 
 /// How long any awaited event may take before the test fails (never a wait in itself).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -335,7 +331,7 @@ fn require_namespaces() {
     let status = Command::new("unshare")
         .args(["--mount", "--pid", "--fork", "--mount-proc", "true"])
         .status()
-        .expect("unshare (util-linux) must be installed");
+        .unwrap_or_else(|e| support::missing("unshare", e));
     assert!(
         status.success(),
         "unshare --mount --pid needs root (or CAP_SYS_ADMIN); run these tests as root"

@@ -1,7 +1,7 @@
 //! The user's subcommands as a user runs them: `keygen`, `token`, `inspect` and `doctor`, through
 //! the real binary in a throwaway home, every token checked with ring against the public key.
 
-mod support;
+use crate::support;
 
 use support::cli::User;
 use support::jwt::{TestKey, try_verify, verify};

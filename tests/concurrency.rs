@@ -1,7 +1,7 @@
 //! A CI fan-out: 200 `get`s at once, each a separate process, all succeed with distinct tokens
 //! that verify. Correctness only; speed is measured in benches/, never here.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

@@ -1,9 +1,8 @@
 //! The newcomer's first run (`./install.sh --demo`, i.e. scripts/demo.sh) works from start to
 //! finish and leaves nothing behind. It uses the binaries this test run built instead of a
 //! release build, through CODESTORAGE_DEMO_BIN_DIR, and the newest git found here.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,9 +1,8 @@
 //! End to end: real git, configured once as a user would, cloning, fetching, pulling and
 //! pushing through the helper against `codestorage-emulator`, a local HTTPS smart-HTTP server
 //! that checks every token as Code Storage does.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use support::emulator::Emulator;
 use support::git::{AUTHTYPE, User, new_git, new_git_at_least, old_git};
@@ -373,9 +372,7 @@ fn protocol_v2_and_v0_both_fetch() {
 
 #[test]
 fn git_offering_authtype_still_authenticates_with_an_ephemeral_credential() {
-    let Some(git) = new_git_at_least(AUTHTYPE, "git's capability[]=authtype offer") else {
-        return;
-    };
+    let git = new_git_at_least(AUTHTYPE, "git's capability[]=authtype offer");
     let key = TestKey::p256();
     let world = World::new(git, &key, "");
     let (user, emulator) = (&world.user, &world.emulator);

@@ -4,7 +4,7 @@
 //! `fuzz/artifacts/TARGET/crash-*` to `tests/fuzz-regressions/TARGET/` under a name that says
 //! what it is (see docs/fuzzing.md).
 
-mod support;
+use crate::support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};

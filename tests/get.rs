@@ -1,7 +1,7 @@
 //! `git-credential-codestorage get|store|erase` as git runs it: the real binary, requests as
 //! git writes them, and every token checked with ring against the key's public half.
 
-mod support;
+use crate::support;
 
 use support::home::Home;
 use support::jwt::{TestKey, now, verify};

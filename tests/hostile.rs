@@ -2,7 +2,7 @@
 //! prints a token it should not, never panics, never writes to the user's files, never leaves a
 //! process behind, and says what is wrong in one line where a user would want to know.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::SystemTime;

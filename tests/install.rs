@@ -2,11 +2,9 @@
 //! through CODESTORAGE_INSTALL_BINARY; the build tests run the real release builds (install.sh's
 //! and README's `cargo install`) once into a target directory they share, and check that the
 //! result is a static executable that signs tokens.
-#![cfg(unix)]
 
-#[path = "support/dist.rs"]
-mod dist;
-mod support;
+use crate::support;
+use crate::support::dist;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -457,13 +455,13 @@ fn with_the_musl_target_installed_install_sh_builds_for_musl() {
     assert!(!install.target().exists());
 }
 
+// install.sh chooses between these routes on glibc Linux only.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn without_the_musl_target_install_sh_links_glibc_statically_and_names_the_faster_route() {
     let install = Install::new();
     let host = dist::host_triple();
-    if !host.contains("-linux-gnu") {
-        return;
-    }
+    assert!(host.contains("-linux-gnu"), "{host}");
     let musl = host.replace("-linux-gnu", "-linux-musl");
     let tools = FakeTools::new(&install.user, &format!("{host}\\n"), "/usr/lib/libc.a");
     let (result, log) = tools.run(&install, &[]);
@@ -481,13 +479,13 @@ fn without_the_musl_target_install_sh_links_glibc_statically_and_names_the_faste
     );
 }
 
+// install.sh chooses between these routes on glibc Linux only.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn without_a_static_libc_install_sh_says_how_to_get_one_and_links_dynamically() {
     let install = Install::new();
     let host = dist::host_triple();
-    if !host.contains("-linux-gnu") {
-        return;
-    }
+    assert!(host.contains("-linux-gnu"), "{host}");
     // cc -print-file-name echoes the bare name back when it finds no such file.
     let tools = FakeTools::new(&install.user, &format!("{host}\\n"), "libc.a");
     let (result, log) = tools.run(&install, &[]);
@@ -685,7 +683,7 @@ fn the_man_page_and_completions_are_installed_and_git_help_opens_the_page() {
     }
     // `git credential-codestorage --help` is git's `help`, which opens the man page.
     let bindir = install.prefix.join("bin");
-    let mut help = install.user.command(support::git::new_git());
+    let mut help = install.user.command(support::gits::new_git());
     help.args(["credential-codestorage", "--help"])
         .env("PATH", format!("{}:{}", bindir.display(), system_path()))
         .env("MANPATH", share.join("man"))

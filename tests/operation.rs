@@ -3,9 +3,8 @@
 //! until this test has read the helper's ancestry through `detect_for_pid`, as a broker would.
 //! With the emulator, git asks for real fetches and pushes over HTTPS. Linux only: elsewhere the
 //! ancestry is unavailable by design.
-#![cfg(target_os = "linux")]
 
-mod support;
+use crate::support;
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -17,8 +16,9 @@ use git_credential_codestorage::operation::{self, Detection, Evidence, Operation
 /// Where the probe writes what it detected; set only when git runs this binary as a helper.
 const PROBE_OUT: &str = "OPERATION_PROBE_OUT";
 
-/// The test that doubles as the probe (its exact name, for the helper's command line).
-const PROBE_TEST: &str = "detect_from_here_equals_a_walk_from_this_pid";
+/// The test that doubles as the probe (its exact name in this binary, for the helper's command
+/// line).
+const PROBE_TEST: &str = "operation::detect_from_here_equals_a_walk_from_this_pid";
 
 /// In a normal run: `detect` (which starts at the parent) and `detect_for_pid` on this process
 /// (which starts here, at a process that is not git) must read the same ancestors the same way.
@@ -206,7 +206,7 @@ impl Scene {
 
 /// Every git version found on this machine (see tests/support/gits.rs).
 fn installed() -> impl Iterator<Item = &'static str> {
-    support::git::each_git()
+    support::gits::each_git()
         .into_iter()
         .map(|git| git.to_str().expect("a git path that is text"))
 }

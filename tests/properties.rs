@@ -5,7 +5,7 @@
 //! in src/glob.rs and src/ttl.rs. The invariants themselves are the fuzz targets' own, written
 //! once in tests/support/fuzz_checks.rs; here they meet generated hosts, paths and protocols.
 
-mod support;
+use crate::support;
 
 use git_credential_codestorage::host::Host;
 use git_credential_codestorage::protocol::{self, Response};

@@ -1,9 +1,8 @@
 //! `sign_command` with `public_key_file`: external signers (here OpenSSL, wrapped as a KMS or an
 //! HSM tool would be) print signatures in the shapes such tools use; the helper decodes them,
 //! checks them with the public key before answering git, and stops signers that hang or fail.
-#![cfg(feature = "emulator")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,9 +2,7 @@
 //! `ssh-add` and then deleted from disk, tokens signed through the agent and checked with ring
 //! against public keys that OpenSSH or OpenSSL derived, not this crate.
 
-#[path = "support/ssh_agent.rs"]
-mod ssh_agent_support;
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
@@ -16,8 +14,8 @@ use git_credential_codestorage::key::Algorithm;
 use git_credential_codestorage::sshagent::{
     Agent, AgentError, AgentKey, Fingerprint, KeySelector, read_public_key,
 };
-use ssh_agent_support::{SshAgent, ssh_keygen_fingerprint};
 use support::jwt::{TestKey, now, verify};
+use support::ssh_agent::{SshAgent, ssh_keygen_fingerprint};
 
 /// A JWT's signing input for `alg`, as the helper would make it.
 fn signing_input(alg: &str) -> String {

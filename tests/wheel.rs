@@ -6,9 +6,8 @@
 //!
 //! Needs python3 with venv and pip, and the network to the package registry (for maturin).
 
-#[path = "support/dist.rs"]
-mod dist;
-mod support;
+use crate::support;
+use crate::support::dist;
 
 use support::cli::User;
 use support::home::run;

@@ -1,7 +1,7 @@
 //! The fuzz targets' checks, written once. The fuzzers in fuzz/ include this file with
-//! `#[path = "../../tests/support/fuzz_checks.rs"] mod checks;`, and tests/fuzz_regressions.rs and
-//! tests/properties.rs reach it through `mod support`, so a kept crash input is replayed through
-//! exactly what found it. Each check takes what a fuzzer feeds and panics when an invariant
+//! `#[path = "../../tests/support/fuzz_checks.rs"] mod checks;`, and tests/fuzz_regressions.rs
+//! and tests/properties.rs reach it as `support::fuzz_checks`, so a kept crash input is replayed
+//! through exactly what found it. Each check takes what a fuzzer feeds and panics when an invariant
 //! breaks: the panic is the finding. Only the library, `pem` and std are used here, because the
 //! fuzz crate has no other dependencies.
 #![allow(dead_code)]

@@ -1,7 +1,9 @@
 //! Which git binaries the tests run: found on this machine, not assumed. `CODESTORAGE_TEST_GIT`
 //! and `CODESTORAGE_TEST_OLD_GIT` name them outright; otherwise every `git` on PATH and in the
 //! usual places is asked `--version`. "New git" is the newest version found, "old git" the oldest
-//! distinct one; when only one version exists, the tests meant for two run once, and say so.
+//! distinct one. A test that needs either fails, saying what to install, when this machine lacks
+//! it: the new git must offer `capability[]=authtype` (2.46), the old one must predate
+//! `password_expiry_utc` (2.41), as Debian 12's git 2.39 does.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -25,6 +27,14 @@ pub const USUAL_PLACES: &[&str] = &[
 
 /// The first git that offers `capability[]=authtype` and answers `ephemeral` (git 2.46).
 pub const AUTHTYPE: Version = Version([2, 46, 0]);
+
+/// An old git is older than this: before 2.41 git ignores `password_expiry_utc` and sends no
+/// `wwwauth[]`, the oldest protocol the helper answers.
+pub const OLD_GIT_BELOW: Version = Version([2, 41, 0]);
+
+/// How a machine gets the old git the tests need.
+const OLD_GIT_FIX: &str = "install Debian 12's git (2.39, /usr/bin/git: `apt-get install git` on \
+     Debian 12), or set CODESTORAGE_TEST_OLD_GIT to a git older than 2.41";
 
 /// A git version as `git --version` reports it, e.g. 2.47.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -198,28 +208,26 @@ pub fn new_git() -> &'static Path {
     &gits().new.path
 }
 
-/// The oldest git here (or [`OLD_GIT_VAR`]'s); the new one, with a note, when there is one only.
+/// The oldest git here (or [`OLD_GIT_VAR`]'s); the test fails, saying what to install, unless
+/// it is older than [`OLD_GIT_BELOW`].
 pub fn old_git() -> &'static Path {
     match &gits().old {
-        Some(old) => &old.path,
-        None => {
-            note_single_git();
-            new_git()
-        }
+        Some(old) if old.version < OLD_GIT_BELOW => &old.path,
+        Some(old) => panic!(
+            "this test needs a git older than {OLD_GIT_BELOW} and the oldest here is {old}; \
+             {OLD_GIT_FIX}"
+        ),
+        None => panic!(
+            "this test needs a git older than {OLD_GIT_BELOW} and the only one here is {}; \
+             {OLD_GIT_FIX}",
+            gits().new
+        ),
     }
 }
 
-/// The new git and then the old one, for tests that run with each; one git, with a note, when
-/// only one version exists here.
+/// The new git and then the old one, for tests that run with each (see [`old_git`]).
 pub fn each_git() -> Vec<&'static Path> {
-    let gits = gits();
-    match &gits.old {
-        Some(old) => vec![&gits.new.path, &old.path],
-        None => {
-            note_single_git();
-            vec![&gits.new.path]
-        }
-    }
+    vec![new_git(), old_git()]
 }
 
 /// The version of `git`, one of the gits found here.
@@ -237,18 +245,16 @@ pub fn describe(git: &Path) -> String {
     format!("git {} at {}", version_of(git), git.display())
 }
 
-/// The new git if it is at least `version`; otherwise `None`, with a note saying that `what`
-/// goes unchecked and how to give the tests a newer git.
-pub fn new_git_at_least(version: Version, what: &str) -> Option<&'static Path> {
+/// The new git; the test fails, saying that `what` needs git `version` and how to give the
+/// tests one, when the new git is older.
+pub fn new_git_at_least(version: Version, what: &str) -> &'static Path {
     let new = &gits().new;
-    if new.version >= version {
-        return Some(&new.path);
-    }
-    eprintln!(
-        "note: {what} needs git {version} or newer, and the newest here is {new}; not checked. \
-         Set {NEW_GIT_VAR} to a newer git to check it."
+    assert!(
+        new.version >= version,
+        "{what} needs git {version} or newer and the newest here is {new}; install git {version} \
+         or newer (from git's own source: /usr/local/bin/git), or set {NEW_GIT_VAR} to one"
     );
-    None
+    &new.path
 }
 
 /// A `PATH` on which `git` is `git`: its directory first, or, when the binary has another
@@ -284,12 +290,4 @@ pub fn path_with(git: &Path) -> OsString {
     let rest = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&rest)))
         .expect("PATH entries hold no ':'")
-}
-
-fn note_single_git() {
-    eprintln!(
-        "note: no git older than {} was found, so this test, meant for an old and a new git, \
-         runs once with it. Set {OLD_GIT_VAR} to an older git to check both.",
-        gits().new
-    );
 }

@@ -25,7 +25,7 @@ pub fn output(program: &str, args: &[&str]) -> String {
     let result = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); it is needed by this test"));
+        .unwrap_or_else(|e| super::missing(program, e));
     assert!(result.status.success(), "{program} {args:?}: {result:?}");
     String::from_utf8(result.stdout).unwrap()
 }

@@ -38,7 +38,7 @@ impl SshAgent {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("ssh-agent (OpenSSH) is installed");
+            .unwrap_or_else(|e| missing("ssh-agent", e));
         // ssh-agent prints `SSH_AUTH_SOCK=…` only once it listens: that line is the wait.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -76,7 +76,7 @@ impl SshAgent {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("ssh-add (OpenSSH) is installed");
+            .unwrap_or_else(|e| missing("ssh-add", e));
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         child.wait_with_output().unwrap()
     }
@@ -127,7 +127,7 @@ impl SshAgent {
             .arg("-f")
             .arg(&path)
             .output()
-            .expect("ssh-keygen (OpenSSH) is installed");
+            .unwrap_or_else(|e| missing("ssh-keygen", e));
         assert!(output.status.success(), "ssh-keygen: {output:?}");
         path
     }
@@ -160,4 +160,13 @@ pub fn ssh_keygen_fingerprint(path: &Path) -> String {
         .nth(1)
         .unwrap()
         .to_owned()
+}
+
+/// Fails the test because an OpenSSH `program` could not be run, with the command that installs
+/// it (this file is also included by benches/whole_process.rs, so it stands alone).
+fn missing(program: &str, error: std::io::Error) -> ! {
+    panic!(
+        "{program} could not be run ({error}); this test needs OpenSSH's client: run \
+         scripts/install-test-deps.sh (as root) to install it"
+    )
 }

@@ -1,8 +1,9 @@
-//! What a security review and a newcomer's trial found, each proven on the whole program: keys
-//! pasted where a path belongs are never echoed, rules that could never apply are errors, hosts
-//! that are not host names are declined, and switches read only what clearly says on or off.
+//! A user's mistakes with keys, config and switches, each on the whole program: keys pasted
+//! where a path belongs are never echoed, rules that could never apply are errors, hosts that
+//! are not host names are declined, switches read only what clearly says on or off, and every
+//! fix printed names the user's real organisation, file and variable.
 
-mod support;
+use crate::support;
 
 use support::cli::User;
 use support::home::{Home, Run, set_mode};
