@@ -1380,3 +1380,90 @@ cat ls.txt
         run.stdout
     );
 }
+
+#[test]
+fn inside_a_sandbox_doctor_checks_the_broker_and_token_goes_through_it() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(CONFINED);
+    let run = world.in_sandbox(
+        "agent-42",
+        &format!(
+            r#"
+echo "== doctor"; '{HELPER}' doctor; echo "code=$?"
+echo "== doctor url"; '{HELPER}' doctor "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== token"; '{HELPER}' token "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== json"; '{HELPER}' token --json "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== outside"; '{HELPER}' token "${{REMOTE}}secret/plans.git" 2>&1; echo "code=$?"
+echo "== scopes"; '{HELPER}' token --scopes git:read "${{REMOTE}}agents/42/app.git" 2>&1; echo "code=$?"
+echo "== end"
+"#
+        ),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let section = |name: &str| {
+        let header = format!("== {name}");
+        run.stdout
+            .lines()
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| !line.starts_with("== "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let doctor = section("doctor");
+    assert!(doctor.ends_with("code=0"), "{doctor}\n{}", run.stderr);
+    for expected in [
+        "ok    inside a sandbox: the token broker at ",
+        "(CODESTORAGE_BROKER) holds the key and answers for sandbox agent-42",
+        "ok    sandbox agent-42 may get tokens for acme on ",
+        "pushes only to refs/heads/agents/42/*, refs/heads/fix-123",
+    ] {
+        assert!(doctor.contains(expected), "no {expected:?} in\n{doctor}");
+    }
+    assert!(
+        !doctor.contains("no config file") && !doctor.contains("setup --org"),
+        "{doctor}"
+    );
+    let with_url = section("doctor url");
+    assert!(
+        with_url.contains("the broker grants a token that says: {\"iss\":\"acme\",\"sub\":\"sandbox:agent-42\",\"repo\":\"agents/42/app\"")
+            && with_url.contains("[\"*\",[\"no-push\"]]")
+            && with_url.ends_with("code=0"),
+        "{with_url}"
+    );
+    assert!(
+        !with_url.contains("eyJ"),
+        "doctor printed a token: {with_url}"
+    );
+
+    let token = section("token");
+    let token = token.lines().next().unwrap();
+    let claims = verify(token, &world.key).claims;
+    assert_eq!(claims["sub"], "sandbox:agent-42");
+    assert_eq!(claims["repo"], "agents/42/app");
+    let json: serde_json::Value =
+        serde_json::from_str(section("json").lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&json["org"], &json["repo"]),
+        (
+            &serde_json::json!("acme"),
+            &serde_json::json!("agents/42/app")
+        )
+    );
+    verify(json["token"].as_str().unwrap(), &world.key);
+
+    let outside = section("outside");
+    assert!(
+        outside.contains("sandbox agent-42 may not get a token for repository \"secret/plans\"")
+            && outside.ends_with("code=1"),
+        "{outside}"
+    );
+    let scopes = section("scopes");
+    assert!(
+        scopes.contains("inside a sandbox the token broker (CODESTORAGE_BROKER) decides")
+            && scopes.ends_with("code=2")
+            || scopes.ends_with("code=1"),
+        "{scopes}"
+    );
+}

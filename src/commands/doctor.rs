@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+#[cfg(unix)]
+use crate::broker::BROKER_ENV;
 use crate::clock::format_time;
 use crate::config::Config;
 use crate::env::Env;
@@ -126,9 +128,37 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     // here or the URL asked about belongs to.
     let listed = git.list();
     let names = FixNames::new(env, url, listed.as_deref().ok());
+    #[cfg(unix)]
+    if let Some(socket) = env.var(BROKER_ENV).filter(|path| !path.is_empty()) {
+        let broker = Broker {
+            socket: Path::new(&socket),
+            origin: BROKER_ENV,
+        };
+        return in_sandbox(report, &broker, git, listed, url, env, &names, now);
+    }
     let config = check_config(&mut report, env, &names);
+    #[cfg(unix)]
+    if let Some(config) = &config
+        && let Some(socket) = &config.broker
+    {
+        let origin = format!("broker in {}", config.path.display());
+        let broker = Broker {
+            socket,
+            origin: &origin,
+        };
+        return in_sandbox(report, &broker, git, listed, url, env, &names, now);
+    }
     check_keys(&mut report, config.as_ref(), env);
-    let entries = check_git(&mut report, git, listed, config.as_ref(), url, env, &names);
+    let entries = check_git(
+        &mut report,
+        git,
+        listed,
+        config.as_ref(),
+        url,
+        env,
+        &names,
+        &[],
+    );
     if let Some(entries) = &entries {
         check_remotes(&mut report, entries, config.as_ref());
     }
@@ -138,6 +168,118 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
         check_url(&mut report, config.as_ref(), url, env, now);
     }
     report
+}
+
+/// A token broker's socket, and where its path came from.
+#[cfg(unix)]
+struct Broker<'a> {
+    socket: &'a Path,
+    origin: &'a str,
+}
+
+/// The checks inside a sandbox, where the broker holds the key: the broker (reachable, which
+/// sandbox, what it may get), git's routing of the sandbox's hosts, least privilege, the clock,
+/// and with a URL what the broker grants for it.
+#[cfg(unix)]
+#[allow(clippy::too_many_arguments)]
+fn in_sandbox(
+    mut report: Report,
+    broker: &Broker<'_>,
+    git: &Git,
+    listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
+    url: Option<&str>,
+    env: &dyn Env,
+    names: &FixNames,
+    now: i64,
+) -> Report {
+    let description = check_broker(&mut report, broker);
+    let hosts: Vec<(Host, String)> = description
+        .iter()
+        .flat_map(|d| &d.hosts)
+        .filter_map(|h| Some((Host::parse(h).ok()?, String::new())))
+        .collect();
+    let entries = check_git(&mut report, git, listed, None, url, env, names, &hosts);
+    check_operation(&mut report, operation::available(), entries.as_deref(), env);
+    check_clock(&mut report, now);
+    if let (Some(url), Some(_)) = (url, &description) {
+        check_url_via_broker(&mut report, broker, url);
+    }
+    report
+}
+
+/// Whether the broker answers, and what it says this sandbox may get.
+#[cfg(unix)]
+fn check_broker(
+    report: &mut Report,
+    broker: &Broker<'_>,
+) -> Option<crate::broker::describe::Description> {
+    match crate::broker::client::describe(broker.socket, broker.origin) {
+        Ok(description) => {
+            report.push(
+                Status::Ok,
+                format!(
+                    "inside a sandbox: the token broker at {} ({}) holds the key and answers for sandbox {}",
+                    broker.socket.display(),
+                    broker.origin,
+                    description.sandbox
+                ),
+            );
+            report.push(Status::Ok, description.summary());
+            Some(description)
+        }
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            None
+        }
+    }
+}
+
+/// What the broker grants for `text`, claims only (the token itself is never printed).
+#[cfg(unix)]
+fn check_url_via_broker(report: &mut Report, broker: &Broker<'_>, text: &str) {
+    let url = match crate::url::parse(text) {
+        Ok(url) => url,
+        Err(e) => {
+            report.push(Status::Fail, e.to_string());
+            return;
+        }
+    };
+    let request = crate::protocol::Request {
+        protocol: Some(url.protocol.clone()),
+        host: Some(url.host.clone()),
+        path: Some(url.path.clone()),
+        ..Default::default()
+    };
+    let action = crate::commands::git::GitAction::Get;
+    match crate::broker::client::ask(broker.socket, broker.origin, action, &request) {
+        Ok(answer) if !answer.errors.is_empty() => {
+            report.push(Status::Fail, format!("{url}: {}", answer.errors.join("; ")));
+        }
+        Ok(answer) => {
+            let git = String::from_utf8_lossy(answer.git.expose());
+            let claims = git
+                .lines()
+                .find_map(|line| line.strip_prefix("password="))
+                .and_then(|token| token::decode_unverified(token).ok()?.claims);
+            match claims {
+                Some(claims) => {
+                    let claims = serde_json::to_string(&claims).unwrap_or_default();
+                    report.push(
+                        Status::Ok,
+                        format!("{url}: the broker grants a token that says: {claims}"),
+                    );
+                }
+                None => report.push(
+                    Status::Fail,
+                    format!(
+                        "{url}: the token broker gets no tokens for host {}; the hosts above are this sandbox's",
+                        url.host
+                    ),
+                ),
+            }
+        }
+        Err(e) => report.push(Status::Fail, format!("{url}: {e}")),
+    }
 }
 
 /// The real values a fix can name: this program as the user can run it, and the organisation
@@ -335,6 +477,7 @@ fn check_git(
     url: Option<&str>,
     env: &dyn Env,
     names: &FixNames,
+    extra_hosts: &[(Host, String)],
 ) -> Option<Vec<ConfigEntry>> {
     let version = match git.version() {
         Ok(version) => version,
@@ -363,12 +506,18 @@ fn check_git(
     };
     // One check per git credential URL, with an organisation to name in the fix.
     let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
-    for org in config.into_iter().flat_map(|c| c.orgs.values()) {
-        for host in &org.hosts {
-            hosts
-                .entry(gitconfig::credential_url("https", host))
-                .or_insert_with(|| (host.clone(), org.name.to_string()));
-        }
+    let owned = config
+        .into_iter()
+        .flat_map(|c| c.orgs.values())
+        .flat_map(|org| {
+            org.hosts
+                .iter()
+                .map(|host| (host.clone(), org.name.to_string()))
+        });
+    for (host, org) in owned.chain(extra_hosts.iter().cloned()) {
+        hosts
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert((host, org));
     }
     if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
         && parsed.protocol == "https"
@@ -422,7 +571,8 @@ fn check_git(
 }
 
 /// The verdicts on how git `version` would treat `https://<host>/`, given its config `entries`;
-/// fixes name `helper` as the value to configure.
+/// fixes name `helper` as the value to configure, and `setup --org ORG` unless `org` is empty
+/// (inside a sandbox, where there is nothing to set up).
 pub fn judge_routing(
     entries: &[ConfigEntry],
     credential_url: &str,
@@ -439,12 +589,17 @@ pub fn judge_routing(
         text,
     };
     let helper_key = format!("credential.{credential_url}.helper");
-    let rerun = format!(
-        "(or re-run `{} setup --org {org}`, which keeps its key)",
-        program.command
-    );
+    // Inside a sandbox (no organisation here: `org` is empty) there is no setup to re-run.
+    let rerun = if org.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  (or re-run `{} setup --org {org}`, which keeps its key)",
+            program.command
+        )
+    };
     let reset_fix = format!(
-        "fix: {} && {}  {rerun}",
+        "fix: {} && {}{rerun}",
         gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
         gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
     );
@@ -563,7 +718,7 @@ fn judge_proactive_auth(
         found => Finding {
             status: Status::Warn,
             text: format!(
-                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  {rerun}",
+                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}{rerun}",
                 found
                     .as_deref()
                     .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),
