@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-#[cfg(unix)]
-use crate::broker::BROKER_ENV;
 use crate::clock::format_time;
 use crate::config::Config;
 use crate::env::Env;
@@ -128,158 +126,189 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     // here or the URL asked about belongs to.
     let listed = git.list();
     let names = FixNames::new(env, url, listed.as_deref().ok());
-    #[cfg(unix)]
-    if let Some(socket) = env.var(BROKER_ENV).filter(|path| !path.is_empty()) {
-        let broker = Broker {
-            socket: Path::new(&socket),
-            origin: BROKER_ENV,
-        };
-        return in_sandbox(report, &broker, git, listed, url, env, &names, now);
-    }
-    let config = check_config(&mut report, env, &names);
-    #[cfg(unix)]
-    if let Some(config) = &config
-        && let Some(socket) = &config.broker
-    {
-        let origin = format!("broker in {}", config.path.display());
-        let broker = Broker {
-            socket,
-            origin: &origin,
-        };
-        return in_sandbox(report, &broker, git, listed, url, env, &names, now);
-    }
-    check_keys(&mut report, config.as_ref(), env);
-    let entries = check_git(
-        &mut report,
-        git,
-        listed,
-        config.as_ref(),
-        url,
-        env,
-        &names,
-        &[],
-    );
+    // Inside a sandbox the broker holds the key: no config or key here to check.
+    let from_env = Broker::from_env(env);
+    let config = match from_env {
+        Some(_) => None,
+        None => check_config(&mut report, env, &names),
+    };
+    let broker = from_env.or_else(|| config.as_ref().and_then(Broker::from_config));
+    let sandbox_hosts = match &broker {
+        Some(broker) => broker.check(&mut report),
+        None => {
+            check_keys(&mut report, config.as_ref(), env);
+            Vec::new()
+        }
+    };
+    let hosts = hosts_to_check(config.as_ref(), url, &names, sandbox_hosts);
+    let entries = check_git(&mut report, git, listed, hosts, env, &names);
     if let Some(entries) = &entries {
         check_remotes(&mut report, entries, config.as_ref());
     }
     check_operation(&mut report, operation::available(), entries.as_deref(), env);
     check_clock(&mut report, now);
-    if let Some(url) = url {
-        check_url(&mut report, config.as_ref(), url, env, now);
+    match (url, &broker) {
+        (Some(url), Some(broker)) => broker.check_url(&mut report, url),
+        (Some(url), None) => check_url(&mut report, config.as_ref(), url, env, now),
+        (None, _) => {}
     }
     report
 }
 
-/// A token broker's socket, and where its path came from.
-#[cfg(unix)]
-struct Broker<'a> {
-    socket: &'a Path,
-    origin: &'a str,
+/// The token broker a sandbox asks (`CODESTORAGE_BROKER`, or `broker =` in the config), and
+/// where its socket's path came from.
+struct Broker {
+    socket: std::path::PathBuf,
+    origin: String,
 }
 
-/// The checks inside a sandbox, where the broker holds the key: the broker (reachable, which
-/// sandbox, what it may get), git's routing of the sandbox's hosts, least privilege, the clock,
-/// and with a URL what the broker grants for it.
-#[cfg(unix)]
-#[allow(clippy::too_many_arguments)]
-fn in_sandbox(
-    mut report: Report,
-    broker: &Broker<'_>,
-    git: &Git,
-    listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
-    url: Option<&str>,
-    env: &dyn Env,
-    names: &FixNames,
-    now: i64,
-) -> Report {
-    let description = check_broker(&mut report, broker);
-    let hosts: Vec<(Host, String)> = description
-        .iter()
-        .flat_map(|d| &d.hosts)
-        .filter_map(|h| Some((Host::parse(h).ok()?, String::new())))
-        .collect();
-    let entries = check_git(&mut report, git, listed, None, url, env, names, &hosts);
-    check_operation(&mut report, operation::available(), entries.as_deref(), env);
-    check_clock(&mut report, now);
-    if let (Some(url), Some(_)) = (url, &description) {
-        check_url_via_broker(&mut report, broker, url);
+impl Broker {
+    /// The broker `CODESTORAGE_BROKER` names, on a system with Unix sockets.
+    fn from_env(env: &dyn Env) -> Option<Self> {
+        let socket = env
+            .var(crate::broker::BROKER_ENV)
+            .filter(|path| cfg!(unix) && !path.is_empty())?;
+        Some(Self {
+            socket: socket.into(),
+            origin: crate::broker::BROKER_ENV.to_owned(),
+        })
     }
-    report
-}
 
-/// Whether the broker answers, and what it says this sandbox may get.
-#[cfg(unix)]
-fn check_broker(
-    report: &mut Report,
-    broker: &Broker<'_>,
-) -> Option<crate::broker::describe::Description> {
-    match crate::broker::client::describe(broker.socket, broker.origin) {
-        Ok(description) => {
-            report.push(
-                Status::Ok,
-                format!(
-                    "inside a sandbox: the token broker at {} ({}) holds the key and answers for sandbox {}",
-                    broker.socket.display(),
-                    broker.origin,
-                    description.sandbox
-                ),
-            );
-            report.push(Status::Ok, description.summary());
-            Some(description)
-        }
-        Err(e) => {
-            report.push(Status::Fail, e.to_string());
-            None
-        }
+    /// The broker a config's `broker =` names, on a system with Unix sockets.
+    fn from_config(config: &Config) -> Option<Self> {
+        let socket = config.broker.clone().filter(|_| cfg!(unix))?;
+        Some(Self {
+            socket,
+            origin: format!("broker in {}", config.path.display()),
+        })
     }
-}
 
-/// What the broker grants for `text`, claims only (the token itself is never printed).
-#[cfg(unix)]
-fn check_url_via_broker(report: &mut Report, broker: &Broker<'_>, text: &str) {
-    let url = match crate::url::parse(text) {
-        Ok(url) => url,
-        Err(e) => {
-            report.push(Status::Fail, e.to_string());
-            return;
-        }
-    };
-    let request = crate::protocol::Request {
-        protocol: Some(url.protocol.clone()),
-        host: Some(url.host.clone()),
-        path: Some(url.path.clone()),
-        ..Default::default()
-    };
-    let action = crate::commands::git::GitAction::Get;
-    match crate::broker::client::ask(broker.socket, broker.origin, action, &request) {
-        Ok(answer) if !answer.errors.is_empty() => {
-            report.push(Status::Fail, format!("{url}: {}", answer.errors.join("; ")));
-        }
-        Ok(answer) => {
-            let git = String::from_utf8_lossy(answer.git.expose());
-            let claims = git
-                .lines()
-                .find_map(|line| line.strip_prefix("password="))
-                .and_then(|token| token::decode_unverified(token).ok()?.claims);
-            match claims {
-                Some(claims) => {
-                    let claims = serde_json::to_string(&claims).unwrap_or_default();
-                    report.push(
-                        Status::Ok,
-                        format!("{url}: the broker grants a token that says: {claims}"),
-                    );
-                }
-                None => report.push(
-                    Status::Fail,
-                    format!(
-                        "{url}: the token broker gets no tokens for host {}; the hosts above are this sandbox's",
-                        url.host
-                    ),
-                ),
+    /// Whether the broker answers and what it says this sandbox may get; returns the sandbox's
+    /// hosts, for the routing checks.
+    #[cfg(unix)]
+    fn check(&self, report: &mut Report) -> Vec<(Host, String)> {
+        let description = match crate::broker::client::describe(&self.socket, &self.origin) {
+            Ok(description) => description,
+            Err(e) => {
+                report.push(Status::Fail, e.to_string());
+                return Vec::new();
             }
-        }
-        Err(e) => report.push(Status::Fail, format!("{url}: {e}")),
+        };
+        report.push(
+            Status::Ok,
+            format!(
+                "inside a sandbox: the token broker at {} ({}) holds the key and answers for sandbox {}",
+                self.socket.display(),
+                self.origin,
+                description.sandbox
+            ),
+        );
+        report.push(Status::Ok, description.summary());
+        // No organisation to name in a fix: there is nothing to set up inside a sandbox.
+        description
+            .hosts
+            .iter()
+            .filter_map(|h| Some((Host::parse(h).ok()?, String::new())))
+            .collect()
     }
+
+    #[cfg(not(unix))]
+    fn check(&self, _report: &mut Report) -> Vec<(Host, String)> {
+        Vec::new()
+    }
+
+    /// What the broker grants for `text`: the claims only, never the token.
+    #[cfg(unix)]
+    fn check_url(&self, report: &mut Report, text: &str) {
+        let url = match crate::url::parse(text) {
+            Ok(url) => url,
+            Err(e) => {
+                report.push(Status::Fail, e.to_string());
+                return;
+            }
+        };
+        let request = crate::protocol::Request {
+            protocol: Some(url.protocol.clone()),
+            host: Some(url.host.clone()),
+            path: Some(url.path.clone()),
+            ..Default::default()
+        };
+        let action = crate::commands::git::GitAction::Get;
+        let answer = match crate::broker::client::ask(&self.socket, &self.origin, action, &request)
+        {
+            Ok(answer) => answer,
+            Err(e) => return report.push(Status::Fail, format!("{url}: {e}")),
+        };
+        if !answer.errors.is_empty() {
+            return report.push(Status::Fail, format!("{url}: {}", answer.errors.join("; ")));
+        }
+        let git = String::from_utf8_lossy(answer.git.expose());
+        let claims = git
+            .lines()
+            .find_map(|line| line.strip_prefix("password="))
+            .and_then(|token| token::decode_unverified(token).ok()?.claims);
+        match claims {
+            Some(claims) => {
+                let claims = serde_json::to_string(&claims).unwrap_or_default();
+                report.push(
+                    Status::Ok,
+                    format!("{url}: the broker grants a token that says: {claims}"),
+                );
+            }
+            None => report.push(
+                Status::Fail,
+                format!(
+                    "{url}: the token broker gets no tokens for host {}; the hosts above are this sandbox's",
+                    url.host
+                ),
+            ),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn check_url(&self, _report: &mut Report, _text: &str) {}
+}
+
+/// The hosts whose routing git's config must get right, each with an organisation to name in a
+/// fix: the config's, the URL's, a sandbox's (`extra`), else a placeholder.
+fn hosts_to_check(
+    config: Option<&Config>,
+    url: Option<&str>,
+    names: &FixNames,
+    extra: Vec<(Host, String)>,
+) -> BTreeMap<String, (Host, String)> {
+    let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
+    let owned = config
+        .into_iter()
+        .flat_map(|c| c.orgs.values())
+        .flat_map(|org| {
+            org.hosts
+                .iter()
+                .map(|host| (host.clone(), org.name.to_string()))
+        });
+    for (host, org) in owned.chain(extra) {
+        hosts
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert((host, org));
+    }
+    if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
+        && parsed.protocol == "https"
+        && let Ok(host) = Host::parse(&parsed.host)
+        && let Some(owner) = crate::resolve::owner(config, &host)
+    {
+        let org = owner.name().to_string();
+        hosts
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert_with(|| (host, org));
+    }
+    if hosts.is_empty() {
+        let host = Host::parse("org.code.storage").expect("a valid host");
+        hosts.insert(
+            gitconfig::credential_url("https", &host),
+            (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
+        );
+    }
+    hosts
 }
 
 /// The real values a fix can name: this program as the user can run it, and the organisation
@@ -473,11 +502,9 @@ fn check_git(
     report: &mut Report,
     git: &Git,
     listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
-    config: Option<&Config>,
-    url: Option<&str>,
+    hosts: BTreeMap<String, (Host, String)>,
     env: &dyn Env,
     names: &FixNames,
-    extra_hosts: &[(Host, String)],
 ) -> Option<Vec<ConfigEntry>> {
     let version = match git.version() {
         Ok(version) => version,
@@ -505,37 +532,6 @@ fn check_git(
         }
     };
     // One check per git credential URL, with an organisation to name in the fix.
-    let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
-    let owned = config
-        .into_iter()
-        .flat_map(|c| c.orgs.values())
-        .flat_map(|org| {
-            org.hosts
-                .iter()
-                .map(|host| (host.clone(), org.name.to_string()))
-        });
-    for (host, org) in owned.chain(extra_hosts.iter().cloned()) {
-        hosts
-            .entry(gitconfig::credential_url("https", &host))
-            .or_insert((host, org));
-    }
-    if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
-        && parsed.protocol == "https"
-        && let Ok(host) = Host::parse(&parsed.host)
-        && let Some(owner) = crate::resolve::owner(config, &host)
-    {
-        let org = owner.name().to_string();
-        hosts
-            .entry(gitconfig::credential_url("https", &host))
-            .or_insert_with(|| (host, org));
-    }
-    if hosts.is_empty() {
-        let host = Host::parse("org.code.storage").expect("a valid host");
-        hosts.insert(
-            gitconfig::credential_url("https", &host),
-            (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
-        );
-    }
     let exec_path = git.exec_path();
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
