@@ -1467,3 +1467,43 @@ echo "== end"
         "{scopes}"
     );
 }
+
+#[test]
+fn doctor_and_token_with_a_broker_that_is_down_say_so_and_ask_for_no_key() {
+    let world = World::new();
+    let home = Home::new();
+    let absent = world.path("run/absent.sock");
+    let env = [("CODESTORAGE_BROKER", absent.to_str().unwrap())];
+    let doctor = home.run(&["doctor"], "", &env);
+    assert_eq!(doctor.code, Some(1), "{}\n{}", doctor.stdout, doctor.stderr);
+    let fails: Vec<&str> = doctor
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(fails.len(), 1, "{}", doctor.stdout);
+    assert!(
+        fails[0].contains("cannot reach the token broker at")
+            && fails[0].contains("(CODESTORAGE_BROKER)"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        !doctor.stdout.contains("setup --org") && !doctor.stdout.contains("no config file"),
+        "{}",
+        doctor.stdout
+    );
+    let token = home.run(
+        &["token", &format!("{}/agents/42/x.git", world.emulator.url)],
+        "",
+        &env,
+    );
+    assert_eq!(token.code, Some(1), "{token:?}");
+    assert_eq!(token.stdout, "");
+    assert_eq!(token.stderr.lines().count(), 1, "{}", token.stderr);
+    assert!(
+        token.stderr.contains("cannot reach the token broker at"),
+        "{}",
+        token.stderr
+    );
+}

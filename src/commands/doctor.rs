@@ -134,10 +134,10 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     };
     let broker = from_env.or_else(|| config.as_ref().and_then(Broker::from_config));
     let sandbox_hosts = match &broker {
-        Some(broker) => broker.check(&mut report),
+        Some(broker) => Some(broker.check(&mut report)),
         None => {
             check_keys(&mut report, config.as_ref(), env);
-            Vec::new()
+            None
         }
     };
     let hosts = hosts_to_check(config.as_ref(), url, &names, sandbox_hosts);
@@ -270,12 +270,13 @@ impl Broker {
 }
 
 /// The hosts whose routing git's config must get right, each with an organisation to name in a
-/// fix: the config's, the URL's, a sandbox's (`extra`), else a placeholder.
+/// fix: the config's, the URL's, else a placeholder; inside a sandbox, the `sandbox`'s hosts
+/// alone (none when its broker did not say).
 fn hosts_to_check(
     config: Option<&Config>,
     url: Option<&str>,
     names: &FixNames,
-    extra: Vec<(Host, String)>,
+    sandbox: Option<Vec<(Host, String)>>,
 ) -> BTreeMap<String, (Host, String)> {
     let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
     let owned = config
@@ -286,7 +287,15 @@ fn hosts_to_check(
                 .iter()
                 .map(|host| (host.clone(), org.name.to_string()))
         });
-    for (host, org) in owned.chain(extra) {
+    if let Some(sandbox) = sandbox {
+        for (host, org) in sandbox {
+            hosts
+                .entry(gitconfig::credential_url("https", &host))
+                .or_insert((host, org));
+        }
+        return hosts;
+    }
+    for (host, org) in owned {
         hosts
             .entry(gitconfig::credential_url("https", &host))
             .or_insert((host, org));
