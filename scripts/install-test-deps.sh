@@ -4,6 +4,8 @@
 #   openssl            independent signer and verifier (sign_command tests, key fixtures)
 #   ssh-agent, ssh-add real agents for agent-held keys (usually present with OpenSSH's client)
 #   unshare            the broker's sandboxes: mount and PID namespaces (util-linux)
+#   prlimit            the broker started under a low open-file limit (util-linux)
+#   curl               the broker's control API over its Unix socket, as an orchestrator calls it
 #   file               a second reader of the static binary's ELF headers
 # git 2.47 and 2.39, Python 3 and the Rust toolchain are expected already; maturin for the wheel
 # test is fetched by scripts/test-wheel.sh into a virtual environment of its own.
@@ -14,6 +16,8 @@ declare -A package=(
   [ssh-agent]=openssh-client
   [ssh-add]=openssh-client
   [unshare]=util-linux
+  [prlimit]=util-linux
+  [curl]=curl
   [file]=file
 )
 missing=()

@@ -153,15 +153,20 @@ of the config on its socket; SIGHUP re-reads the config, SIGTERM stops and remov
 Inside a sandbox, set CODESTORAGE_BROKER to the mounted socket: `get` then asks the broker.
 See docs/sandboxes.md.
 
+With control_socket (or --control-socket) it also serves an HTTP/1.1 + JSON control API there,
+which `broker sandbox add|remove|list|show` talk to.
+
 Examples:
   git-credential-codestorage broker --config /etc/codestorage/broker.toml --check
-  git-credential-codestorage broker --config /etc/codestorage/broker.toml --audit-log /var/log/codestorage-audit.jsonl";
+  git-credential-codestorage broker --config /etc/codestorage/broker.toml --audit-log /var/log/codestorage-audit.jsonl
+  git-credential-codestorage broker sandbox add agent-42 --org acme --repo 'agents/42/**' --lease 4h
+  git-credential-codestorage broker sandbox list";
 
 /// `broker`'s options.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
     /// The config file with [org.NAME] and [sandbox.NAME] tables (default: as `get` finds it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Append one JSON line per request to FILE (created with mode 0600) instead of stderr.
     #[arg(long, value_name = "FILE")]
@@ -169,6 +174,81 @@ pub struct BrokerArgs {
     /// Check the config, its keys and its sockets' directories, print the sandboxes, and exit.
     #[arg(long)]
     pub check: bool,
+    /// Serve (or, with `sandbox`, talk to) the control API on this Unix socket, instead of the
+    /// config's control_socket.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub control_socket: Option<PathBuf>,
+    /// Manage sandboxes through a running broker's control API.
+    #[command(subcommand)]
+    pub action: Option<BrokerAction>,
+}
+
+/// `broker`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BrokerAction {
+    /// Register, replace, remove, list or show sandboxes of a running broker.
+    #[command(subcommand)]
+    Sandbox(SandboxAction),
+}
+
+/// `broker sandbox`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SandboxAction {
+    /// Register a sandbox (or replace its policy); prints its socket.
+    Add(Box<SandboxAddArgs>),
+    /// Remove a registered sandbox: its socket goes and it gets no more tokens.
+    Remove {
+        /// The sandbox.
+        name: String,
+    },
+    /// List the sandboxes served.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one sandbox's policy, socket, lease and counters as JSON.
+    Show {
+        /// The sandbox.
+        name: String,
+    },
+}
+
+/// `broker sandbox add`'s options: the fields of a `[sandbox.NAME]` table.
+#[derive(Debug, Args)]
+pub struct SandboxAddArgs {
+    /// The sandbox's name: letters, digits, '.', '_' and '-'.
+    pub name: String,
+    /// An organisation it may get tokens for (repeat for more).
+    #[arg(long = "org", value_name = "ORG", required = true)]
+    pub orgs: Vec<String>,
+    /// A repository pattern it may get tokens for (repeat for more).
+    #[arg(long = "repo", value_name = "PATTERN", required = true)]
+    pub repos: Vec<String>,
+    /// The most scopes a token may carry (repeat; default git:read and git:write).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// The longest lifetime of a token, e.g. 15m.
+    #[arg(long, value_name = "TTL")]
+    pub ttl: Option<String>,
+    /// The `sub` claim of its tokens (default sandbox:NAME).
+    #[arg(long, value_name = "TEXT")]
+    pub subject: Option<String>,
+    /// A branch or ref it may push to (repeat); every other ref is read-only.
+    #[arg(long = "push-branch", value_name = "REF")]
+    pub push_branches: Vec<String>,
+    /// A repository-wide op added to every token, e.g. no-force-push (repeat).
+    #[arg(long = "op", value_name = "OP")]
+    pub ops: Vec<String>,
+    /// The registration ends by itself after this long, e.g. 4h.
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// The socket's mode, e.g. 0660 (with --group).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// The socket's group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 /// `keygen`'s options.

@@ -263,20 +263,31 @@ impl World {
     /// [`World::in_sandbox`] with the directories `hidden` (an ssh-agent's, say) also under
     /// empty tmpfs, as a platform mounts nothing of the host's but the one socket.
     fn in_sandbox_hiding(&self, sandbox: &str, hidden: &[&Path], script: &str) -> Run {
+        self.in_sandbox_on(&self.socket(sandbox), hidden, script)
+    }
+
+    /// Runs `script` in a new sandbox given `mount`: a socket, or a registered sandbox's
+    /// directory (`sandbox_dir/NAME`), bind-mounted in as an orchestrator does.
+    fn in_sandbox_on(&self, mount: &Path, hidden: &[&Path], script: &str) -> Run {
         let git = new_git();
         let hide: String = hidden
             .iter()
             .map(|dir| format!("mount -t tmpfs -o mode=0700 tmpfs '{}'\n", dir.display()))
             .collect();
+        // A registered sandbox's directory is mounted whole, as a platform does; a file-defined
+        // sandbox's socket alone.
         let prelude = format!(
             r#"set -e
 mount -t tmpfs -o mode=0700 tmpfs "$BOX"
-touch "$BOX/broker.sock"
-mount --bind "$SOCK" "$BOX/broker.sock"
+if [ -d "$SOCK" ]; then
+  mkdir "$BOX/broker" && mount --bind "$SOCK" "$BOX/broker" && B="$BOX/broker/git.sock"
+else
+  touch "$BOX/broker.sock" && mount --bind "$SOCK" "$BOX/broker.sock" && B="$BOX/broker.sock"
+fi
 mount -t tmpfs -o mode=0700 tmpfs "$HIDE_ETC"
 mount -t tmpfs -o mode=0700 tmpfs "$HIDE_RUN"
-{hide}export HOME="$BOX" CODESTORAGE_BROKER="$BOX/broker.sock"
-unset SOCK HIDE_ETC HIDE_RUN BOX
+{hide}export HOME="$BOX" CODESTORAGE_BROKER="$B"
+unset SOCK HIDE_ETC HIDE_RUN BOX B
 cd "$HOME"
 git config --global user.name Agent
 git config --global user.email agent@example.invalid
@@ -305,7 +316,7 @@ set +e
             .env_clear()
             .env("PATH", support::git::path_with(git))
             .env("BOX", self.path("box"))
-            .env("SOCK", self.socket(sandbox))
+            .env("SOCK", mount)
             .env("HIDE_ETC", self.path("etc"))
             .env("HIDE_RUN", self.path("run"))
             .env("KEY_FILE", self.path("etc/acme.pem"))
@@ -1143,6 +1154,542 @@ cat clone.txt
     );
     let audit_text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
     assert!(!audit_text.contains("eyJ"), "no token in the audit log");
+}
+
+/// The control API's lines of a config: its socket and the directory of registered sandboxes'.
+const CONTROL: &str = "control_socket = \"run/control.sock\"\nsandbox_dir = \"run/sandboxes\"\n";
+
+impl World {
+    /// Starts a broker with the control API and `sandboxes` (file-defined tables, maybe none).
+    fn start_with_control(&self, sandboxes: &str) -> Broker {
+        std::fs::create_dir_all(self.path("run/sandboxes")).unwrap();
+        set_mode(&self.path("run/sandboxes"), 0o755);
+        let text = format!("{CONTROL}{}", self.config_text(sandboxes))
+            .replace("\"run/", &format!("\"{}/", self.path("run").display()));
+        self.write_config(&text);
+        Broker::start(&self.config_path(), &self.path("audit.jsonl"))
+    }
+
+    /// One control API request with curl, as an orchestrator sends it: the status and body.
+    fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--path-as-is", "--max-time", "30", "--unix-socket"])
+            .arg(self.path("run/control.sock"))
+            .args(["-X", method, "-w", "\n%{http_code}"])
+            .arg(format!("http://broker{path}"));
+        if let Some(body) = body {
+            command.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        }
+        let out = command
+            .output()
+            .expect("curl must be installed: run scripts/install-test-deps.sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// `broker sandbox ARGS` against this world's config.
+    fn cli(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(HELPER);
+        command
+            .args(["broker", "--config"])
+            .arg(self.config_path())
+            .arg("sandbox")
+            .args(args)
+            .env_remove("CODESTORAGE_CONFIG");
+        run(command, "")
+    }
+
+    /// A registered sandbox's directory, which the orchestrator mounts.
+    fn sandbox_dir(&self, name: &str) -> PathBuf {
+        self.path(&format!("run/sandboxes/{name}"))
+    }
+
+    /// `get` on the host through a registered sandbox's socket.
+    fn get_registered(&self, name: &str, repo: &str) -> Run {
+        let socket = self.sandbox_dir(name).join("git.sock");
+        Home::new().get(
+            self.request(repo),
+            &[("CODESTORAGE_BROKER", socket.to_str().unwrap())],
+        )
+    }
+}
+
+#[test]
+fn the_control_api_registers_serves_replaces_and_deletes_sandboxes() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start_with_control(AGENT_7);
+    assert_eq!(world.curl("GET", "/v1/health", None).0, 200);
+
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/9/**"], "ttl": "10m", "lease": "1h"}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let socket = world.sandbox_dir("agent-9").join("git.sock");
+    assert_eq!(answer["socket"], socket.to_str().unwrap());
+    assert!(answer["expires_at"].as_i64().unwrap() > 0);
+    // When the answer is sent, the socket serves.
+    assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket());
+    let dir_mode = std::fs::metadata(world.sandbox_dir("agent-9"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o755);
+
+    let run = world.in_sandbox_on(
+        &world.sandbox_dir("agent-9"),
+        &[],
+        r#"
+git init -q work && cd work
+echo one > a.txt && git add a.txt && git commit -q -m one
+git push -q "${REMOTE}agents/9/demo.git" main || exit 11
+if git clone -q "${REMOTE}agents/7/x.git" nope 2> refused.txt; then exit 12; fi
+cat refused.txt
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("sandbox agent-9 may not get a token"),
+        "{}",
+        run.stdout
+    );
+    let pushed = world.claims_for("agents/9/demo", Service::ReceivePack);
+    assert_eq!(pushed.last().unwrap().sub, "sandbox:agent-9");
+
+    // Every mistake is a 400 naming the field and the fix, and changes nothing.
+    for (name, body, words) in [
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "repo": ["y"]}"#,
+            "unknown field `repo`",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["gamma"], "repos": ["x"]}"#,
+            "no [org.gamma] table",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": []}"#,
+            "repos is empty",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["/x"]}"#,
+            "write it as",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "mode": "0660"}"#,
+            "add group",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "socket": "/tmp/s"}"#,
+            "socket is chosen by the broker",
+        ),
+        (
+            "agent-9",
+            r#"{"orgs": ["acme"], "repos": ["x"], "lease": "forever"}"#,
+            "lease",
+        ),
+        ("agent-9", "{not json", "not a JSON object"),
+        (
+            "a%20b",
+            r#"{"orgs": ["acme"], "repos": ["x"]}"#,
+            "a registered sandbox's name is",
+        ),
+        (
+            "..",
+            r#"{"orgs": ["acme"], "repos": ["x"]}"#,
+            "a registered sandbox's name is",
+        ),
+    ] {
+        let (status, answer) = world.curl("PUT", &format!("/v1/sandboxes/{name}"), Some(body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(
+            error.contains(words) && !error.contains('\n'),
+            "{body}: {error}"
+        );
+    }
+    let still = world.get_registered("agent-9", "agents/9/demo");
+    assert!(
+        still.stdout.contains("password="),
+        "the registration is unchanged: {}",
+        still.stderr
+    );
+
+    // The file's sandboxes are the file's.
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-7", Some(body));
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("[sandbox.agent-7] table of"), "{answer}");
+    assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-7", None).0, 409);
+
+    // A replace narrows at once: no token for the old repositories afterwards.
+    let narrower = r#"{"orgs": ["acme"], "repos": ["agents/9/only-this"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(narrower));
+    assert_eq!(status, 200, "{answer}");
+    let refused = world.get_registered("agent-9", "agents/9/demo");
+    assert!(
+        refused.stdout.contains("quit=1") && !refused.stdout.contains("password="),
+        "{}",
+        refused.stdout
+    );
+
+    let (status, list) = world.curl("GET", "/v1/sandboxes", None);
+    assert_eq!(status, 200);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let nine = list.iter().find(|s| s["name"] == "agent-9").unwrap();
+    assert_eq!(nine["origin"], "api");
+    assert_eq!(nine["policy"]["repos"][0], "agents/9/only-this");
+    assert!(nine["tokens_issued"].as_u64().unwrap() >= 2, "{nine}");
+    assert!(nine["refused"].as_u64().unwrap() >= 1, "{nine}");
+    assert!(
+        list.iter()
+            .any(|s| s["name"] == "agent-7" && s["origin"] == "file")
+    );
+    let (_, metrics) = world.curl("GET", "/metrics", None);
+    assert!(
+        metrics.contains("codestorage_broker_tokens_issued_total{sandbox=\"agent-9\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("codestorage_broker_sandboxes 2"),
+        "{metrics}"
+    );
+
+    // When DELETE answers, the socket and directory are gone and nothing more is served.
+    assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-9", None).0, 204);
+    assert!(!socket.exists() && !world.sandbox_dir("agent-9").exists());
+    let gone = world.get_registered("agent-9", "agents/9/only-this");
+    assert!(
+        gone.stdout.contains("quit=1") && gone.stderr.contains("cannot reach the token broker"),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-9", None).0, 404);
+    assert_eq!(world.curl("GET", "/v1/sandboxes/agent-9", None).0, 404);
+    assert_eq!(
+        world.curl("POST", "/v1/sandboxes/agent-9", Some("{}")).0,
+        405
+    );
+}
+
+#[test]
+fn the_command_line_registers_lists_shows_and_removes_through_the_control_api() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start_with_control("");
+    let added = world.cli(&[
+        "add",
+        "agent-8",
+        "--org",
+        "acme",
+        "--repo",
+        "agents/8/**",
+        "--scope",
+        "git:read",
+        "--lease",
+        "2h",
+    ]);
+    assert_eq!(added.code, Some(0), "{}", added.stderr);
+    assert!(
+        added
+            .stdout
+            .starts_with("registered sandbox agent-8: socket ")
+            && added.stdout.contains("lease ends"),
+        "{}",
+        added.stdout
+    );
+    let token = world.get_registered("agent-8", "agents/8/x");
+    assert!(token.stdout.contains("password="), "{}", token.stderr);
+
+    let listed = world.cli(&["list"]);
+    assert!(
+        listed.stdout.contains("agent-8 (api) on ") && listed.stdout.contains("1 token(s) issued"),
+        "{}",
+        listed.stdout
+    );
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&world.cli(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(json.len(), 1);
+    let shown: serde_json::Value =
+        serde_json::from_str(&world.cli(&["show", "agent-8"]).stdout).unwrap();
+    assert_eq!(shown["policy"]["scopes"][0], "git:read");
+
+    let bad = world.cli(&["add", "agent-8", "--org", "gamma", "--repo", "x"]);
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr.contains("no [org.gamma] table") && bad.stderr.lines().count() == 1,
+        "{}",
+        bad.stderr
+    );
+    let removed = world.cli(&["remove", "agent-8"]);
+    assert_eq!(removed.code, Some(0), "{}", removed.stderr);
+    let unknown = world.cli(&["show", "agent-8"]);
+    assert!(
+        unknown.code == Some(1) && unknown.stderr.contains("no sandbox \"agent-8\""),
+        "{}",
+        unknown.stderr
+    );
+    let elsewhere = world.cli(&["--control-socket", "/nonexistent/control.sock", "list"]);
+    assert!(
+        elsewhere
+            .stderr
+            .contains("cannot reach the broker's control API"),
+        "{}",
+        elsewhere.stderr
+    );
+}
+
+#[test]
+fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
+    require_namespaces();
+    let world = World::new();
+    let mut broker = world.start_with_control("");
+    let short = r#"{"orgs": ["acme"], "repos": ["agents/1/**"], "lease": "2s"}"#;
+    let long = r#"{"orgs": ["acme"], "repos": ["agents/2/**"], "lease": "1h"}"#;
+    assert_eq!(world.curl("PUT", "/v1/sandboxes/brief", Some(short)).0, 201);
+    assert_eq!(world.curl("PUT", "/v1/sandboxes/kept", Some(long)).0, 201);
+    broker.wait_for("the lease's end", |l| {
+        l.contains("sandbox brief's lease ended")
+    });
+    assert!(!world.sandbox_dir("brief").exists());
+    let ended = world.get_registered("brief", "agents/1/x");
+    assert!(
+        ended.stdout.contains("quit=1") && !ended.stdout.contains("password="),
+        "{}",
+        ended.stdout
+    );
+    assert_eq!(world.curl("GET", "/v1/sandboxes/brief", None).0, 404);
+
+    broker.signal(rustix::process::Signal::TERM);
+    broker.wait_for("stopping", |l| l.contains("stopped; sockets removed"));
+    broker.child.wait().unwrap();
+    // The platform's bind mount is of the directory, which stays; the socket comes back.
+    assert!(world.sandbox_dir("kept").is_dir());
+    let again = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    assert_eq!(again.count(|l| l.contains("restored sandbox kept")), 1);
+    let token = world.get_registered("kept", "agents/2/x");
+    assert!(token.stdout.contains("password="), "{}", token.stderr);
+    let (_, shown) = world.curl("GET", "/v1/sandboxes/kept", None);
+    assert!(shown.contains("\"expires_at\":"), "{shown}");
+}
+
+#[test]
+fn check_works_beside_a_serving_broker_and_a_reload_is_whole_or_nothing() {
+    require_namespaces();
+    let world = World::new();
+    let broker = world.start(AGENT_42);
+    let check = |config: &Path| {
+        let mut command = Command::new(HELPER);
+        command
+            .args(["broker", "--check", "--config"])
+            .arg(config)
+            .env_remove("CODESTORAGE_CONFIG");
+        run(command, "")
+    };
+    let ok = check(&world.config_path());
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+
+    // A second sandbox on a path no socket can have: --check and the reload both refuse it.
+    let long_dir = world.path(&format!("run/{}", "d".repeat(100)));
+    std::fs::create_dir(&long_dir).unwrap();
+    set_mode(&long_dir, 0o755);
+    let text = world.config_text(&format!(
+        "{AGENT_42}[sandbox.agent-long]\nsocket = \"{}/s.sock\"\norgs = [\"acme\"]\nrepos = [\"x\"]\n",
+        long_dir.display()
+    ));
+    world.write_config(&text);
+    let refused = check(&world.config_path());
+    assert_eq!(refused.code, Some(1));
+    assert!(
+        refused
+            .stderr
+            .contains("a Unix socket's path is at most 107 bytes"),
+        "{}",
+        refused.stderr
+    );
+    let outcome = broker.reload(1);
+    assert!(
+        outcome.contains("reload failed") && outcome.contains("107 bytes"),
+        "{outcome}"
+    );
+    assert!(
+        world
+            .get_via("agent-42", "agents/42/x")
+            .stdout
+            .contains("password=")
+    );
+    assert_eq!(
+        broker.count(|l| l.contains("serving sandbox agent-long")),
+        0
+    );
+
+    // A group mode needs its group; a parent others may write is refused.
+    let open = world.path("open");
+    std::fs::create_dir_all(open.join("inner")).unwrap();
+    set_mode(&open, 0o777);
+    set_mode(&open.join("inner"), 0o755);
+    let text = world.config_text(&format!(
+        "[sandbox.x]\nsocket = \"{}/inner/x.sock\"\norgs = [\"acme\"]\nrepos = [\"x\"]\n",
+        open.display()
+    ));
+    world.write_config(&text);
+    let unsafe_parent = check(&world.config_path());
+    assert!(
+        unsafe_parent
+            .stderr
+            .contains("group or others may write its parent"),
+        "{}",
+        unsafe_parent.stderr
+    );
+}
+
+#[test]
+fn ten_thousand_sandboxes_start_under_a_soft_limit_of_1024() {
+    require_namespaces();
+    let world = World::new();
+    let mut tables = String::new();
+    for i in 0..10_000 {
+        tables.push_str(&format!(
+            "[sandbox.s{i}]\nsocket = \"run/s{i}.sock\"\norgs = [\"acme\"]\nrepos = [\"agents/{i}/**\"]\n"
+        ));
+    }
+    world.write_config(&world.config_text(&tables));
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 20);
+    assert!(
+        hard >= 10_400,
+        "this machine's hard open-file limit ({hard}) is below what 10,000 sockets need"
+    );
+    let start = |limit: &str| {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}"))
+            .arg("--")
+            .arg(HELPER)
+            .args(["broker", "--audit-log"])
+            .arg(world.path("audit.jsonl"))
+            .arg("--config")
+            .arg(world.config_path())
+            .env_remove("CODESTORAGE_CONFIG");
+        command
+    };
+    // A hard limit too low: one line with the exact fix.
+    let low = run(start("1024:1024"), "");
+    assert_eq!(low.code, Some(1));
+    assert!(
+        low.stderr
+            .contains("needs 10320 open files for 10000 sandbox socket(s)")
+            && low.stderr.contains("LimitNOFILE=10320")
+            && low.stderr.contains("ulimit -n 10320"),
+        "{}",
+        low.stderr
+    );
+    // Soft 1024 under a high hard limit: raised, and every socket served.
+    let mut child = start(&format!("1024:{hard}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) must be installed: run scripts/install-test-deps.sh");
+    let stderr = child.stderr.take().unwrap();
+    let ready = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("broker: ready:") || !l.contains("broker: serving"));
+    let ready = ready.unwrap_or_default();
+    assert!(ready.contains("ready: 10000 sandbox(es)"), "{ready}");
+    for i in [0, 4_999, 9_999] {
+        let got = world.get_via(&format!("s{i}"), &format!("agents/{i}/x"));
+        assert!(got.stdout.contains("password="), "s{i}: {}", got.stderr);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // agent-42 holds idle connections and connects in a loop with garbage, from 8 threads.
+    let idle: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(world.socket("agent-42")).ok())
+        .collect();
+    let floods: Vec<_> = (0..8)
+        .map(|_| {
+            let (socket, flooding, connections) = (
+                world.socket("agent-42"),
+                flooding.clone(),
+                connections.clone(),
+            );
+            std::thread::spawn(move || {
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut s) = UnixStream::connect(&socket) {
+                        let _ = s.write_all(b"\xff garbage\n\n");
+                        let _ = s.read_to_end(&mut Vec::new());
+                        connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile agent-7's gets are answered, each well within the client's own timeout.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let got = world.get_via("agent-7", "agents/7/x");
+        slowest = slowest.max(started.elapsed());
+        assert!(got.stdout.contains("password="), "{}", got.stderr);
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for flood in floods {
+        flood.join().unwrap();
+    }
+    drop(idle);
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a get took {slowest:?} beside the flood"
+    );
+    let flooded = connections.load(std::sync::atomic::Ordering::Relaxed);
+    // The lines held back are summed up once the flood's second is over.
+    let deadline = Instant::now() + PATIENCE;
+    let summed_up = |audit: &[serde_json::Value]| {
+        audit
+            .iter()
+            .any(|l| l["sandbox"] == "agent-42" && l["decision"] == "summary")
+    };
+    while !summed_up(&world.audit()) && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let audit = world.audit();
+    let lines_42 = audit.iter().filter(|l| l["sandbox"] == "agent-42").count();
+    let granted_7 = audit
+        .iter()
+        .filter(|l| l["sandbox"] == "agent-7" && l["decision"] == "granted")
+        .count();
+    assert_eq!(granted_7, 20, "every token has its own line");
+    assert!(flooded > 200, "the flood made only {flooded} connections");
+    assert!(
+        lines_42 < flooded / 2,
+        "{lines_42} audit lines for {flooded} flooding connections"
+    );
+    assert!(summed_up(&audit), "no summary line");
+    eprintln!("flood: {flooded} connections, {lines_42} audit lines; slowest get {slowest:?}");
 }
 
 const CONFINED: &str = r#"

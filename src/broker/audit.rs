@@ -27,6 +27,8 @@ pub enum Decision {
     Noted,
     /// The request could not be read or answered (garbage, too large, too slow, a key failure).
     Error,
+    /// Lines of refused or unreadable connections held back by [`Throttle`], summed up.
+    Summary,
 }
 
 /// One line of the audit log.
@@ -140,9 +142,110 @@ impl Audit {
     }
 }
 
+/// Lines of refused, declined or unreadable connections one sandbox may write per second; past
+/// that they are counted and summed up in one line, so a sandbox that floods its socket cannot
+/// fill the disk. Grants are never held back: each token has its own line.
+pub const LINES_PER_SECOND: u32 = 20;
+
+/// One sandbox's budget of audit lines for connections that got no token.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    second: i64,
+    written: u32,
+    held: u64,
+}
+
+impl Throttle {
+    /// Writes `record` (which is no grant), made at `now`, unless this second's budget is spent;
+    /// the lines held back are summed up in one line before the next one written.
+    pub fn write(&self, audit: &Audit, record: &Record, now: i64) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.second != now {
+            Self::sum_up(&mut state, audit, &record.sandbox, now)?;
+        }
+        if state.written >= LINES_PER_SECOND {
+            state.held += 1;
+            return Ok(());
+        }
+        state.written += 1;
+        audit.write(record)
+    }
+
+    /// Whether lines are held back, waiting for their summary.
+    pub fn holds(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).held > 0
+    }
+
+    /// Writes the summary of lines held back in an earlier second, if any (the main loop calls
+    /// this once the flood has stopped, so a summary is never left unwritten).
+    pub fn flush(&self, audit: &Audit, sandbox: &str, now: i64) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.second == now {
+            return Ok(());
+        }
+        Self::sum_up(&mut state, audit, sandbox, now)
+    }
+
+    fn sum_up(state: &mut ThrottleState, audit: &Audit, sandbox: &str, now: i64) -> io::Result<()> {
+        let held = std::mem::take(&mut state.held);
+        state.second = now;
+        state.written = 0;
+        if held == 0 {
+            return Ok(());
+        }
+        let mut summary = Record::new(now, sandbox, Decision::Summary);
+        summary.reason = Some(format!(
+            "{held} more connection(s) that got no token were not logged one by one (at most {LINES_PER_SECOND} lines a second per sandbox)"
+        ));
+        audit.write(&summary)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_summed_up_and_grants_are_not_throttled() {
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let audit = Audit::to_writer(Box::new(Sink(lines.clone())));
+        let throttle = Throttle::default();
+        let refused = Record::new(100, "a", Decision::Refused);
+        for _ in 0..1000 {
+            throttle.write(&audit, &refused, 100).unwrap();
+        }
+        throttle
+            .write(&audit, &Record::new(101, "a", Decision::Error), 101)
+            .unwrap();
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            LINES_PER_SECOND as usize + 2,
+            "{text}"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(text.lines().nth(LINES_PER_SECOND as usize).unwrap()).unwrap();
+        assert_eq!(summary["decision"], "summary");
+        assert!(
+            summary["reason"].as_str().unwrap().starts_with("980 more"),
+            "{summary}"
+        );
+    }
 
     #[test]
     fn a_record_is_one_line_of_json_with_bounded_values() {

@@ -5,14 +5,15 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::REQUEST_TIMEOUT;
-use super::audit::{Audit, Decision, Record};
+use super::audit::{Audit, Decision, Record, Throttle};
 use super::describe::Description;
+use super::gate::Gate;
 use super::load::Loaded;
 use super::message::{self, Action, error_answer};
+use super::metrics::{Counters, Metrics};
 use super::peer::{self, Peer};
 use super::policy::{self, Sandbox};
 use super::server::Slot;
@@ -29,10 +30,16 @@ pub struct Job {
     pub loaded: Arc<Loaded>,
     /// The sandbox whose socket it came in on.
     pub sandbox: Arc<Sandbox>,
-    /// Set when the sandbox is removed or its policy replaced: nothing more is handed out.
-    pub revoked: Arc<AtomicBool>,
+    /// Closed when the sandbox is removed, its policy replaced or its lease ended.
+    pub gate: Arc<Gate>,
+    /// The sandbox's counters.
+    pub counters: Arc<Counters>,
+    /// The broker's counters.
+    pub metrics: Arc<Metrics>,
     /// Where the outcome is written.
     pub audit: Arc<Audit>,
+    /// The sandbox's budget of audit lines for connections that get no token.
+    pub throttle: Arc<Throttle>,
     /// The environment the config's settings are read with.
     pub env: Arc<dyn Env + Send + Sync>,
     /// The connection's place among those served, given back when the job ends.
@@ -40,56 +47,64 @@ pub struct Job {
 }
 
 /// Turns a connection away when the broker is at its limit, without a thread.
-pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit) {
+pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit, throttle: &Throttle) {
     let peer = peer::of(&stream);
     let reason = format!("{why}; try again in a moment");
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(error_answer(&reason).expose());
     let _ = (&stream).write_all(message::ANSWER_END);
-    let mut record = Record::new(crate::clock::now(), sandbox, Decision::Error);
+    let now = crate::clock::now();
+    let mut record = Record::new(now, sandbox, Decision::Error);
     record.peer_uid = peer.uid;
     record.peer_pid = peer.pid;
     record.reason = Some(reason);
-    let _ = audit.write(&record);
+    let _ = throttle.write(audit, &record, now);
 }
 
 /// Serves one connection: read, decide, sign, audit, answer.
 pub fn handle(mut stream: UnixStream, job: Job) {
+    let started = Instant::now();
     let peer = peer::of(&stream);
     let now = crate::clock::now();
     let mut record = Record::new(now, &job.sandbox.name, Decision::Error);
     record.peer_uid = peer.uid;
     record.peer_pid = peer.pid;
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let deadline = started + REQUEST_TIMEOUT;
     let answer = respond(&mut stream, &job, peer, now, deadline, &mut record);
-    if job.revoked.load(Ordering::SeqCst) && record.decision == Decision::Granted {
-        // Removed while this request was decided: the token is not sent.
-        record.decision = Decision::Refused;
-        record.reason = Some(removed(&job.sandbox.name));
-        record.scopes.clear();
-        record.expires = None;
-        let _ = job.audit.write(&record);
-        send(
-            &mut stream,
-            &error_answer(&removed(&job.sandbox.name)),
-            deadline,
-        );
+    if record.decision != Decision::Granted {
+        job.counters.count(record.decision, now);
+        let _ = job.throttle.write(&job.audit, &record, now);
+        send(&mut stream, &answer, deadline);
         return;
     }
-    if let Err(e) = job.audit.write(&record)
-        && record.decision == Decision::Granted
-    {
-        // A token the audit log does not show is not handed out.
-        let reason = format!("the broker cannot write its audit log ({e}); no token is handed out");
-        send(&mut stream, &error_answer(&reason), deadline);
-        return;
-    }
-    send(&mut stream, &answer, deadline);
-}
-
-fn removed(sandbox: &str) -> String {
-    format!("sandbox {sandbox} was removed from the broker's config; it gets no more tokens")
+    // The token leaves only while the sandbox's policy holds, and only with its audit line.
+    let sent = job.gate.while_open(crate::clock::now(), || {
+        if let Err(e) = job.audit.write(&record) {
+            let reason =
+                format!("the broker cannot write its audit log ({e}); no token is handed out");
+            send(&mut stream, &error_answer(&reason), deadline);
+            return Decision::Error;
+        }
+        send(&mut stream, &answer, deadline);
+        Decision::Granted
+    });
+    let decision = match sent {
+        Ok(decision) => decision,
+        Err(closed) => {
+            // Closed while this request was decided: the token is not sent.
+            let reason = closed.reason(&job.sandbox.name);
+            record.decision = Decision::Refused;
+            record.scopes.clear();
+            record.expires = None;
+            record.reason = Some(reason.clone());
+            let _ = job.throttle.write(&job.audit, &record, now);
+            send(&mut stream, &error_answer(&reason), deadline);
+            Decision::Refused
+        }
+    };
+    job.counters.count(decision, now);
+    job.metrics.observe(started.elapsed());
 }
 
 fn send(stream: &mut UnixStream, answer: &Secret<Vec<u8>>, deadline: Instant) {
@@ -124,9 +139,9 @@ fn respond(
     };
     record.action = Some(action.as_str());
     record.host = request.host.clone();
-    if job.revoked.load(Ordering::SeqCst) {
+    if let Err(closed) = job.gate.check(now) {
         record.decision = Decision::Refused;
-        return fail(record, removed(&job.sandbox.name));
+        return fail(record, closed.reason(&job.sandbox.name));
     }
     match action {
         Action::Describe => {
@@ -198,7 +213,12 @@ fn get(job: &Job, request: &Request, peer: Peer, now: i64, record: &mut Record) 
         }
         // The key lives with the broker, so the fix is its operator's, not the sandbox's:
         // say whose failure it is before what failed.
-        Err(e) => fail(record, format!("the token broker could not sign: {e}")),
+        Err(e) => {
+            job.metrics
+                .signer_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            fail(record, format!("the token broker could not sign: {e}"))
+        }
     }
 }
 
@@ -209,7 +229,15 @@ mod tests {
     use crate::broker::load::testing::{Fixture, fixture};
     use crate::env::MapEnv;
     use std::io::{self, Read};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn gate(closed: bool) -> Gate {
+        let gate = Gate::open(None);
+        if closed {
+            gate.close(crate::broker::gate::Closed::Removed);
+        }
+        gate
+    }
 
     /// Sends `input` on one end of a socket pair served by `handle`; returns the answer and
     /// the audit record.
@@ -220,7 +248,10 @@ mod tests {
         let job = Job {
             loaded: f.loaded.clone(),
             sandbox: Arc::new(f.loaded.config.sandboxes[0].clone()),
-            revoked: Arc::new(AtomicBool::new(revoked)),
+            gate: Arc::new(gate(revoked)),
+            counters: Arc::default(),
+            metrics: Arc::default(),
+            throttle: Arc::default(),
             audit: f.audit.clone(),
             env: Arc::new(MapEnv::default()),
             slot: Slot::take(&global, &per).unwrap(),
@@ -325,7 +356,10 @@ mod tests {
         let job = Job {
             loaded: f.loaded.clone(),
             sandbox: Arc::new(f.loaded.config.sandboxes[0].clone()),
-            revoked: Arc::default(),
+            gate: Arc::new(gate(false)),
+            counters: Arc::default(),
+            metrics: Arc::default(),
+            throttle: Arc::default(),
             audit: f.audit.clone(),
             env: Arc::new(MapEnv::default()),
             slot: Slot::take(&global, &Arc::default()).unwrap(),

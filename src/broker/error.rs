@@ -51,6 +51,22 @@ pub enum BrokerError {
         /// What is wrong and the fix.
         problem: String,
     },
+    /// `sandbox_dir` is not safe or not there.
+    #[error("sandbox_dir {}: {problem}", .dir.display())]
+    SandboxDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong and the fix.
+        problem: String,
+    },
+    /// A registration does not check out against a new config.
+    #[error("registered sandbox {sandbox}: {problem}")]
+    Registration {
+        /// The sandbox.
+        sandbox: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The socket path is taken by something else.
     #[error("[sandbox.{sandbox}] socket {}: {problem}", .path.display())]
     SocketPath {
@@ -84,6 +100,26 @@ pub enum BrokerError {
     /// An environment variable the key settings read holds a bad value.
     #[error(transparent)]
     Env(crate::resolve::ResolveError),
+    /// The open-file limit cannot hold every socket.
+    #[error(
+        "the broker needs {need} open files for {sandboxes} sandbox socket(s) and their connections, and its hard limit is {hard}; raise it: LimitNOFILE={need} in the broker's systemd unit, or `ulimit -n {need}` in the shell that starts it"
+    )]
+    OpenFiles {
+        /// Sandboxes to serve.
+        sandboxes: usize,
+        /// Open files needed.
+        need: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+    /// The control socket cannot be made.
+    #[error("control socket {}: {problem}", .path.display())]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// What is wrong and the fix.
+        problem: String,
+    },
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::error::BrokerError;
 use super::policy::Sandbox;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Org};
 use crate::env::Env;
 use crate::key;
 use crate::log::Escaped;
@@ -27,36 +27,39 @@ pub struct Loaded {
 }
 
 /// Reads the config at `path` and loads (and probes) the key of every organisation a sandbox
-/// names. Keys of organisations no sandbox uses are not touched.
+/// names. Keys of organisations no sandbox uses are not touched (a registration through the
+/// control API loads the ones it names). A config without sandboxes is the caller's to judge:
+/// with a control socket it serves registrations alone.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, BrokerError> {
     let config = config::load(path)?.ok_or_else(|| BrokerError::NoConfig(path.to_owned()))?;
-    if config.sandboxes.is_empty() {
-        return Err(BrokerError::NoSandboxes(path.to_owned()));
-    }
     let mut signers: HashMap<String, SharedSigner> = HashMap::new();
     for sandbox in &config.sandboxes {
         for name in &sandbox.orgs {
             let Some(org) = config.orgs.values().find(|o| o.name == *name) else {
                 continue;
             };
-            if signers.contains_key(org.name.as_str()) {
-                continue;
+            if !signers.contains_key(org.name.as_str()) {
+                signers.insert(org.name.to_string(), signer_for(org, env)?);
             }
-            let org_name = org.name.to_string();
-            let options = crate::resolve::load_options(Some(org), env).map_err(BrokerError::Env)?;
-            let signer = key::load(&org.key, env, options).map_err(|source| BrokerError::Key {
-                org: org_name.clone(),
-                source: source.for_org(&org_name),
-            })?;
-            signer::probe(&*signer).map_err(|source| BrokerError::Probe {
-                org: org_name.clone(),
-                key: Box::new(org.key.clone()),
-                source,
-            })?;
-            signers.insert(org_name, Arc::from(signer));
         }
     }
     Ok(Loaded { config, signers })
+}
+
+/// Loads and probes `org`'s key.
+pub fn signer_for(org: &Org, env: &dyn Env) -> Result<SharedSigner, BrokerError> {
+    let org_name = org.name.to_string();
+    let options = crate::resolve::load_options(Some(org), env).map_err(BrokerError::Env)?;
+    let signer = key::load(&org.key, env, options).map_err(|source| BrokerError::Key {
+        org: org_name.clone(),
+        source: source.for_org(&org_name),
+    })?;
+    signer::probe(&*signer).map_err(|source| BrokerError::Probe {
+        org: org_name,
+        key: Box::new(org.key.clone()),
+        source,
+    })?;
+    Ok(Arc::from(signer))
 }
 
 /// One line per sandbox, for `--check` and the start-up log.

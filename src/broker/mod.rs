@@ -17,16 +17,28 @@ pub mod audit;
 pub mod client;
 #[cfg(unix)]
 pub mod connection;
+#[cfg(unix)]
+pub mod control;
+#[cfg(unix)]
+pub mod control_client;
 pub mod describe;
 #[cfg(unix)]
 pub mod error;
+#[cfg(unix)]
+pub mod gate;
+#[cfg(unix)]
+pub mod limits;
 #[cfg(unix)]
 pub mod load;
 #[cfg(unix)]
 pub mod message;
 #[cfg(unix)]
+pub mod metrics;
+#[cfg(unix)]
 pub mod peer;
 pub mod policy;
+#[cfg(unix)]
+mod registry;
 #[cfg(unix)]
 mod reload;
 #[cfg(unix)]

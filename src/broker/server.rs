@@ -13,48 +13,98 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
-use super::audit::Audit;
+use super::audit::{Audit, Throttle};
 use super::connection::{Job, busy, handle};
+use super::control::{self, Command};
 pub use super::error::BrokerError;
+use super::gate::{Closed, Gate};
 pub use super::load::{Loaded, SharedSigner, describe, load};
+use super::metrics::{Counters, Metrics};
 use super::policy::Sandbox;
 use super::socket::bind;
 pub use super::socket::check_sockets;
 use crate::env::Env;
 
-/// The most connections served at once, over all sandboxes.
-pub const MAX_CONNECTIONS: usize = 256;
+/// The most connections served at once, over all sandboxes: far more than a few sandboxes'
+/// [`MAX_PER_SANDBOX`] together, so that a few cannot lock the others out.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The most connections one sandbox may hold at once, so one cannot starve the others.
-pub const MAX_PER_SANDBOX: usize = 32;
+pub const MAX_PER_SANDBOX: usize = 16;
+
+/// The most connections taken off one socket per turn of the loop, so that a sandbox that
+/// connects in a loop waits its turn behind every other socket instead of holding the loop.
+const ACCEPTS_PER_TURN: usize = 4;
+
+/// Where a sandbox being served comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A `[sandbox.NAME]` table of the config file: changed only there.
+    File,
+    /// Registered through the control API, with the fields it was given (kept for restarts).
+    Api {
+        /// The registration's fields, as the API got them.
+        fields: serde_json::Map<String, serde_json::Value>,
+        /// The lease, as given.
+        lease: Option<String>,
+    },
+}
 
 /// One sandbox being served.
 pub(super) struct Served {
     pub(super) sandbox: Arc<Sandbox>,
-    listener: UnixListener,
-    /// Set when the sandbox is removed: connections already accepted then get nothing.
-    revoked: Arc<AtomicBool>,
+    pub(super) listener: UnixListener,
+    /// Closed on removal, replacement or the lease's end: accepted connections then get nothing.
+    pub(super) gate: Arc<Gate>,
+    pub(super) expires_at: Option<i64>,
+    pub(super) origin: Origin,
+    pub(super) counters: Arc<Counters>,
+    throttle: Arc<Throttle>,
     active: Arc<AtomicUsize>,
 }
 
 impl Served {
     /// `sandbox`, bound to `listener`, with no connection yet.
-    pub(super) fn new(sandbox: &Sandbox, listener: UnixListener) -> Self {
+    pub(super) fn new(
+        sandbox: &Sandbox,
+        listener: UnixListener,
+        origin: Origin,
+        expires_at: Option<i64>,
+    ) -> Self {
         Self {
             sandbox: Arc::new(sandbox.clone()),
             listener,
-            revoked: Arc::default(),
+            gate: Arc::new(Gate::open(expires_at)),
+            expires_at,
+            origin,
+            counters: Arc::default(),
+            throttle: Arc::default(),
             active: Arc::default(),
         }
     }
 
-    pub(super) fn revoke(&self) {
-        self.revoked.store(true, Ordering::SeqCst);
+    /// Gives the sandbox a new policy: connections accepted under the old one get nothing.
+    pub(super) fn replace(&mut self, sandbox: &Sandbox, expires_at: Option<i64>) {
+        self.gate.close(Closed::Replaced);
+        self.gate = Arc::new(Gate::open(expires_at));
+        self.sandbox = Arc::new(sandbox.clone());
+        self.expires_at = expires_at;
+    }
+
+    /// Stops serving: the gate closes first, then the socket (and a registered sandbox's
+    /// directory) is removed.
+    pub(super) fn revoke(&self, why: Closed) {
+        self.gate.close(why);
         let _ = std::fs::remove_file(&self.sandbox.socket);
+        if matches!(self.origin, Origin::Api { .. })
+            && let Some(dir) = self.sandbox.socket.parent()
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -64,6 +114,7 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A place for one more connection of the sandbox counted by `sandbox`, if any is free.
     pub fn take(
         global: &Arc<AtomicUsize>,
         sandbox: &Arc<AtomicUsize>,
@@ -99,6 +150,8 @@ pub struct Options {
     pub audit: Audit,
     /// The environment the config's settings and keys are read with.
     pub env: Arc<dyn Env + Send + Sync>,
+    /// The control socket, overriding the config's `control_socket`.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The running broker's state, owned by the main thread.
@@ -108,16 +161,21 @@ pub(super) struct Broker<'a> {
     audit: Arc<Audit>,
     pub(super) loaded: Arc<Loaded>,
     pub(super) served: Vec<Served>,
-    active: Arc<AtomicUsize>,
+    pub(super) active: Arc<AtomicUsize>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) events: &'a mut dyn Write,
+    /// The control API's socket and where its requests arrive.
+    pub(super) control: Option<control::Listener>,
 }
 
-/// Runs the broker until `SIGTERM` or `SIGINT`, writing what it does (start, reload, removal)
-/// to `events`. Returns an error only when it cannot start.
-pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> {
-    // Before any file is made: sockets and the audit log are the broker's alone until their
-    // mode is set.
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+/// The pipes signals and control requests wake the loop with.
+struct Wakers {
+    hup: UnixStream,
+    term: UnixStream,
+}
+
+/// Routes `SIGHUP`, `SIGTERM` and `SIGINT` into pipes the loop polls.
+fn signals() -> Result<Wakers, BrokerError> {
     let (hup, hup_writer) = UnixStream::pair().map_err(BrokerError::Signals)?;
     let (term, term_writer) = UnixStream::pair().map_err(BrokerError::Signals)?;
     let register = |signal, writer: UnixStream| {
@@ -129,24 +187,58 @@ pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> 
         .and_then(|()| hup.set_nonblocking(true))
         .and_then(|()| term.set_nonblocking(true))
         .map_err(BrokerError::Signals)?;
+    Ok(Wakers { hup, term })
+}
 
-    let loaded = load(&options.config_path, options.env.as_ref())?;
-    let mut served = Vec::with_capacity(loaded.config.sandboxes.len());
+/// Binds every file-defined sandbox's socket, or none.
+fn bind_all(loaded: &Loaded) -> Result<Vec<Served>, BrokerError> {
+    let mut served: Vec<Served> = Vec::with_capacity(loaded.config.sandboxes.len());
     for sandbox in &loaded.config.sandboxes {
         match bind(sandbox) {
-            Ok(listener) => served.push(Served::new(sandbox, listener)),
+            Ok(listener) => served.push(Served::new(sandbox, listener, Origin::File, None)),
             Err(e) => {
                 for s in &served {
-                    s.revoke();
+                    s.revoke(Closed::Removed);
                 }
                 return Err(e);
             }
         }
     }
+    Ok(served)
+}
+
+/// Runs the broker until `SIGTERM` or `SIGINT`, writing what it does (start, reload, removal)
+/// to `events`. Returns an error only when it cannot start.
+pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> {
+    // Before any file is made: sockets and the audit log are the broker's alone until their
+    // mode is set.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let wakers = signals()?;
+    let loaded = load(&options.config_path, options.env.as_ref())?;
+    let control_path = options
+        .control_socket
+        .clone()
+        .or_else(|| loaded.config.broker_settings.control_socket.clone());
+    if loaded.config.sandboxes.is_empty() && control_path.is_none() {
+        return Err(BrokerError::NoSandboxes(options.config_path.clone()));
+    }
+    super::limits::raise_open_files(loaded.config.sandboxes.len())?;
+    let served = bind_all(&loaded)?;
+    let control = match control_path {
+        Some(path) => match control::Listener::bind(&path, &loaded.config) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                served.iter().for_each(|s| s.revoke(Closed::Removed));
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let Options {
         config_path,
         audit,
         env,
+        ..
     } = options;
     let mut broker = Broker {
         config_path,
@@ -155,28 +247,14 @@ pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> 
         loaded: Arc::new(loaded),
         served,
         active: Arc::default(),
+        metrics: Arc::default(),
         events,
+        control,
     };
-    for s in &broker.served {
-        let line = describe(&s.sandbox);
-        event(&mut *broker.events, format_args!("serving {line}"));
-    }
-    event(
-        &mut *broker.events,
-        format_args!(
-            "ready: {} sandbox(es) from {}; SIGHUP reloads, SIGTERM stops",
-            broker.served.len(),
-            broker.config_path.display()
-        ),
-    );
-    broker.serve(&hup, &term);
-    for s in &broker.served {
-        s.revoke();
-    }
-    event(
-        &mut *broker.events,
-        format_args!("stopped; sockets removed"),
-    );
+    broker.restore();
+    broker.start_events();
+    broker.serve(&wakers);
+    broker.stop();
     Ok(())
 }
 
@@ -200,51 +278,153 @@ pub(super) fn event(out: &mut dyn Write, message: std::fmt::Arguments<'_>) {
     let _ = out.flush();
 }
 
+/// What woke the loop.
+struct Ready {
+    term: bool,
+    hup: bool,
+    control: bool,
+    wake: bool,
+    sockets: Vec<bool>,
+}
+
 impl Broker<'_> {
-    /// The poll loop; returns on `SIGTERM`/`SIGINT`.
-    fn serve(&mut self, hup: &UnixStream, term: &UnixStream) {
+    fn start_events(&mut self) {
+        for s in &self.served {
+            let line = describe(&s.sandbox);
+            event(&mut *self.events, format_args!("serving {line}"));
+        }
+        if let Some(control) = &self.control {
+            let path = control.path().display().to_string();
+            event(&mut *self.events, format_args!("control API on {path}"));
+        }
+        event(
+            &mut *self.events,
+            format_args!(
+                "ready: {} sandbox(es) from {}; SIGHUP reloads, SIGTERM stops",
+                self.served.len(),
+                self.config_path.display()
+            ),
+        );
+    }
+
+    fn stop(&mut self) {
+        for s in &self.served {
+            // Sockets go; registrations stay in the state file for the next start.
+            s.gate.close(Closed::Removed);
+            let _ = std::fs::remove_file(&s.sandbox.socket);
+        }
+        if let Some(control) = &self.control {
+            let _ = std::fs::remove_file(control.path());
+        }
+        event(&mut *self.events, format_args!("stopped; sockets removed"));
+    }
+
+    /// Waits for something to do: a signal, a control request, a connection, or a lease's end.
+    fn wait(&mut self, wakers: &Wakers) -> io::Result<Ready> {
+        let mut fds = Vec::with_capacity(self.served.len() + 4);
+        fds.push(PollFd::new(&wakers.term, PollFlags::IN));
+        fds.push(PollFd::new(&wakers.hup, PollFlags::IN));
+        if let Some(control) = &self.control {
+            fds.push(PollFd::new(control.socket(), PollFlags::IN));
+            fds.push(PollFd::new(control.wake(), PollFlags::IN));
+        }
+        let first = fds.len();
+        for s in &self.served {
+            fds.push(PollFd::new(&s.listener, PollFlags::IN));
+        }
+        // Wake for the next lease's end, and within a second while audit lines wait for their
+        // summary.
+        let mut seconds = self
+            .next_expiry()
+            .map(|at| (at - crate::clock::now()).clamp(0, 3600));
+        if self.served.iter().any(|s| s.throttle.holds()) {
+            seconds = Some(seconds.map_or(1, |s| s.min(1)));
+        }
+        let timeout = seconds.map(|tv_sec| Timespec { tv_sec, tv_nsec: 0 });
         loop {
-            let ready: Vec<bool> = {
-                let mut fds = Vec::with_capacity(self.served.len() + 2);
-                fds.push(PollFd::new(term, PollFlags::IN));
-                fds.push(PollFd::new(hup, PollFlags::IN));
-                for s in &self.served {
-                    fds.push(PollFd::new(&s.listener, PollFlags::IN));
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let ready: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+        let has_control = first == 4;
+        Ok(Ready {
+            term: ready[0],
+            hup: ready[1],
+            control: has_control && ready[2],
+            wake: has_control && ready[3],
+            sockets: ready[first..].to_vec(),
+        })
+    }
+
+    /// The poll loop; returns on `SIGTERM`/`SIGINT`.
+    fn serve(&mut self, wakers: &Wakers) {
+        loop {
+            let ready = match self.wait(wakers) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    event(
+                        &mut *self.events,
+                        format_args!("poll failed: {e}; stopping"),
+                    );
+                    return;
                 }
-                match rustix::event::poll(&mut fds, None) {
-                    Ok(_) => {}
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => {
-                        drop(fds);
-                        event(
-                            &mut *self.events,
-                            format_args!("poll failed: {e}; stopping"),
-                        );
-                        return;
-                    }
-                }
-                fds.iter().map(|fd| !fd.revents().is_empty()).collect()
             };
-            if ready[0] && drain(term) {
+            if ready.term && drain(&wakers.term) {
                 event(&mut *self.events, format_args!("stopping on signal"));
                 return;
             }
-            if ready[1] && drain(hup) {
-                self.reload();
-                // The set of sockets changed: poll again before accepting on stale indices.
-                continue;
-            }
-            for (index, is_ready) in ready[2..].iter().enumerate() {
-                if *is_ready {
-                    self.accept_all(index);
+            self.expire();
+            self.sum_up_audit();
+            // Sockets first, on the indices polled: reloads and registrations change them.
+            for (index, is_ready) in ready.sockets.iter().enumerate() {
+                if *is_ready && index < self.served.len() {
+                    self.accept_some(index);
                 }
+            }
+            if ready.control
+                && let Some(control) = &self.control
+            {
+                control.accept(self.loaded.config.broker_settings.control_group.as_ref());
+            }
+            if ready.wake {
+                self.commands();
+            }
+            if ready.hup && drain(&wakers.hup) {
+                self.reload();
             }
         }
     }
 
-    /// Accepts every connection waiting on the `index`th socket.
-    fn accept_all(&mut self, index: usize) {
-        loop {
+    /// Answers every control request waiting.
+    fn commands(&mut self) {
+        let Some(control) = &self.control else { return };
+        control.drain_wake();
+        let waiting: Vec<Command> = control.commands().try_iter().collect();
+        for command in waiting {
+            let answer = self.control_request(command.request);
+            let _ = command.reply.send(answer);
+        }
+    }
+
+    /// Writes the summary lines of floods that have stopped.
+    fn sum_up_audit(&self) {
+        let now = crate::clock::now();
+        for s in self.served.iter().filter(|s| s.throttle.holds()) {
+            let _ = s.throttle.flush(&self.audit, &s.sandbox.name, now);
+        }
+    }
+
+    /// The soonest lease's end, if any.
+    fn next_expiry(&self) -> Option<i64> {
+        self.served.iter().filter_map(|s| s.expires_at).min()
+    }
+
+    /// Accepts a few connections waiting on the `index`th socket.
+    fn accept_some(&mut self, index: usize) {
+        for _ in 0..ACCEPTS_PER_TURN {
             let served = &self.served[index];
             let stream = match served.listener.accept() {
                 Ok((stream, _)) => stream,
@@ -262,20 +442,33 @@ impl Broker<'_> {
             let slot = match Slot::take(&self.active, &served.active) {
                 Ok(slot) => slot,
                 Err(why) => {
-                    busy(stream, &served.sandbox.name, why, &self.audit);
+                    served
+                        .counters
+                        .count(super::audit::Decision::Error, crate::clock::now());
+                    busy(
+                        stream,
+                        &served.sandbox.name,
+                        why,
+                        &self.audit,
+                        &served.throttle,
+                    );
                     continue;
                 }
             };
             let job = Job {
                 loaded: self.loaded.clone(),
                 sandbox: served.sandbox.clone(),
-                revoked: served.revoked.clone(),
+                gate: served.gate.clone(),
+                counters: served.counters.clone(),
+                throttle: served.throttle.clone(),
+                metrics: self.metrics.clone(),
                 audit: self.audit.clone(),
                 env: self.env.clone(),
                 slot,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("broker-{}", served.sandbox.name))
+                .stack_size(THREAD_STACK)
                 .spawn(move || handle(stream, job));
             if let Err(e) = spawned {
                 let name = served.sandbox.name.clone();
@@ -287,6 +480,10 @@ impl Broker<'_> {
         }
     }
 }
+
+/// A connection thread's stack: reading, deciding and signing need far less than the default
+/// 2 MiB, and a thousand connections should not reserve 2 GiB.
+const THREAD_STACK: usize = 256 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use crate::ttl::Ttl;
 pub mod sandbox;
 
 use sandbox::RawSandbox;
-pub use sandbox::{Sandbox, SandboxError};
+pub use sandbox::{BrokerSettings, Sandbox, SandboxError};
 
 /// The environment variable that names the config file.
 pub const CONFIG_ENV: &str = "CODESTORAGE_CONFIG";
@@ -86,6 +86,8 @@ pub struct Config {
     pub broker: Option<PathBuf>,
     /// `[sandbox.NAME]` tables, served by the token broker.
     pub sandboxes: Vec<Sandbox>,
+    /// The token broker's control API and socket directory.
+    pub broker_settings: BrokerSettings,
 }
 
 /// Why the configuration file could not be used.
@@ -155,6 +157,9 @@ struct RawConfig {
     broker: Option<Spanned<String>>,
     #[serde(default)]
     sandbox: BTreeMap<String, Spanned<RawSandbox>>,
+    control_socket: Option<Spanned<String>>,
+    control_group: Option<Spanned<sandbox::RawGroup>>,
+    sandbox_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -442,6 +447,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         line: line_of(text, offset),
         source,
     };
+    let sandbox_error = |(offset, source): sandbox::Located| ConfigError::Sandbox {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        source,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |span| span.start);
         invalid(offset, e.message().trim().replace('\n', " "))
@@ -549,11 +559,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let sandboxes =
         sandbox::parse_sandboxes(raw.sandbox, &orgs, base, &|offset| line_of(text, offset))
-            .map_err(|(offset, source)| ConfigError::Sandbox {
-                path: path.to_owned(),
-                line: line_of(text, offset),
-                source,
-            })?;
+            .map_err(sandbox_error)?;
+    let broker_settings = sandbox::parse_broker_settings(
+        sandbox::RawBrokerSettings {
+            control_socket: raw.control_socket,
+            control_group: raw.control_group,
+            sandbox_dir: raw.sandbox_dir,
+        },
+        base,
+    )
+    .map_err(sandbox_error)?;
     let broker = match raw.broker {
         Some(socket) if socket.get_ref().is_empty() => {
             return Err(field((socket.span().start, FieldError::BrokerEmpty)));
@@ -567,6 +582,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orgs,
         broker,
         sandboxes,
+        broker_settings,
     })
 }
 

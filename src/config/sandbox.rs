@@ -99,10 +99,13 @@ enum RawMode {
     Number(i64),
 }
 
+/// A group as written: a name or a number.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawGroup {
+pub enum RawGroup {
+    /// A group name.
     Name(String),
+    /// A group ID.
     Id(i64),
 }
 
@@ -230,6 +233,16 @@ pub enum SandboxError {
         /// What is wrong with it.
         source: ModeError,
     },
+    /// A mode that lets a group in, without naming the group.
+    #[error(
+        "[sandbox.{name}] mode {mode:04o} lets a group use the socket but names none; add group = \"NAME\" (the group whose members may get this sandbox's tokens), or use mode = \"0600\""
+    )]
+    GroupModeNeedsGroup {
+        /// The sandbox.
+        name: String,
+        /// The mode.
+        mode: u32,
+    },
     /// A number that cannot be a group ID.
     #[error("[sandbox.{name}] group {id} is no group ID")]
     GroupId {
@@ -237,6 +250,30 @@ pub enum SandboxError {
         name: String,
         /// The number as written.
         id: i64,
+    },
+    /// `control_socket = ""`.
+    #[error(
+        "control_socket is empty; name the broker's control socket, e.g. control_socket = \"/run/codestorage/control.sock\""
+    )]
+    ControlSocketEmpty,
+    /// `sandbox_dir = ""`.
+    #[error(
+        "sandbox_dir is empty; name the directory the broker makes registered sandboxes' sockets in, e.g. sandbox_dir = \"/run/codestorage/sandboxes\""
+    )]
+    SandboxDirEmpty,
+    /// `control_socket` without `sandbox_dir`.
+    #[error(
+        "control_socket needs sandbox_dir = \"DIR\": a sandbox registered through the control API gets DIR/NAME/git.sock"
+    )]
+    ControlNeedsDir,
+    /// A `control_group` that cannot name a group.
+    #[error(
+        "control_group {} is not a group; use the name or number of a group in /etc/group",
+        Shown(.group)
+    )]
+    ControlGroup {
+        /// The group as written.
+        group: String,
     },
     /// Text that cannot be a group name.
     #[error(
@@ -249,6 +286,176 @@ pub enum SandboxError {
         /// The text as written.
         group: String,
     },
+}
+
+/// The broker's own top-level settings: its control API and the directory of the sockets it
+/// makes for sandboxes registered there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// `control_socket = "PATH"`: where the broker serves its HTTP control API.
+    pub control_socket: Option<PathBuf>,
+    /// `control_group = "NAME"`: a group whose members may use the control API too.
+    pub control_group: Option<Group>,
+    /// `sandbox_dir = "DIR"`: a registered sandbox gets `DIR/NAME/git.sock`.
+    pub sandbox_dir: Option<PathBuf>,
+}
+
+/// The broker's settings as written.
+#[derive(Default)]
+pub struct RawBrokerSettings {
+    /// `control_socket`.
+    pub control_socket: Option<Spanned<String>>,
+    /// `control_group`.
+    pub control_group: Option<Spanned<RawGroup>>,
+    /// `sandbox_dir`.
+    pub sandbox_dir: Option<Spanned<String>>,
+}
+
+/// Checks the broker's settings; relative paths are relative to `base`.
+pub fn parse_broker_settings(
+    raw: RawBrokerSettings,
+    base: &Path,
+) -> Result<BrokerSettings, Located> {
+    let path = |raw: Spanned<String>, empty: SandboxError| {
+        if raw.get_ref().is_empty() {
+            Err((raw.span().start, empty))
+        } else {
+            Ok(crate::config::expand_path(raw.get_ref(), base))
+        }
+    };
+    let control_at = raw.control_socket.as_ref().map(|c| c.span().start);
+    let settings = BrokerSettings {
+        control_socket: raw
+            .control_socket
+            .map(|c| path(c, SandboxError::ControlSocketEmpty))
+            .transpose()?,
+        sandbox_dir: raw
+            .sandbox_dir
+            .map(|d| path(d, SandboxError::SandboxDirEmpty))
+            .transpose()?,
+        control_group: raw
+            .control_group
+            .map(|g| {
+                let at = g.span().start;
+                match g.into_inner() {
+                    RawGroup::Id(id) => {
+                        u32::try_from(id).map(Group::Id).map_err(|_| id.to_string())
+                    }
+                    RawGroup::Name(text) if valid_group_name(&text) => Ok(Group::Name(text)),
+                    RawGroup::Name(text) => Err(text),
+                }
+                .map_err(|group| (at, SandboxError::ControlGroup { group }))
+            })
+            .transpose()?,
+    };
+    match control_at {
+        Some(at) if settings.sandbox_dir.is_none() => Err((at, SandboxError::ControlNeedsDir)),
+        _ => Ok(settings),
+    }
+}
+
+/// A `[sandbox.NAME]` table's fields as a registration through the control API gives them (a
+/// JSON object), checked exactly as the file's. `socket` is not among them: it is
+/// `dir/NAME/git.sock`. `orgs` are the config's organisations.
+pub fn parse_registration(
+    name: &str,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    orgs: &BTreeMap<String, Org>,
+    dir: &Path,
+) -> Result<Sandbox, RegistrationError> {
+    if !valid_name(name) || name.starts_with('.') {
+        return Err(RegistrationError::Name { name: name.into() });
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tables {
+        sandbox: BTreeMap<String, Spanned<RawSandbox>>,
+    }
+    let socket = dir.join(name).join("git.sock");
+    let mut document = format!(
+        "[sandbox.\"{name}\"]\nsocket = {}\n",
+        toml_value(&serde_json::Value::from(socket.to_string_lossy()))
+    );
+    for (key, value) in fields {
+        if key == "socket" {
+            return Err(RegistrationError::Socket { name: name.into() });
+        }
+        let field = |message: String| RegistrationError::Field {
+            name: name.into(),
+            message,
+        };
+        if value.is_null() {
+            return Err(field(format!(
+                "{key} is null; leave it out for its default"
+            )));
+        }
+        let key = serde_json::Value::from(key.as_str());
+        document.push_str(&format!("{} = {}\n", toml_value(&key), toml_value(value)));
+    }
+    let tables: Tables = toml::from_str(&document).map_err(|e| RegistrationError::Field {
+        name: name.into(),
+        message: e.message().trim().replace('\n', " "),
+    })?;
+    let mut parsed = parse_sandboxes(tables.sandbox, orgs, dir, &|_| 0)
+        .map_err(|(_, source)| RegistrationError::Sandbox(source))?;
+    parsed
+        .pop()
+        .ok_or(RegistrationError::Name { name: name.into() })
+}
+
+/// A JSON value as TOML: a JSON string is a valid TOML basic string (the same escapes), numbers
+/// and booleans are written alike, arrays and objects become arrays and inline tables. `null`
+/// has no TOML form and becomes a string TOML's checks then refuse.
+fn toml_value(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "\"null\"".into(),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => value.to_string(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let pairs: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{} = {}", Value::from(k.as_str()), toml_value(v)))
+                .collect();
+            format!("{{{}}}", pairs.join(", "))
+        }
+    }
+}
+
+/// Why a registration through the control API is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    /// A name outside `[A-Za-z0-9._-]{1,64}`, or starting with `.` (it names a directory).
+    #[error(
+        "{}: a registered sandbox's name is letters, digits, '.', '_' and '-' (at most 64, not starting with '.'), e.g. agent-42",
+        Shown(.name)
+    )]
+    Name {
+        /// The name as given.
+        name: String,
+    },
+    /// `socket` in a registration: the broker chooses it.
+    #[error(
+        "[sandbox.{name}] socket is chosen by the broker (sandbox_dir/{name}/git.sock); leave it out"
+    )]
+    Socket {
+        /// The sandbox.
+        name: String,
+    },
+    /// A field that does not parse: unknown, or of the wrong type.
+    #[error("[sandbox.{name}] {message}")]
+    Field {
+        /// The sandbox.
+        name: String,
+        /// The parser's words.
+        message: String,
+    },
+    /// A field whose value the file would refuse too.
+    #[error(transparent)]
+    Sandbox(SandboxError),
 }
 
 /// What is wrong with a sandbox socket's `mode`.
@@ -346,17 +553,24 @@ fn parse_one(
         Some(subject) => subject.into_inner(),
         None => format!("sandbox:{name}"),
     };
+    let mode_at = raw.mode.as_ref().map_or(at, |m| m.span().start);
+    let mode = raw.mode.map_or(Ok(DEFAULT_MODE), |mode| {
+        parse_mode(mode.get_ref()).map_err(|source| {
+            let name = named.clone();
+            (mode_at, SandboxError::Mode { name, source })
+        })
+    })?;
+    let group = raw.group.map(|g| check_group(&named, g)).transpose()?;
+    if mode & 0o070 != 0 && group.is_none() {
+        // Without a group the socket keeps the broker's own, whose members nobody chose.
+        let name = named.clone();
+        return Err((mode_at, SandboxError::GroupModeNeedsGroup { name, mode }));
+    }
     Ok(Sandbox {
         refs: check_refs(&name, raw.refs.unwrap_or_default())?,
         push_branches: check_push_branches(&name, raw.push_branches.unwrap_or_default())?,
-        mode: raw.mode.map_or(Ok(DEFAULT_MODE), |mode| {
-            let mode_at = mode.span().start;
-            parse_mode(mode.get_ref()).map_err(|source| {
-                let name = named.clone();
-                (mode_at, SandboxError::Mode { name, source })
-            })
-        })?,
-        group: raw.group.map(|g| check_group(&named, g)).transpose()?,
+        mode,
+        group,
         name,
         socket,
         orgs: sandbox_orgs,
@@ -609,6 +823,11 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
             (format!("{good}\nmode = \"rw\""), 17, "not an octal mode"),
             (format!("{good}\ngroup = \"a b\""), 17, "not a group name"),
             (format!("{good}\ngroup = -1"), 17, "no group ID"),
+            (
+                format!("{good}\nmode = \"0660\""),
+                17,
+                "names none; add group",
+            ),
             (
                 "socket = \"/s\"\nrepos = [\"**\"]".into(),
                 13,
