@@ -2054,3 +2054,40 @@ fn doctor_and_token_with_a_broker_that_is_down_say_so_and_ask_for_no_key() {
         token.stderr
     );
 }
+
+#[test]
+fn push_branches_registered_through_the_control_api_confine_real_pushes() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/9/app");
+    let _broker = world.start_with_control("");
+    let bad = r#"{"orgs": ["acme"], "repos": ["agents/9/**"], "push_branches": ["release-*"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("push_branches entry"), "{answer}");
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/9/**"], "push_branches": ["agents/9/*"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let run = world.in_sandbox_on(
+        &world.sandbox_dir("agent-9"),
+        &[],
+        r#"
+git clone -q "${REMOTE}agents/9/app.git" app || exit 31
+cd app && echo change > c.txt && git add c.txt && git commit -q -m change
+git push -q origin HEAD:agents/9/topic || exit 32
+if git push -q origin HEAD:main 2> main.txt; then exit 33; fi
+cat main.txt
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("! [remote rejected] HEAD -> main (no-push)"),
+        "{}",
+        run.stdout
+    );
+    let head = |refname: &str| world.emulator.rev("agents/9/app", refname);
+    assert_eq!(head("refs/heads/main"), Some(seeded.clone()));
+    let topic = head("refs/heads/agents/9/topic").expect("the allowed branch landed");
+    assert_ne!(topic, seeded);
+}
