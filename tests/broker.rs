@@ -2091,3 +2091,32 @@ cat main.txt
     let topic = head("refs/heads/agents/9/topic").expect("the allowed branch landed");
     assert_ne!(topic, seeded);
 }
+
+#[test]
+fn doctor_with_a_config_that_names_the_broker_checks_the_broker_not_keys() {
+    let world = World::new();
+    let _broker = world.start(AGENT_42);
+    let home = Home::new();
+    home.write_config(&format!(
+        "broker = \"{}\"\n",
+        world.socket("agent-42").display()
+    ));
+    let doctor = home.run(&["doctor"], "", &[]);
+    for expected in [
+        "ok    config ",
+        "parses: it names a token broker",
+        &format!("(broker in {})", home.config_path().display()),
+        "holds the key and answers for sandbox agent-42",
+    ] {
+        assert!(
+            doctor.stdout.contains(expected),
+            "no {expected:?} in\n{}",
+            doctor.stdout
+        );
+    }
+    assert!(
+        !doctor.stdout.contains("setup --org") && !doctor.stdout.contains("key of"),
+        "{}",
+        doctor.stdout
+    );
+}
