@@ -6,6 +6,13 @@
 //! the binary (a copy long in the page cache starts measurably faster), runs are interleaved,
 //! and medians are compared. Target: at most 1.5x the local `get`.
 //! `cargo bench --bench broker` (BENCH_ROUNDS=N to change the count).
+//!
+//! Then the serving model at scale: 10,000 sandboxes registered through the control API (each
+//! registration's time, p50 and p99), the broker's RSS with them all served, and one sandbox's
+//! `get` (straight on its socket, 1,000 times from 50 threads at once) unloaded and while
+//! another sandbox floods its own socket from 8 threads: the two p99s compared. Targets:
+//! registration p99 at most 10 ms, RSS at most 64 MiB, flooded p99 at most 2x unloaded.
+//! BENCH_SANDBOXES=N changes the 10,000.
 
 #[cfg(unix)]
 mod support;
@@ -14,10 +21,16 @@ mod support;
 #[cfg(unix)]
 mod unix {
     use super::support::{fresh_copy, median, rounds, run_once};
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use git_credential_codestorage::broker::control_client::request;
 
     use git_credential_codestorage::key::{self, NewKey};
 
@@ -136,6 +149,110 @@ mod unix {
         println!(
             "\nthrough the broker: {ratio:.2}x a local get (target at most {TARGET:.1}x: {})",
             if ratio <= TARGET { "met" } else { "NOT met" }
+        );
+        drop(_broker);
+        scale(&broker_program, home, org);
+    }
+
+    /// The `q` quantile of `times`, in milliseconds.
+    fn quantile(times: &mut [Duration], q: f64) -> f64 {
+        times.sort();
+        let index = ((times.len() as f64 - 1.0) * q).round() as usize;
+        times[index].as_secs_f64() * 1000.0
+    }
+
+    /// One `get` straight on `socket`, as the sandbox's client sends it.
+    fn socket_get(socket: &Path) -> Duration {
+        let started = Instant::now();
+        let mut stream = UnixStream::connect(socket).unwrap();
+        stream.write_all(b"get\n").unwrap();
+        stream.write_all(REQUEST).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("password="), "{answer}");
+        started.elapsed()
+    }
+
+    /// 1,000 gets on `socket` from 50 threads at once: each one's time.
+    fn concurrent_gets(socket: &Path) -> Vec<Duration> {
+        let threads: Vec<_> = (0..50)
+            .map(|_| {
+                let socket = socket.to_owned();
+                std::thread::spawn(move || (0..20).map(|_| socket_get(&socket)).collect::<Vec<_>>())
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    }
+
+    fn scale(program: &Path, home: &Path, org: &str) {
+        let count: usize = std::env::var("BENCH_SANDBOXES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let dir = home.join("sandboxes");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let control = home.join("control.sock");
+        write_private(
+            &home.join("scale.toml"),
+            &format!(
+                "control_socket = \"{}\"\nsandbox_dir = \"{}\"\n{org}",
+                control.display(),
+                dir.display()
+            ),
+        );
+        let broker = Broker::start(program, &home.join("scale.toml"));
+        let mut registrations = Vec::with_capacity(count);
+        for i in 0..count {
+            let body = serde_json::json!({"orgs": ["acme"], "repos": ["agents/42/**"]});
+            let started = Instant::now();
+            let (status, _) =
+                request(&control, "PUT", &format!("/v1/sandboxes/s{i}"), Some(&body)).unwrap();
+            registrations.push(started.elapsed());
+            assert_eq!(status, 201);
+        }
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", broker.0.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+            .unwrap_or_default();
+        let calm = dir.join("s1/git.sock");
+        let mut unloaded = concurrent_gets(&calm);
+        let flooding = Arc::new(AtomicBool::new(true));
+        let floods: Vec<_> = (0..8)
+            .map(|_| {
+                let (socket, flooding) = (dir.join("s2/git.sock"), flooding.clone());
+                std::thread::spawn(move || {
+                    while flooding.load(Ordering::Relaxed) {
+                        if let Ok(mut s) = UnixStream::connect(&socket) {
+                            let _ = s.write_all(b"garbage\n\n");
+                            let _ = s.read_to_end(&mut Vec::new());
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut flooded = concurrent_gets(&calm);
+        flooding.store(false, Ordering::Relaxed);
+        floods.into_iter().for_each(|f| f.join().unwrap());
+        let (p50, p99) = (
+            quantile(&mut registrations, 0.5),
+            quantile(&mut registrations, 0.99),
+        );
+        let (calm99, flood99) = (quantile(&mut unloaded, 0.99), quantile(&mut flooded, 0.99));
+        println!("\n{count} sandboxes registered through the control API:\n");
+        println!("| measure | value | target |");
+        println!("| --- | --- | --- |");
+        println!("| registration p50 | {p50:.2} ms | |");
+        println!("| registration p99 | {p99:.2} ms | at most 10 ms |");
+        println!("| broker RSS with {count} sandboxes | {rss} | at most 64 MiB |");
+        println!("| get p99, 1,000 from 50 threads, unloaded | {calm99:.2} ms | |");
+        println!(
+            "| get p99, same, another sandbox flooding | {flood99:.2} ms ({:.2}x) | at most 2x |",
+            flood99 / calm99
         );
     }
 }

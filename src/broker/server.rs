@@ -1,7 +1,8 @@
 //! The broker process: one socket per sandbox, one short-lived thread per connection, reload on
 //! `SIGHUP`, clean exit on `SIGTERM`/`SIGINT`. This file is the accept loop and its fairness:
-//! who gets a connection slot; [`super::connection`] serves a connection, [`super::reload`]
-//! takes a new config, [`super::socket`] makes sockets, [`super::audit`] writes the log.
+//! who gets a connection slot; [`super::connection`] serves a connection, `reload` takes a new
+//! config, `registry` applies the control API's requests ([`super::control`] reads them),
+//! [`super::socket`] makes sockets, [`super::audit`] writes the log.
 //!
 //! The main thread polls the sockets and two signal pipes and only accepts; each connection is
 //! read, decided, signed and answered on a thread of its own, so a client that sends nothing

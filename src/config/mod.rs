@@ -557,9 +557,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             },
         );
     }
+    // Lines by binary search over the newlines: a config may hold 10,000 sandbox tables.
+    let newlines: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
+    let sandbox_line = |offset: usize| newlines.partition_point(|&n| n < offset) + 1;
     let sandboxes =
-        sandbox::parse_sandboxes(raw.sandbox, &orgs, base, &|offset| line_of(text, offset))
-            .map_err(sandbox_error)?;
+        sandbox::parse_sandboxes(raw.sandbox, &orgs, base, &sandbox_line).map_err(sandbox_error)?;
     let broker_settings = sandbox::parse_broker_settings(
         sandbox::RawBrokerSettings {
             control_socket: raw.control_socket,

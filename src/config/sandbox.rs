@@ -495,19 +495,22 @@ pub fn parse_sandboxes(
     line_of: &dyn Fn(usize) -> usize,
 ) -> Result<Vec<Sandbox>, Located> {
     let mut sandboxes: Vec<Sandbox> = Vec::with_capacity(raw.len());
+    // Socket to sandbox, so that 10,000 tables are checked in one pass.
+    let mut owners: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
     for (name, spanned) in raw {
         let at = spanned.span().start;
         let sandbox = parse_one(name, spanned.into_inner(), orgs, base, at, line_of(at))?;
-        if let Some(other) = sandboxes.iter().find(|s| s.socket == sandbox.socket) {
+        if let Some(&other) = owners.get(&sandbox.socket) {
             return Err((
                 at,
                 SandboxError::SocketShared {
                     name: sandbox.name,
                     socket: sandbox.socket,
-                    other: other.name.clone(),
+                    other: sandboxes[other].name.clone(),
                 },
             ));
         }
+        owners.insert(sandbox.socket.clone(), sandboxes.len());
         sandboxes.push(sandbox);
     }
     Ok(sandboxes)
