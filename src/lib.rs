@@ -31,6 +31,7 @@ pub mod operation;
 pub mod paths;
 pub mod process;
 pub mod protocol;
+pub mod refpolicy;
 pub mod resolve;
 pub mod secret;
 pub mod setup;

@@ -718,7 +718,7 @@ fn oversized_garbage_silent_and_many_concurrent_clients_leave_the_broker_serving
     let big = vec![b'a'; 2 * 1024 * 1024];
     let answer = exchange(&big);
     assert!(
-        answer.contains("larger than") && answer.ends_with("quit=1\n"),
+        answer.contains("larger than") && answer.ends_with("quit=1\n\n"),
         "{answer}"
     );
     let answer = exchange(b"\x00\xff\x01garbage\n\n");
@@ -726,7 +726,11 @@ fn oversized_garbage_silent_and_many_concurrent_clients_leave_the_broker_serving
     let answer = exchange(b"get\nprotocol=https\nhost=a\rb\n\n");
     assert!(answer.contains("carriage return"), "{answer}");
     let answer = exchange(b"get\nprotocol=https\nhost=github.com\npath=a/b.git\n\n");
-    assert_eq!(answer, "", "not ours: nothing, so git asks its next helper");
+    // Every answer ends with a blank line, so a client tells a whole answer from a cut one.
+    assert_eq!(
+        answer, "\n",
+        "not ours: nothing for git, so it asks its next helper"
+    );
 
     // Many clients at once, each a whole `get` process: every one gets its own token.
     let tokens: Vec<String> = std::thread::scope(|scope| {
@@ -1940,4 +1944,433 @@ fn a_token_is_signed_once_per_half_lifetime_and_a_reload_or_reuse_tokens_false_s
     let fresh = world.get_via("agent-42", "agents/42/r2").password();
     assert_ne!(fresh, kept);
     verify(&fresh, &world.key);
+}
+
+const CONFINED: &str = r#"
+[sandbox.agent-42]
+socket = "run/agent-42.sock"
+orgs = ["acme"]
+repos = ["agents/42/**"]
+refs = [{ pattern = "agents/42/frozen", ops = ["no-push"] }]
+push_branches = ["agents/42/*", "fix-123"]
+"#;
+
+#[test]
+fn push_branches_let_a_sandbox_push_its_branches_and_nothing_else() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/42/app");
+    let _broker = world.start(CONFINED);
+    let run = world.in_sandbox(
+        "agent-42",
+        r#"
+git clone -q "${REMOTE}agents/42/app.git" app || exit 31
+cd app && echo change > c.txt && git add c.txt && git commit -q -m change
+for target in main agents/42/topic agents/42/deep/er fix-123 agents/42/frozen agents/7/x fix-1234 refs/tags/v1; do
+  if git push -q origin "HEAD:$target" 2> push.txt; then echo "landed $target"; else echo "refused $target"; cat push.txt; fi
+done
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let head = |refname: &str| world.emulator.rev("agents/42/app", refname);
+    let pushed = head("refs/heads/agents/42/topic").expect("the allowed branch landed");
+    assert_ne!(pushed, seeded);
+    for landed in ["agents/42/topic", "agents/42/deep/er", "fix-123"] {
+        assert!(
+            run.stdout.contains(&format!("landed {landed}")),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(head(&format!("refs/heads/{landed}")), Some(pushed.clone()));
+    }
+    for refused in ["main", "agents/42/frozen", "agents/7/x", "fix-1234"] {
+        assert!(
+            run.stdout.contains(&format!("refused {refused}")),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("! [remote rejected] HEAD -> {refused} (no-push)")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("refused refs/tags/v1"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(head("refs/heads/main"), Some(seeded), "main is untouched");
+    for absent in [
+        "refs/heads/agents/42/frozen",
+        "refs/heads/agents/7/x",
+        "refs/tags/v1",
+    ] {
+        assert_eq!(head(absent), None, "{absent}");
+    }
+    // Every push token carried the confinement, deny-by-default last.
+    let pushes = world.claims_for("agents/42/app", Service::ReceivePack);
+    assert!(!pushes.is_empty());
+    for claims in pushes {
+        let refs = claims.refs.expect("refs claim");
+        assert_eq!(refs.last(), Some(&("*".into(), vec!["no-push".into()])));
+        assert_eq!(
+            refs[0],
+            ("refs/heads/agents/42/frozen".into(), vec!["no-push".into()])
+        );
+    }
+}
+
+#[test]
+fn a_push_from_a_sandbox_that_may_only_read_is_refused_in_one_line_before_the_server() {
+    require_namespaces();
+    let world = World::new();
+    world.emulator.seed("agents/7/b");
+    let _broker = world.start(AGENT_7);
+    let run = world.in_sandbox(
+        "agent-7",
+        r#"
+git clone -q "${REMOTE}agents/7/b.git" b || exit 31
+cd b && echo change > c.txt && git add c.txt && git commit -q -m change
+if git push -q origin HEAD:main 2> push.txt; then exit 32; fi
+cat push.txt
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let ours: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("git-credential-codestorage:"))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "git-credential-codestorage: sandbox agent-7 may not push to repository \"agents/7/b\" of acme: its scopes are git:read; add \"git:write\" to [sandbox.agent-7] scopes in the broker's config to let it push"
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("403") && !run.stdout.contains("Username"),
+        "{}",
+        run.stdout
+    );
+    // No token went to the server for the push.
+    assert!(
+        world
+            .claims_for("agents/7/b", Service::ReceivePack)
+            .is_empty()
+    );
+    let audit = world.audit();
+    assert!(
+        audit.iter().any(|r| r["decision"] == "refused"
+            && r["operation"].is_null()
+            && r["reason"].as_str().unwrap().contains("may not push")),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn store_and_erase_reach_the_broker_only_for_the_sandbox_s_hosts() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(AGENT_42);
+    // git itself calls every configured helper with store (approve) and erase (reject).
+    let run = world.in_sandbox(
+        "agent-42",
+        &format!(
+            r#"
+git config --global credential.helper "{HELPER}"
+for verb in approve reject; do
+  printf 'protocol=https\nhost=github.com\nusername=someone\npassword=hunter2-secret\n\n' | git credential $verb || exit 31
+  printf 'protocol=https\nhost={host}\nusername=t\npassword=not-a-token\n\n' | git credential $verb || exit 32
+done
+"#,
+            host = world.emulator.host
+        ),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let audit = world.audit();
+    let text = std::fs::read_to_string(world.path("audit.jsonl")).unwrap();
+    assert!(
+        !text.contains("github.com") && !text.contains("hunter2"),
+        "{text}"
+    );
+    for action in ["store", "erase"] {
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["action"] == action && r["host"] == world.emulator.host.as_str()),
+            "{action}: {audit:#?}"
+        );
+    }
+    assert!(
+        audit.iter().any(|r| r["action"] == "describe"),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn a_broker_killed_mid_request_gives_one_line_and_no_prompt() {
+    require_namespaces();
+    let world = World::new();
+    world.emulator.seed("agents/42/x");
+    // A signer that blocks once `block` exists, until its FIFO is written: the broker is then
+    // killed while it waits for a signature.
+    let fifo = world.path("etc/release");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (block, signing) = (world.path("etc/block"), world.path("etc/signing"));
+    let signer = script(
+        &world.path("etc"),
+        "slow-sign",
+        &format!(
+            "if [ -e '{block}' ]; then touch '{signing}'; read x < '{fifo}'; fi\nopenssl dgst -sha256 -sign '{key}' | openssl base64 -A\n",
+            block = block.display(),
+            signing = signing.display(),
+            fifo = fifo.display(),
+            key = world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    world.write_config(&world.config_text_with_key(&key, AGENT_42));
+    let mut broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    std::fs::write(&block, "").unwrap();
+    let run = std::thread::scope(|scope| {
+        let sandbox = scope.spawn(|| {
+            world.in_sandbox(
+                "agent-42",
+                r#"
+if git ls-remote "${REMOTE}agents/42/x.git" 2> ls.txt; then exit 31; fi
+cat ls.txt
+"#,
+            )
+        });
+        let deadline = Instant::now() + PATIENCE;
+        while !signing.exists() {
+            assert!(Instant::now() < deadline, "the broker never ran its signer");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        broker.signal(rustix::process::Signal::KILL);
+        let run = sandbox.join().unwrap();
+        // Let the orphaned signer finish.
+        std::fs::write(&fifo, "\n").unwrap();
+        run
+    });
+    assert!(!broker.alive());
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let ours: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("git-credential-codestorage:"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", run.stdout);
+    assert!(
+        ours[0].contains("stopped before it answered (killed or restarted mid-request)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("Username"),
+        "no prompt: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn inside_a_sandbox_doctor_checks_the_broker_and_token_goes_through_it() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start(CONFINED);
+    let run = world.in_sandbox(
+        "agent-42",
+        &format!(
+            r#"
+echo "== doctor"; '{HELPER}' doctor; echo "code=$?"
+echo "== doctor url"; '{HELPER}' doctor "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== token"; '{HELPER}' token "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== json"; '{HELPER}' token --json "${{REMOTE}}agents/42/app.git"; echo "code=$?"
+echo "== outside"; '{HELPER}' token "${{REMOTE}}secret/plans.git" 2>&1; echo "code=$?"
+echo "== scopes"; '{HELPER}' token --scopes git:read "${{REMOTE}}agents/42/app.git" 2>&1; echo "code=$?"
+echo "== end"
+"#
+        ),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let section = |name: &str| {
+        let header = format!("== {name}");
+        run.stdout
+            .lines()
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| !line.starts_with("== "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let doctor = section("doctor");
+    assert!(doctor.ends_with("code=0"), "{doctor}\n{}", run.stderr);
+    for expected in [
+        "ok    inside a sandbox: the token broker at ",
+        "(CODESTORAGE_BROKER) holds the key and answers for sandbox agent-42",
+        "ok    sandbox agent-42 may get tokens for acme on ",
+        "pushes only to refs/heads/agents/42/*, refs/heads/fix-123",
+    ] {
+        assert!(doctor.contains(expected), "no {expected:?} in\n{doctor}");
+    }
+    assert!(
+        !doctor.contains("no config file") && !doctor.contains("setup --org"),
+        "{doctor}"
+    );
+    let with_url = section("doctor url");
+    assert!(
+        with_url.contains("the broker grants a token that says: {\"iss\":\"acme\",\"sub\":\"sandbox:agent-42\",\"repo\":\"agents/42/app\"")
+            && with_url.contains("[\"*\",[\"no-push\"]]")
+            && with_url.ends_with("code=0"),
+        "{with_url}"
+    );
+    assert!(
+        !with_url.contains("eyJ"),
+        "doctor printed a token: {with_url}"
+    );
+
+    let token = section("token");
+    let token = token.lines().next().unwrap();
+    let claims = verify(token, &world.key).claims;
+    assert_eq!(claims["sub"], "sandbox:agent-42");
+    assert_eq!(claims["repo"], "agents/42/app");
+    let json: serde_json::Value =
+        serde_json::from_str(section("json").lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&json["org"], &json["repo"]),
+        (
+            &serde_json::json!("acme"),
+            &serde_json::json!("agents/42/app")
+        )
+    );
+    verify(json["token"].as_str().unwrap(), &world.key);
+
+    let outside = section("outside");
+    assert!(
+        outside.contains("sandbox agent-42 may not get a token for repository \"secret/plans\"")
+            && outside.ends_with("code=1"),
+        "{outside}"
+    );
+    let scopes = section("scopes");
+    assert!(
+        scopes.contains("inside a sandbox the token broker (CODESTORAGE_BROKER) decides")
+            && scopes.ends_with("code=2")
+            || scopes.ends_with("code=1"),
+        "{scopes}"
+    );
+}
+
+#[test]
+fn doctor_and_token_with_a_broker_that_is_down_say_so_and_ask_for_no_key() {
+    let world = World::new();
+    let home = Home::new();
+    let absent = world.path("run/absent.sock");
+    let env = [("CODESTORAGE_BROKER", absent.to_str().unwrap())];
+    let doctor = home.run(&["doctor"], "", &env);
+    assert_eq!(doctor.code, Some(1), "{}\n{}", doctor.stdout, doctor.stderr);
+    let fails: Vec<&str> = doctor
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(fails.len(), 1, "{}", doctor.stdout);
+    assert!(
+        fails[0].contains("cannot reach the token broker at")
+            && fails[0].contains("(CODESTORAGE_BROKER)"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        !doctor.stdout.contains("setup --org") && !doctor.stdout.contains("no config file"),
+        "{}",
+        doctor.stdout
+    );
+    let token = home.run(
+        &["token", &format!("{}/agents/42/x.git", world.emulator.url)],
+        "",
+        &env,
+    );
+    assert_eq!(token.code, Some(1), "{token:?}");
+    assert_eq!(token.stdout, "");
+    assert_eq!(token.stderr.lines().count(), 1, "{}", token.stderr);
+    assert!(
+        token.stderr.contains("cannot reach the token broker at"),
+        "{}",
+        token.stderr
+    );
+}
+
+#[test]
+fn push_branches_registered_through_the_control_api_confine_real_pushes() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/9/app");
+    let _broker = world.start_with_control("");
+    let bad = r#"{"orgs": ["acme"], "repos": ["agents/9/**"], "push_branches": ["release-*"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(bad));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("push_branches entry"), "{answer}");
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/9/**"], "push_branches": ["agents/9/*"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let run = world.in_sandbox_on(
+        &world.sandbox_dir("agent-9"),
+        &[],
+        r#"
+git clone -q "${REMOTE}agents/9/app.git" app || exit 31
+cd app && echo change > c.txt && git add c.txt && git commit -q -m change
+git push -q origin HEAD:agents/9/topic || exit 32
+if git push -q origin HEAD:main 2> main.txt; then exit 33; fi
+cat main.txt
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("! [remote rejected] HEAD -> main (no-push)"),
+        "{}",
+        run.stdout
+    );
+    let head = |refname: &str| world.emulator.rev("agents/9/app", refname);
+    assert_eq!(head("refs/heads/main"), Some(seeded.clone()));
+    let topic = head("refs/heads/agents/9/topic").expect("the allowed branch landed");
+    assert_ne!(topic, seeded);
+}
+
+#[test]
+fn doctor_with_a_config_that_names_the_broker_checks_the_broker_not_keys() {
+    let world = World::new();
+    let _broker = world.start(AGENT_42);
+    let home = Home::new();
+    home.write_config(&format!(
+        "broker = \"{}\"\n",
+        world.socket("agent-42").display()
+    ));
+    let doctor = home.run(&["doctor"], "", &[]);
+    for expected in [
+        "ok    config ",
+        "parses: it names a token broker",
+        &format!("(broker in {})", home.config_path().display()),
+        "holds the key and answers for sandbox agent-42",
+    ] {
+        assert!(
+            doctor.stdout.contains(expected),
+            "no {expected:?} in\n{}",
+            doctor.stdout
+        );
+    }
+    assert!(
+        !doctor.stdout.contains("setup --org") && !doctor.stdout.contains("key of"),
+        "{}",
+        doctor.stdout
+    );
 }

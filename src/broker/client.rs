@@ -1,6 +1,12 @@
 //! The sandbox's side: forward git's request to the broker's socket and relay the answer. It
 //! runs inside every sandboxed git, so it stays small: connect, write, read, bounded in size
 //! and time. It needs no key and no organisation config.
+//!
+//! Every answer of the broker ends with a blank line, so that an answer cut short (a broker
+//! killed while it signed) is told from a complete one, even from an empty "not ours". `store`
+//! and `erase` are forwarded only for a host the sandbox may get tokens for, as the broker's
+//! `describe` answer says: what git sends other helpers (a password for another host) stays
+//! in the sandbox.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
@@ -10,12 +16,12 @@ use std::time::Instant;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use super::message::{self, ReadProblem};
-use super::{CLIENT_TIMEOUT, ERROR_PREFIX, MAX_ANSWER};
+use super::describe::{DESCRIBE, Description};
+use super::message::{self, Answer, ReadProblem};
+use super::{CLIENT_TIMEOUT, MAX_ANSWER};
 use crate::commands::git::GitAction;
 use crate::log::{Escaped, Log};
 use crate::protocol::Request;
-use crate::secret::Secret;
 
 /// Why the broker gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +58,24 @@ pub enum ClientError {
         /// The socket.
         path: String,
     },
-}
-
-/// What the broker answered: lines for git, and lines for the user.
-#[derive(Debug, Default)]
-pub struct Answer {
-    /// Lines for git's stdout, as the broker wrote them (may hold a token).
-    pub git: Secret<Vec<u8>>,
-    /// One-line messages for the user.
-    pub errors: Vec<String>,
+    /// The connection ended before the answer's closing blank line: the broker stopped.
+    #[error(
+        "the token broker at {path} stopped before it answered (killed or restarted mid-request); check that it runs and its log, then retry"
+    )]
+    Incomplete {
+        /// The socket.
+        path: String,
+    },
+    /// A `describe` answer that is not the sandbox's description.
+    #[error(
+        "the token broker at {path} answered describe with no description of this sandbox ({reason}); is it older than this client? update the broker"
+    )]
+    Description {
+        /// The socket.
+        path: String,
+        /// What was wrong, or the broker's own message.
+        reason: String,
+    },
 }
 
 /// Sends `action` and `request` to the broker at `socket` and returns its answer. `origin`
@@ -71,6 +86,30 @@ pub fn ask(
     action: GitAction,
     request: &Request,
 ) -> Result<Answer, ClientError> {
+    // On erase the request holds the refused token: wiped once sent.
+    let message = message::encode_request(action, request);
+    exchange(socket, origin, message.expose())
+}
+
+/// Asks the broker at `socket` what this sandbox may get.
+pub fn describe(socket: &Path, origin: &str) -> Result<Description, ClientError> {
+    let answer = exchange(socket, origin, format!("{DESCRIBE}\n\n").as_bytes())?;
+    let path = socket.display().to_string();
+    if let Some(message) = answer.errors.first() {
+        return Err(ClientError::Description {
+            path,
+            reason: message.clone(),
+        });
+    }
+    serde_json::from_slice(answer.git.expose()).map_err(|e| ClientError::Description {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `message` to the broker at `socket` and reads its whole answer, which must end with
+/// the closing blank line (taken off).
+fn exchange(socket: &Path, origin: &str, message: &[u8]) -> Result<Answer, ClientError> {
     let path = socket.display().to_string();
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     let mut stream = connect(socket).map_err(|source| ClientError::Connect {
@@ -91,16 +130,7 @@ pub fn ask(
             }
         }
     };
-    // On erase the request holds the refused token: wiped once sent.
-    let mut message = Secret::new(Vec::with_capacity(512));
-    message
-        .expose_mut()
-        .extend_from_slice(action.as_str().as_bytes());
-    message.expose_mut().push(b'\n');
-    request
-        .write_to(message.expose_mut())
-        .and_then(|()| stream.write_all(message.expose()))
-        .map_err(broken)?;
+    stream.write_all(message).map_err(broken)?;
     let answer =
         message::read(&mut stream, deadline, MAX_ANSWER, false).map_err(
             |problem| match problem {
@@ -109,7 +139,12 @@ pub fn ask(
                 ReadProblem::Io(source) => broken(source),
             },
         )?;
-    Ok(split(answer.expose()))
+    let bytes = answer.expose();
+    let body = bytes
+        .strip_suffix(message::ANSWER_END)
+        .filter(|body| body.is_empty() || body.ends_with(b"\n"))
+        .ok_or(ClientError::Incomplete { path })?;
+    Ok(message::split_answer(body))
 }
 
 /// A stream connected to `socket`, with a send timeout set first so that a broker that stopped
@@ -126,22 +161,6 @@ fn connect(socket: &Path) -> io::Result<UnixStream> {
     Ok(UnixStream::from(fd))
 }
 
-/// Splits an answer into the user's `error=` lines and git's lines.
-fn split(answer: &[u8]) -> Answer {
-    let mut split = Answer::default();
-    for line in answer.split_inclusive(|&b| b == b'\n') {
-        match line.strip_prefix(ERROR_PREFIX.as_bytes()) {
-            Some(message) => split.errors.push(
-                String::from_utf8_lossy(message)
-                    .trim_end_matches('\n')
-                    .to_owned(),
-            ),
-            None => split.git.expose_mut().extend_from_slice(line),
-        }
-    }
-    split
-}
-
 /// Runs git's `action` through the broker at `socket`: git's lines to `out`, the broker's
 /// messages and any failure to `log`. A `get` that fails answers `quit=1`: the host is ours, no
 /// other helper or prompt can help.
@@ -153,6 +172,9 @@ pub fn forward(
     out: &mut dyn Write,
     log: &mut Log<'_>,
 ) {
+    if action != GitAction::Get && !may_forward(socket, origin, request, log) {
+        return;
+    }
     let answer = match ask(socket, origin, action, request) {
         Ok(answer) => answer,
         Err(e) => {
@@ -174,6 +196,28 @@ pub fn forward(
     }
 }
 
+/// Whether `store` or `erase` for `request` may go to the broker: only for a host the sandbox
+/// may get tokens for, so that another host's password never leaves the sandbox. A broker that
+/// cannot say keeps it in too; git ignores both actions' output, and the next `get` reports.
+fn may_forward(socket: &Path, origin: &str, request: &Request, log: &mut Log<'_>) -> bool {
+    let host = request.host.as_deref().unwrap_or_default();
+    match describe(socket, origin) {
+        Ok(description) if description.serves(host) => true,
+        Ok(description) => {
+            log.debug(format_args!(
+                "not forwarding to the token broker: {} is not a host of sandbox {}",
+                Escaped(host),
+                description.sandbox
+            ));
+            false
+        }
+        Err(e) => {
+            log.debug(format_args!("not forwarding to the token broker: {e}"));
+            false
+        }
+    }
+}
+
 fn write_out(out: &mut dyn Write, bytes: &[u8], log: &mut Log<'_>) {
     if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
         log.error(format_args!("cannot write the answer to git: {e}"));
@@ -186,17 +230,18 @@ mod tests {
     use std::io::Read;
     use std::os::unix::net::UnixListener;
 
-    fn request() -> Request {
-        crate::protocol::parse(b"protocol=https\nhost=acme.code.storage\npath=x.git\n").unwrap()
+    fn request(host: &str) -> Request {
+        crate::protocol::parse(format!("protocol=https\nhost={host}\npath=x.git\n").as_bytes())
+            .unwrap()
     }
 
-    fn run(socket: &Path, action: GitAction) -> (String, String) {
+    fn run(socket: &Path, action: GitAction, host: &str) -> (String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         forward(
             socket,
             "CODESTORAGE_BROKER",
             action,
-            &request(),
+            &request(host),
             &mut out,
             &mut Log::new(&mut err, false),
         );
@@ -206,56 +251,134 @@ mod tests {
         )
     }
 
-    /// A one-shot broker stand-in: reads one request, checks it, writes `answer`.
-    fn serve_once(
-        answer: &'static [u8],
+    /// A broker stand-in: answers one connection per entry of `answers`, in order, and returns
+    /// the requests it read.
+    fn serve(
+        answers: Vec<Vec<u8>>,
     ) -> (
         tempfile::TempDir,
         std::path::PathBuf,
-        std::thread::JoinHandle<Vec<u8>>,
+        std::thread::JoinHandle<Vec<Vec<u8>>>,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            let mut byte = [0u8; 1];
-            while !got.ends_with(b"\n\n") {
-                stream.read_exact(&mut byte).unwrap();
-                got.push(byte[0]);
+            let mut requests = Vec::new();
+            for answer in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut got = Vec::new();
+                let mut byte = [0u8; 1];
+                while !got.ends_with(b"\n\n") {
+                    stream.read_exact(&mut byte).unwrap();
+                    got.push(byte[0]);
+                }
+                stream.write_all(&answer).unwrap();
+                requests.push(got);
             }
-            stream.write_all(answer).unwrap();
-            got
+            requests
         });
         (dir, path, server)
     }
 
+    fn description() -> Vec<u8> {
+        let d = Description {
+            sandbox: "a".into(),
+            hosts: vec!["acme.code.storage".into()],
+            orgs: vec!["acme".into()],
+            repos: vec!["**".into()],
+            scopes: vec![crate::token::Scope::GitRead],
+            ttl: None,
+            subject: "sandbox:a".into(),
+            refs: Vec::new(),
+            ops: Vec::new(),
+            push_branches: Vec::new(),
+            least_privilege: true,
+        };
+        format!("{}\n\n", serde_json::to_string(&d).unwrap()).into_bytes()
+    }
+
     #[test]
     fn relays_git_lines_to_stdout_and_error_lines_to_stderr() {
-        let (_dir, path, server) = serve_once(b"error=sandbox a may not\nquit=1\n");
-        let (out, err) = run(&path, GitAction::Get);
+        let (_dir, path, server) = serve(vec![b"error=sandbox a may not\nquit=1\n\n".to_vec()]);
+        let (out, err) = run(&path, GitAction::Get, "acme.code.storage");
         assert_eq!(out, "quit=1\n");
         assert_eq!(err, "git-credential-codestorage: sandbox a may not\n");
         assert_eq!(
             server.join().unwrap(),
-            b"get\nprotocol=https\nhost=acme.code.storage\npath=x.git\n\n"
+            [b"get\nprotocol=https\nhost=acme.code.storage\npath=x.git\n\n"]
         );
     }
 
     #[test]
-    fn store_and_erase_print_nothing_for_git() {
-        let (_dir, path, server) = serve_once(b"error=refused token\nusername=t\n");
-        let (out, err) = run(&path, GitAction::Erase);
+    fn an_answer_cut_short_is_one_line_and_quit_not_silence() {
+        // Nothing at all, and half a credential: both what a broker killed mid-request leaves.
+        for cut in [&b""[..], b"username=t\npassword=eyJ"] {
+            let (_dir, path, server) = serve(vec![cut.to_vec()]);
+            let (out, err) = run(&path, GitAction::Get, "acme.code.storage");
+            assert_eq!(out, "quit=1\n", "{cut:?}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("stopped before it answered"), "{err}");
+            assert!(!err.contains("eyJ"), "{err}");
+            server.join().unwrap();
+        }
+        // A complete "not ours" is the blank line alone: nothing for git, nothing said.
+        let (_dir, path, server) = serve(vec![b"\n".to_vec()]);
+        assert_eq!(
+            run(&path, GitAction::Get, "acme.code.storage"),
+            (String::new(), String::new())
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn store_and_erase_go_only_to_a_host_of_the_sandbox() {
+        let (_dir, path, server) = serve(vec![
+            description(),
+            b"error=refused token\nusername=t\n\n".to_vec(),
+        ]);
+        let (out, err) = run(&path, GitAction::Erase, "ACME.code.storage");
         assert_eq!(out, "");
         assert!(err.contains("refused token"), "{err}");
-        assert!(server.join().unwrap().starts_with(b"erase\n"));
+        let requests = server.join().unwrap();
+        assert_eq!(requests[0], b"describe\n\n");
+        assert!(requests[1].starts_with(b"erase\n"));
+
+        // Another host's credential is described for, and never sent.
+        for action in [GitAction::Store, GitAction::Erase] {
+            let (_dir, path, server) = serve(vec![description()]);
+            let (out, err) = run(&path, action, "github.com");
+            assert_eq!((out.as_str(), err.as_str()), ("", ""));
+            assert_eq!(server.join().unwrap(), [b"describe\n\n"]);
+        }
+    }
+
+    #[test]
+    fn describe_reads_the_sandbox_or_says_what_is_wrong() {
+        let (_dir, path, server) = serve(vec![
+            description(),
+            b"error=no such request\nquit=1\n\n".to_vec(),
+        ]);
+        let d = describe(&path, "CODESTORAGE_BROKER").unwrap();
+        assert_eq!(
+            (d.sandbox.as_str(), d.serves("acme.code.storage")),
+            ("a", true)
+        );
+        let e = describe(&path, "CODESTORAGE_BROKER")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no description of this sandbox (no such request)"),
+            "{e}"
+        );
+        server.join().unwrap();
     }
 
     #[test]
     fn a_broker_that_is_down_is_one_line_and_quit() {
         let dir = tempfile::tempdir().unwrap();
-        let (out, err) = run(&dir.path().join("absent.sock"), GitAction::Get);
+        let absent = dir.path().join("absent.sock");
+        let (out, err) = run(&absent, GitAction::Get, "acme.code.storage");
         assert_eq!(out, "quit=1\n");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -264,7 +387,7 @@ mod tests {
                 && err.contains("start the broker"),
             "{err}"
         );
-        let (out, err) = run(&dir.path().join("absent.sock"), GitAction::Store);
+        let (out, err) = run(&absent, GitAction::Store, "acme.code.storage");
         assert_eq!((out.as_str(), err.as_str()), ("", ""));
     }
 }

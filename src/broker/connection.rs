@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::REQUEST_TIMEOUT;
 use super::audit::{Audit, Decision, Record, Throttle};
+use super::describe::Description;
 use super::gate::Gate;
 use super::load::Loaded;
-use super::message::{self, error_answer};
+use super::message::{self, Action, error_answer};
 use super::metrics::{Counters, Metrics};
 use super::peer::{self, Peer};
 use super::policy::{self, Sandbox};
@@ -52,6 +53,7 @@ pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit, throttl
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(error_answer(&reason).expose());
+    let _ = (&stream).write_all(message::ANSWER_END);
     let now = crate::clock::now();
     let mut record = Record::new(now, sandbox, Decision::Error);
     record.peer_uid = peer.uid;
@@ -110,7 +112,9 @@ fn send(stream: &mut UnixStream, answer: &Secret<Vec<u8>>, deadline: Instant) {
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
     let _ = stream.set_write_timeout(Some(left));
-    let _ = stream.write_all(answer.expose());
+    let _ = stream
+        .write_all(answer.expose())
+        .and_then(|()| stream.write_all(message::ANSWER_END));
 }
 
 /// `reason` as the audit record's and the user's answer.
@@ -140,11 +144,18 @@ fn respond(
         return fail(record, closed.reason(&job.sandbox.name));
     }
     match action {
-        GitAction::Store => {
+        Action::Describe => {
+            record.decision = Decision::Noted;
+            let description = Description::of(&job.sandbox, &job.loaded.config);
+            // A struct of strings and lists always serializes.
+            let json = serde_json::to_string(&description).unwrap_or_default();
+            Secret::new(format!("{json}\n").into_bytes())
+        }
+        Action::Git(GitAction::Store) => {
             record.decision = Decision::Noted;
             Secret::new(Vec::new())
         }
-        GitAction::Erase => {
+        Action::Git(GitAction::Erase) => {
             record.decision = Decision::Noted;
             record.reason = Some("the server refused a token".into());
             // `erase` explains a refused token of ours: the same line `erase` prints.
@@ -152,7 +163,7 @@ fn respond(
             let explained = crate::credential::explain_refusal(&request, config, now);
             message::error_lines(explained.as_deref())
         }
-        GitAction::Get => get(job, &request, peer, now, record),
+        Action::Git(GitAction::Get) => get(job, &request, peer, now, record),
     }
 }
 
@@ -322,7 +333,7 @@ mod tests {
         for (input, revoked, words) in cases {
             let (answer, record) = exchange(&f, &input, revoked);
             assert!(
-                answer.starts_with("error=") && answer.ends_with("quit=1\n"),
+                answer.starts_with("error=") && answer.ends_with("quit=1\n\n"),
                 "{answer}"
             );
             assert!(answer.contains(words), "{words}: {answer}");
@@ -370,8 +381,34 @@ mod tests {
         client.read_to_string(&mut answer).unwrap();
         assert_eq!(
             answer,
-            "error=the broker cannot write its audit log (disk full); no token is handed out\nquit=1\n"
+            "error=the broker cannot write its audit log (disk full); no token is handed out\nquit=1\n\n"
         );
+    }
+
+    #[test]
+    fn describe_answers_the_sandbox_s_own_policy_and_nothing_of_the_key() {
+        let f = fixture("push_branches = [\"agents/a/*\"]\n");
+        let (answer, record) = exchange(&f, b"describe\n\n", false);
+        let json = answer
+            .strip_suffix("\n\n")
+            .unwrap_or_else(|| panic!("{answer:?}"));
+        let d: Description = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            d,
+            Description::of(&f.loaded.config.sandboxes[0], &f.loaded.config)
+        );
+        assert_eq!(
+            (d.sandbox.as_str(), d.hosts.as_slice(), d.ttl.as_deref()),
+            ("a", &["acme.code.storage".to_owned()][..], Some("10m"))
+        );
+        assert_eq!(d.push_branches, ["refs/heads/agents/a/*"]);
+        assert!(!answer.contains("acme.pem"), "{answer}");
+        assert_eq!(
+            (&record["action"], &record["decision"]),
+            (&serde_json::json!("describe"), &serde_json::json!("noted"))
+        );
+        let (answer, _) = exchange(&f, b"describe\n\n", true);
+        assert!(answer.contains("was removed"), "{answer}");
     }
 
     #[test]
@@ -384,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             (answer.as_str(), &record["decision"]),
-            ("", &serde_json::json!("noted"))
+            ("\n", &serde_json::json!("noted"))
         );
         let (granted, _) = exchange(
             &f,

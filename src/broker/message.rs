@@ -1,15 +1,17 @@
 //! The broker's wire format, both ways, and one message off a connection, bounded in size and
 //! in time however slowly its bytes come.
 //!
-//! The client sends an action line (`get`, `store`, `erase`) and git's request as
-//! [`Request::write_to`] writes it, ending with a blank line; the broker answers with git's
-//! answer lines, preceded by `error=<one line>` lines for the user. Both sides use only this
-//! module to write and read those.
+//! The client sends an action line (`get`, `store`, `erase`, or `describe` with no request)
+//! and git's request as [`Request::write_to`] writes it, ending with a blank line; the broker
+//! answers with git's answer lines, preceded by `error=<one line>` lines for the user, and
+//! closes every answer with a blank line ([`ANSWER_END`]), so that the client tells an answer
+//! cut short from an empty one. Both sides use only this module to write and read those.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
+use super::describe::DESCRIBE;
 use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
 use crate::commands::git::GitAction;
 use crate::protocol::{self, Request};
@@ -37,6 +39,28 @@ pub enum RequestError {
     Protocol(#[from] protocol::ParseError),
 }
 
+/// What closes every answer: a blank line.
+pub const ANSWER_END: &[u8] = b"\n";
+
+/// A request's first line: one of git's actions, or `describe` (what may this sandbox get).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `get`, `store` or `erase`, with git's request.
+    Git(GitAction),
+    /// The sandbox's own policy, with an empty request.
+    Describe,
+}
+
+impl Action {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Git(action) => action.as_str(),
+            Self::Describe => DESCRIBE,
+        }
+    }
+}
+
 /// A request as the client sends it: the action line, then git's request. Wiped when dropped:
 /// on `erase` it holds the refused token.
 pub fn encode_request(action: GitAction, request: &Request) -> Secret<Vec<u8>> {
@@ -54,7 +78,7 @@ pub fn encode_request(action: GitAction, request: &Request) -> Secret<Vec<u8>> {
 pub fn read_request(
     stream: &mut UnixStream,
     deadline: Instant,
-) -> Result<(GitAction, Request), RequestError> {
+) -> Result<(Action, Request), RequestError> {
     let bytes = read(stream, deadline, MAX_REQUEST, true).map_err(|problem| match problem {
         ReadProblem::TooLarge => RequestError::TooLarge,
         ReadProblem::TimedOut => RequestError::TimedOut,
@@ -64,15 +88,18 @@ pub fn read_request(
 }
 
 /// Splits a request's bytes into its action and git's request.
-pub fn decode_request(bytes: &[u8]) -> Result<(GitAction, Request), RequestError> {
+pub fn decode_request(bytes: &[u8]) -> Result<(Action, Request), RequestError> {
     let (word, rest) = match bytes.iter().position(|&b| b == b'\n') {
         Some(end) => (&bytes[..end], &bytes[end + 1..]),
         None => (bytes, &[][..]),
     };
-    let action = std::str::from_utf8(word)
-        .ok()
-        .and_then(GitAction::parse)
-        .ok_or(RequestError::NoAction)?;
+    let action = match std::str::from_utf8(word).ok() {
+        Some(DESCRIBE) => Action::Describe,
+        word => word
+            .and_then(GitAction::parse)
+            .map(Action::Git)
+            .ok_or(RequestError::NoAction)?,
+    };
     Ok((action, protocol::parse(rest)?))
 }
 
@@ -237,8 +264,10 @@ mod tests {
         let (action, back) = decode_request(bytes.expose()).unwrap();
         assert_eq!(
             (action, back.host.as_deref()),
-            (GitAction::Erase, Some("a"))
+            (Action::Git(GitAction::Erase), Some("a"))
         );
+        let (action, back) = decode_request(b"describe\n\n").unwrap();
+        assert_eq!((action, back.host), (Action::Describe, None));
         assert!(matches!(
             decode_request(b"\xff\n\n"),
             Err(RequestError::NoAction)

@@ -21,6 +21,7 @@ pub mod connection;
 pub mod control;
 #[cfg(unix)]
 pub mod control_client;
+pub mod describe;
 #[cfg(unix)]
 pub mod error;
 #[cfg(unix)]

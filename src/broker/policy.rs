@@ -15,7 +15,7 @@ use crate::log::Shown;
 use crate::operation::Operation;
 use crate::protocol::Request;
 use crate::resolve::{self, Disposition, Overrides, Reach, ResolveError, Settings, Target, join};
-use crate::token::{Op, RefRule, Scope};
+use crate::token::{Op, Scope};
 
 /// Why the broker gives a sandbox no token, and how git is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,16 @@ pub fn decide(
     } else {
         Operation::Unknown
     };
+    if operation == Operation::Write && !settings.scopes.contains(&Scope::GitWrite) {
+        // A read token would only meet the server's bare 403: say why here instead.
+        let org = settings.org.to_string();
+        return Err(denied(
+            Disposition::Quit,
+            push_refusal(sandbox, &settings),
+            Some(&org),
+            Some(&settings.repo),
+        ));
+    }
     Ok(Grant {
         settings,
         operation,
@@ -152,9 +162,29 @@ fn limit(sandbox: &Sandbox, settings: &mut Settings) -> Result<(), Denied> {
         settings.ttl = settings.ttl.min(ttl);
     }
     settings.subject.clone_from(&sandbox.subject);
-    settings.refs = merge_refs(settings.refs.take(), &sandbox.refs);
+    settings.refs =
+        crate::refpolicy::confine(settings.refs.take(), &sandbox.refs, &sandbox.push_branches);
     settings.ops = merge_ops(settings.ops.take(), &sandbox.ops);
     Ok(())
+}
+
+/// Why a push gets no token: the sandbox's scopes or the config's rule lack `git:write`.
+fn push_refusal(sandbox: &Sandbox, settings: &Settings) -> String {
+    let why = if sandbox.scopes.contains(&Scope::GitWrite) {
+        "the broker's config grants it only read access there".to_owned()
+    } else {
+        format!(
+            "its scopes are {}; add \"git:write\" to [sandbox.{}] scopes in the broker's config to let it push",
+            join(&sandbox.scopes),
+            sandbox.name
+        )
+    };
+    format!(
+        "sandbox {} may not push to repository {} of {}: {why}",
+        sandbox.name,
+        Shown(&settings.repo),
+        settings.org
+    )
 }
 
 fn org_refusal(sandbox: &Sandbox, org: &str) -> String {
@@ -188,50 +218,6 @@ pub fn cap_scopes(granted: &[Scope], allowed: &[Scope]) -> Vec<Scope> {
     capped
 }
 
-/// Adds the sandbox's ref policies to the rule's so that neither is ever weakened, although
-/// the server applies only the first matching entry: the sandbox's entries come first, each
-/// also carrying the ops of every rule entry that may match the same refs; the rule's follow.
-pub fn merge_refs(rule: Option<Vec<RefRule>>, sandbox: &[RefRule]) -> Option<Vec<RefRule>> {
-    if sandbox.is_empty() {
-        return rule;
-    }
-    let rule = rule.unwrap_or_default();
-    let mut merged: Vec<RefRule> = sandbox
-        .iter()
-        .map(|entry| {
-            let mut ops = entry.ops.clone();
-            for other in rule
-                .iter()
-                .filter(|r| may_overlap(&r.pattern, &entry.pattern))
-            {
-                for op in &other.ops {
-                    if !ops.contains(op) {
-                        ops.push(*op);
-                    }
-                }
-            }
-            RefRule {
-                pattern: entry.pattern.clone(),
-                ops,
-            }
-        })
-        .collect();
-    merged.extend(rule);
-    Some(merged)
-}
-
-/// Whether some ref may match both patterns. Only the text before the first wildcard is
-/// compared, so the answer errs towards "yes": an extra op is stricter, a missed one weaker.
-fn may_overlap(a: &str, b: &str) -> bool {
-    let wild = |c: char| matches!(c, '*' | '?' | '[');
-    match (a.find(wild), b.find(wild)) {
-        (None, None) => a == b,
-        (None, Some(i)) => a.starts_with(&b[..i]),
-        (Some(i), None) => b.starts_with(&a[..i]),
-        (Some(i), Some(j)) => a[..i].starts_with(&b[..j]) || b[..j].starts_with(&a[..i]),
-    }
-}
-
 /// The rule's repository-wide ops with the sandbox's added.
 pub fn merge_ops(rule: Option<Vec<Op>>, sandbox: &[Op]) -> Option<Vec<Op>> {
     if sandbox.is_empty() {
@@ -252,6 +238,7 @@ mod tests {
     use crate::config::{self, ConfigError};
     use crate::env::MapEnv;
     use crate::protocol;
+    use crate::token::RefRule;
     use std::path::Path;
 
     const BASE: &str = r#"
@@ -471,14 +458,72 @@ refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
     }
 
     #[test]
-    fn overlap_errs_towards_stricter() {
-        assert!(may_overlap("refs/heads/main", "refs/heads/*"));
-        assert!(may_overlap("refs/heads/*", "refs/*"));
-        assert!(may_overlap("refs/heads/main", "refs/heads/main"));
-        assert!(!may_overlap("refs/heads/main", "refs/heads/dev"));
-        assert!(!may_overlap("refs/tags/*", "refs/heads/*"));
-        assert!(!may_overlap("refs/tags/v1", "refs/heads/*"));
-        assert_eq!(merge_refs(None, &[]), None);
+    fn a_push_from_a_sandbox_that_may_only_read_is_refused_with_the_reason() {
+        let read_only = parse(
+            "[sandbox.r]\nsocket = \"/s\"\norgs = [\"acme\"]\nrepos = [\"**\"]\nscopes = [\"git:read\"]\n",
+        )
+        .unwrap();
+        let request = "protocol=https\nhost=acme.code.storage\npath=x.git\n";
+        let denied = decide_for(&read_only, request, Operation::Write).unwrap_err();
+        assert_eq!(denied.disposition, Disposition::Quit);
+        assert!(
+            denied
+                .reason
+                .contains("sandbox r may not push to repository \"x\" of acme")
+                && denied
+                    .reason
+                    .contains("add \"git:write\" to [sandbox.r] scopes"),
+            "{}",
+            denied.reason
+        );
+        // A fetch, or a command least privilege cannot tell, still reads.
+        for operation in [Operation::Read, Operation::Unknown] {
+            let grant = decide_for(&read_only, request, operation).unwrap();
+            assert_eq!(grant.settings.scopes, [Scope::GitRead]);
+        }
+    }
+
+    #[test]
+    fn push_branches_confine_every_token_and_keep_the_rule_s_ops() {
+        let config = parse(
+            "[sandbox.b]\nsocket = \"/s\"\norgs = [\"acme\"]\nrepos = [\"**\"]\npush_branches = [\"agents/42/*\", \"fix-123\"]\n",
+        )
+        .unwrap();
+        let grant = decide_for(
+            &config,
+            "protocol=https\nhost=acme.code.storage\npath=mirrors/x.git\n",
+            Operation::Write,
+        )
+        .unwrap();
+        let refs: Vec<(String, Vec<Op>)> = grant
+            .settings
+            .refs
+            .unwrap()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("refs/heads/fix-123".into(), vec![Op::NoForcePush]),
+                ("refs/heads/agents/42/*".into(), vec![Op::NoForcePush]),
+                ("refs/heads/*".into(), vec![Op::NoPush, Op::NoForcePush]),
+                ("*".into(), vec![Op::NoPush]),
+            ]
+        );
+        let bad = parse(
+            "[sandbox.b]\nsocket = \"/s\"\norgs = [\"acme\"]\nrepos = [\"**\"]\npush_branches = [\"release-*\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("[sandbox.b] push_branches entry \"release-*\""),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn sandbox_ops_are_added_once() {
         assert_eq!(
             merge_ops(Some(vec![Op::NoPush]), &[Op::NoPush]),
             Some(vec![Op::NoPush])

@@ -126,18 +126,199 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     // here or the URL asked about belongs to.
     let listed = git.list();
     let names = FixNames::new(env, url, listed.as_deref().ok());
-    let config = check_config(&mut report, env, &names);
-    check_keys(&mut report, config.as_ref(), env);
-    let entries = check_git(&mut report, git, listed, config.as_ref(), url, env, &names);
+    // Inside a sandbox the broker holds the key: no config or key here to check.
+    let from_env = Broker::from_env(env);
+    let config = match from_env {
+        Some(_) => None,
+        None => check_config(&mut report, env, &names),
+    };
+    let broker = from_env.or_else(|| config.as_ref().and_then(Broker::from_config));
+    let sandbox_hosts = match &broker {
+        Some(broker) => Some(broker.check(&mut report)),
+        None => {
+            check_keys(&mut report, config.as_ref(), env);
+            None
+        }
+    };
+    let hosts = hosts_to_check(config.as_ref(), url, &names, sandbox_hosts);
+    let entries = check_git(&mut report, git, listed, hosts, env, &names);
     if let Some(entries) = &entries {
+        check_libgit2(&mut report, entries, config.as_ref(), &names);
         check_remotes(&mut report, entries, config.as_ref());
     }
     check_operation(&mut report, operation::available(), entries.as_deref(), env);
     check_clock(&mut report, now);
-    if let Some(url) = url {
-        check_url(&mut report, config.as_ref(), url, env, now);
+    match (url, &broker) {
+        (Some(url), Some(broker)) => broker.check_url(&mut report, url),
+        (Some(url), None) => check_url(&mut report, config.as_ref(), url, env, now),
+        (None, _) => {}
     }
     report
+}
+
+/// The token broker a sandbox asks (`CODESTORAGE_BROKER`, or `broker =` in the config), and
+/// where its socket's path came from.
+struct Broker {
+    socket: std::path::PathBuf,
+    origin: String,
+}
+
+impl Broker {
+    /// The broker `CODESTORAGE_BROKER` names, on a system with Unix sockets.
+    fn from_env(env: &dyn Env) -> Option<Self> {
+        let socket = env
+            .var(crate::broker::BROKER_ENV)
+            .filter(|path| cfg!(unix) && !path.is_empty())?;
+        Some(Self {
+            socket: socket.into(),
+            origin: crate::broker::BROKER_ENV.to_owned(),
+        })
+    }
+
+    /// The broker a config's `broker =` names, on a system with Unix sockets.
+    fn from_config(config: &Config) -> Option<Self> {
+        let socket = config.broker.clone().filter(|_| cfg!(unix))?;
+        Some(Self {
+            socket,
+            origin: format!("broker in {}", config.path.display()),
+        })
+    }
+
+    /// Whether the broker answers and what it says this sandbox may get; returns the sandbox's
+    /// hosts, for the routing checks.
+    #[cfg(unix)]
+    fn check(&self, report: &mut Report) -> Vec<(Host, String)> {
+        let description = match crate::broker::client::describe(&self.socket, &self.origin) {
+            Ok(description) => description,
+            Err(e) => {
+                report.push(Status::Fail, e.to_string());
+                return Vec::new();
+            }
+        };
+        report.push(
+            Status::Ok,
+            format!(
+                "inside a sandbox: the token broker at {} ({}) holds the key and answers for sandbox {}",
+                self.socket.display(),
+                self.origin,
+                description.sandbox
+            ),
+        );
+        report.push(Status::Ok, description.summary());
+        // No organisation to name in a fix: there is nothing to set up inside a sandbox.
+        description
+            .hosts
+            .iter()
+            .filter_map(|h| Some((Host::parse(h).ok()?, String::new())))
+            .collect()
+    }
+
+    #[cfg(not(unix))]
+    fn check(&self, _report: &mut Report) -> Vec<(Host, String)> {
+        Vec::new()
+    }
+
+    /// What the broker grants for `text`: the claims only, never the token.
+    #[cfg(unix)]
+    fn check_url(&self, report: &mut Report, text: &str) {
+        let url = match crate::url::parse(text) {
+            Ok(url) => url,
+            Err(e) => {
+                report.push(Status::Fail, e.to_string());
+                return;
+            }
+        };
+        let request = crate::protocol::Request {
+            protocol: Some(url.protocol.clone()),
+            host: Some(url.host.clone()),
+            path: Some(url.path.clone()),
+            ..Default::default()
+        };
+        let action = crate::commands::git::GitAction::Get;
+        let answer = match crate::broker::client::ask(&self.socket, &self.origin, action, &request)
+        {
+            Ok(answer) => answer,
+            Err(e) => return report.push(Status::Fail, format!("{url}: {e}")),
+        };
+        if !answer.errors.is_empty() {
+            return report.push(Status::Fail, format!("{url}: {}", answer.errors.join("; ")));
+        }
+        let git = String::from_utf8_lossy(answer.git.expose());
+        let claims = git
+            .lines()
+            .find_map(|line| line.strip_prefix("password="))
+            .and_then(|token| token::decode_unverified(token).ok()?.claims);
+        match claims {
+            Some(claims) => {
+                let claims = serde_json::to_string(&claims).unwrap_or_default();
+                report.push(
+                    Status::Ok,
+                    format!("{url}: the broker grants a token that says: {claims}"),
+                );
+            }
+            None => report.push(
+                Status::Fail,
+                format!(
+                    "{url}: the token broker gets no tokens for host {}; the hosts above are this sandbox's",
+                    url.host
+                ),
+            ),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn check_url(&self, _report: &mut Report, _text: &str) {}
+}
+
+/// The hosts whose routing git's config must get right, each with an organisation to name in a
+/// fix: the config's, the URL's, else a placeholder; inside a sandbox, the `sandbox`'s hosts
+/// alone (none when its broker did not say).
+fn hosts_to_check(
+    config: Option<&Config>,
+    url: Option<&str>,
+    names: &FixNames,
+    sandbox: Option<Vec<(Host, String)>>,
+) -> BTreeMap<String, (Host, String)> {
+    let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
+    let owned = config
+        .into_iter()
+        .flat_map(|c| c.orgs.values())
+        .flat_map(|org| {
+            org.hosts
+                .iter()
+                .map(|host| (host.clone(), org.name.to_string()))
+        });
+    if let Some(sandbox) = sandbox {
+        for (host, org) in sandbox {
+            hosts
+                .entry(gitconfig::credential_url("https", &host))
+                .or_insert((host, org));
+        }
+        return hosts;
+    }
+    for (host, org) in owned {
+        hosts
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert((host, org));
+    }
+    if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
+        && parsed.protocol == "https"
+        && let Ok(host) = Host::parse(&parsed.host)
+        && let Some(owner) = crate::resolve::owner(config, &host)
+    {
+        let org = owner.name().to_string();
+        hosts
+            .entry(gitconfig::credential_url("https", &host))
+            .or_insert_with(|| (host, org));
+    }
+    if hosts.is_empty() {
+        let host = Host::parse("org.code.storage").expect("a valid host");
+        hosts.insert(
+            gitconfig::credential_url("https", &host),
+            (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
+        );
+    }
+    hosts
 }
 
 /// The real values a fix can name: this program as the user can run it, and the organisation
@@ -217,6 +398,8 @@ fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<
         Ok(Some(config)) => {
             let orgs: Vec<&str> = config.orgs.keys().map(String::as_str).collect();
             let (status, what) = match orgs.len() {
+                // A sandbox's config: the broker holds the organisations and their keys.
+                0 if config.broker.is_some() => (Status::Ok, "it names a token broker".into()),
                 0 => (
                     Status::Warn,
                     format!("no organisations; fix: {}", names.setup_fix()),
@@ -331,8 +514,7 @@ fn check_git(
     report: &mut Report,
     git: &Git,
     listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
-    config: Option<&Config>,
-    url: Option<&str>,
+    hosts: BTreeMap<String, (Host, String)>,
     env: &dyn Env,
     names: &FixNames,
 ) -> Option<Vec<ConfigEntry>> {
@@ -362,32 +544,6 @@ fn check_git(
         }
     };
     // One check per git credential URL, with an organisation to name in the fix.
-    let mut hosts: BTreeMap<String, (Host, String)> = BTreeMap::new();
-    for org in config.into_iter().flat_map(|c| c.orgs.values()) {
-        for host in &org.hosts {
-            hosts
-                .entry(gitconfig::credential_url("https", host))
-                .or_insert_with(|| (host.clone(), org.name.to_string()));
-        }
-    }
-    if let Some(parsed) = url.and_then(|u| crate::url::parse(u).ok())
-        && parsed.protocol == "https"
-        && let Ok(host) = Host::parse(&parsed.host)
-        && let Some(owner) = crate::resolve::owner(config, &host)
-    {
-        let org = owner.name().to_string();
-        hosts
-            .entry(gitconfig::credential_url("https", &host))
-            .or_insert_with(|| (host, org));
-    }
-    if hosts.is_empty() {
-        let host = Host::parse("org.code.storage").expect("a valid host");
-        hosts.insert(
-            gitconfig::credential_url("https", &host),
-            (host, names.org.clone().unwrap_or_else(|| "ORG".into())),
-        );
-    }
-    check_libgit2(report, &entries, config, names);
     let exec_path = git.exec_path();
     for (credential_url, (host, org)) in hosts {
         // Helpers scoped to one repository's URL apply only to it: judge those URLs too.
@@ -458,7 +614,8 @@ fn check_libgit2(
 }
 
 /// The verdicts on how git `version` would treat `https://<host>/`, given its config `entries`;
-/// fixes name `helper` as the value to configure.
+/// fixes name `helper` as the value to configure, and `setup --org ORG` unless `org` is empty
+/// (inside a sandbox, where there is nothing to set up).
 pub fn judge_routing(
     entries: &[ConfigEntry],
     credential_url: &str,
@@ -475,12 +632,17 @@ pub fn judge_routing(
         text,
     };
     let helper_key = format!("credential.{credential_url}.helper");
-    let rerun = format!(
-        "(or re-run `{} setup --org {org}`, which keeps its key)",
-        program.command
-    );
+    // Inside a sandbox (no organisation here: `org` is empty) there is no setup to re-run.
+    let rerun = if org.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  (or re-run `{} setup --org {org}`, which keeps its key)",
+            program.command
+        )
+    };
     let reset_fix = format!(
-        "fix: {} && {}  {rerun}",
+        "fix: {} && {}{rerun}",
         gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
         gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
     );
@@ -599,7 +761,7 @@ fn judge_proactive_auth(
         found => Finding {
             status: Status::Warn,
             text: format!(
-                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}  {rerun}",
+                "git waits for a 401 before it asks this helper for {credential_url} (proactiveAuth {}): one request more per command; fix: {}{rerun}",
                 found
                     .as_deref()
                     .map_or("unset", |v| if v.is_empty() { "empty" } else { v }),

@@ -65,6 +65,9 @@ pub enum CommandError {
     /// `keygen` made no key.
     #[error(transparent)]
     Keygen(#[from] crate::keygen::KeygenError),
+    /// The token broker gave `token` no token.
+    #[error(transparent)]
+    Broker(#[from] token::BrokerTokenError),
     /// The problems were printed already (doctor's FAIL lines).
     #[error("problems found")]
     Reported,

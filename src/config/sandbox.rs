@@ -40,6 +40,8 @@ pub struct Sandbox {
     pub refs: Vec<RefRule>,
     /// Repository-wide policies added to every token.
     pub ops: Vec<Op>,
+    /// The only refs its tokens may push to; empty: no such limit.
+    pub push_branches: Vec<crate::refpolicy::Pattern>,
     /// The socket file's permission bits.
     pub mode: u32,
     /// The socket file's group, when others than the broker's user connect.
@@ -80,6 +82,7 @@ pub struct RawSandbox {
     subject: Option<Spanned<String>>,
     refs: Option<Vec<Spanned<RawRef>>>,
     ops: Option<Vec<Op>>,
+    push_branches: Option<Vec<Spanned<String>>>,
     mode: Option<Spanned<RawMode>>,
     group: Option<Spanned<RawGroup>>,
     reuse_tokens: Option<bool>,
@@ -216,6 +219,14 @@ pub enum SandboxError {
         name: String,
         /// The pattern as written.
         pattern: String,
+    },
+    /// A `push_branches` entry that is no branch, prefix or ref.
+    #[error("[sandbox.{name}] {source}")]
+    PushBranch {
+        /// The sandbox.
+        name: String,
+        /// What is wrong with it.
+        source: crate::refpolicy::BranchError,
     },
     /// A bad socket `mode`.
     #[error("[sandbox.{name}] {source}")]
@@ -563,6 +574,7 @@ fn parse_one(
     }
     Ok(Sandbox {
         refs: check_refs(&name, raw.refs.unwrap_or_default())?,
+        push_branches: check_push_branches(&name, raw.push_branches.unwrap_or_default())?,
         mode,
         group,
         name,
@@ -632,6 +644,21 @@ fn check_refs(name: &str, raw: Vec<Spanned<RawRef>>) -> Result<Vec<RefRule>, Loc
                 let name = name.to_owned();
                 Err((at, SandboxError::RefPattern { name, pattern }))
             }
+        })
+        .collect()
+}
+
+fn check_push_branches(
+    name: &str,
+    raw: Vec<Spanned<String>>,
+) -> Result<Vec<crate::refpolicy::Pattern>, Located> {
+    raw.into_iter()
+        .map(|branch| {
+            let at = branch.span().start;
+            crate::refpolicy::check_branch(branch.get_ref()).map_err(|source| {
+                let name = name.to_owned();
+                (at, SandboxError::PushBranch { name, source })
+            })
         })
         .collect()
 }

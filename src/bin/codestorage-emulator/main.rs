@@ -7,14 +7,13 @@
 //! organisation, lifetime, repository, scopes, and ref policies on push.
 //!
 //! It shares no code with the helper's library on purpose: it checks the helper's keys, tokens
-//! and ref patterns, so it must not check them with the code under test. Its DER reader, glob
-//! matcher and token verification are its own.
+//! and ref patterns, so it must not check them with the code under test. Its DER reader, ref
+//! pattern matcher and token verification are its own.
 #![forbid(unsafe_code)]
 
 mod auth;
 mod cgi;
 mod der;
-mod glob;
 mod host;
 mod http;
 mod lfs;

@@ -9,7 +9,6 @@ use std::process::{Command, ExitCode, Stdio};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Claims;
-use crate::glob;
 
 /// The environment variable that carries a push's policy from the server to its hook.
 pub const POLICY_ENV: &str = "CODESTORAGE_EMULATOR_POLICY";
@@ -45,12 +44,13 @@ impl Policy {
         (!policy.refs.is_empty() || !policy.ops.is_empty()).then_some(policy)
     }
 
-    /// The ops that apply to `refname`: the first matching `refs` entry's, and the repo-wide ones.
+    /// The ops that apply to `refname`: the first matching `refs` entry's (none when no entry
+    /// matches, or the first one has no ops), and the legacy repo-wide ones.
     pub fn ops_for(&self, refname: &str) -> Vec<&str> {
         let matching = self
             .refs
             .iter()
-            .find(|(pattern, _)| glob::matches(pattern, refname));
+            .find(|(pattern, _)| covers(pattern, refname));
         matching
             .into_iter()
             .flat_map(|(_, ops)| ops)
@@ -79,6 +79,29 @@ impl Policy {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a `refs` entry's `pattern` covers `refname`, as Code Storage reads a pattern: `*`
+/// is every ref, one ending in `/*` every ref under that prefix (at any depth), anything else
+/// exactly one ref; a pattern not starting with `refs/` is a short name under `refs/heads/`. A
+/// `*` anywhere else is a literal character, so such a pattern covers no ref git can name.
+/// Written apart from the helper's own pattern code on purpose, so that the emulator does not
+/// check the helper's tokens with the helper's reading of them.
+pub fn covers(pattern: &str, refname: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let full = if pattern.starts_with("refs/") {
+        pattern.to_owned()
+    } else {
+        format!("refs/heads/{pattern}")
+    };
+    match full.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('/') => {
+            refname.len() > prefix.len() && refname.starts_with(prefix)
+        }
+        _ => refname == full,
     }
 }
 
@@ -222,7 +245,7 @@ mod tests {
     #[test]
     fn first_matching_ref_rule_wins_and_repo_wide_ops_always_apply() {
         let p = policy(
-            &[("refs/heads/main", &["no-push"]), ("refs/heads/**", &[])],
+            &[("refs/heads/main", &["no-push"]), ("refs/heads/*", &[])],
             &["no-force-push"],
         );
         assert_eq!(p.ops_for("refs/heads/main"), ["no-push", "no-force-push"]);
@@ -263,8 +286,84 @@ mod tests {
             }),
             Err("no-force-push")
         );
-        // `*` stays within one segment: refs/heads/team/x is not covered.
-        assert_eq!(p.check(A, ZERO, "refs/heads/team/x", |_, _| true), Ok(()));
+        // A prefix covers every depth under it; refs/tags/x is not under it.
+        assert_eq!(
+            p.check(A, ZERO, "refs/heads/team/x", |_, _| true),
+            Err("no-force-push")
+        );
+        assert_eq!(p.check(A, ZERO, "refs/tags/x", |_, _| true), Ok(()));
+    }
+
+    #[test]
+    fn a_pattern_is_an_exact_ref_a_prefix_ending_in_slash_star_or_star() {
+        // Exact: that ref and no other.
+        assert!(covers("refs/heads/main", "refs/heads/main"));
+        assert!(!covers("refs/heads/main", "refs/heads/main2"));
+        assert!(!covers("refs/heads/main", "refs/heads/main/x"));
+        assert!(!covers("refs/tags/v1", "refs/heads/v1"));
+        // A prefix ending in `/*`: every ref under it, at any depth, not the prefix itself.
+        assert!(covers("refs/heads/agents/42/*", "refs/heads/agents/42/a"));
+        assert!(covers("refs/heads/agents/42/*", "refs/heads/agents/42/a/b"));
+        assert!(!covers("refs/heads/agents/42/*", "refs/heads/agents/42"));
+        assert!(!covers("refs/heads/agents/42/*", "refs/heads/agents/421/a"));
+        assert!(!covers("refs/heads/agents/42/*", "refs/tags/agents/42/a"));
+        assert!(covers("refs/*", "refs/notes/commits"));
+        // `*`: every ref.
+        for refname in ["refs/heads/main", "refs/tags/v1", "refs/x"] {
+            assert!(covers("*", refname), "{refname}");
+        }
+        // A short name is a branch: refs/heads/NAME, exact or as a prefix.
+        assert!(covers("main", "refs/heads/main"));
+        assert!(!covers("main", "refs/tags/main"));
+        assert!(!covers("main", "main"));
+        assert!(covers("fix-123", "refs/heads/fix-123"));
+        assert!(covers("agents/42/*", "refs/heads/agents/42/x/y"));
+        assert!(!covers("agents/42/*", "refs/heads/agents/7/x"));
+        // Anything else is literal: no segment globs, no `**`, no trailing star without `/`.
+        assert!(!covers("refs/heads/release-*", "refs/heads/release-1"));
+        assert!(!covers("refs/heads/**", "refs/heads/a"));
+        assert!(!covers("refs/*/main", "refs/heads/main"));
+        assert!(!covers("", "refs/heads/main"));
+    }
+
+    #[test]
+    fn first_match_wins_an_entry_without_ops_allows_and_no_match_allows() {
+        let confined = policy(
+            &[
+                ("agents/42/*", &[]),
+                ("refs/heads/fix-123", &["no-force-push"]),
+                ("*", &["no-push"]),
+                ("agents/42/locked", &["no-push"]),
+            ],
+            &[],
+        );
+        // The allow entry comes first: the later entry for agents/42/locked never applies.
+        assert_eq!(
+            confined.check(A, B, "refs/heads/agents/42/locked", |_, _| false),
+            Ok(())
+        );
+        assert_eq!(
+            confined.check(A, B, "refs/heads/fix-123", |_, _| false),
+            Err("no-force-push")
+        );
+        assert_eq!(
+            confined.check(A, B, "refs/heads/fix-123", |_, _| true),
+            Ok(())
+        );
+        for refname in ["refs/heads/main", "refs/tags/v1", "refs/heads/agents/7/x"] {
+            assert_eq!(
+                confined.check(ZERO, B, refname, |_, _| true),
+                Err("no-push"),
+                "{refname}"
+            );
+        }
+        // Without a final `*` entry, a ref no entry matches is allowed.
+        let open = policy(&[("main", &["no-push"])], &[]);
+        assert_eq!(open.check(A, B, "refs/heads/dev", |_, _| false), Ok(()));
+        assert_eq!(
+            open.check(A, B, "refs/heads/main", |_, _| true),
+            Err("no-push")
+        );
     }
 
     #[test]
