@@ -219,6 +219,105 @@ fn a_config_others_can_write_is_refused() {
     jwt::verify(&home.get(GOOD, &[]).password(), &key);
 }
 
+/// Gives `path` to user 4242, as another user's file would be (the tests run as root).
+fn give_away(path: &std::path::Path) {
+    let status = std::process::Command::new("chown")
+        .arg("4242")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown needs root; run these tests as root");
+}
+
+#[test]
+fn a_config_another_user_owns_or_could_swap_is_refused_with_the_fix() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_command = [\"/bin/false\"]\n");
+    give_away(&home.config_path());
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    let config = home.config_path();
+    assert!(
+        run.stderr.contains(&format!(
+            "config file {} is owned by user 4242, not by you (user 0) or root, and it decides which programs run; check its contents, then run `chown 0 {}`",
+            config.display(),
+            config.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // Ours again, but in a directory others may write: sticky (as /tmp) or not.
+    std::fs::remove_file(&config).unwrap();
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    let dir = config.parent().unwrap();
+    for (mode, fix) in [
+        (0o777, format!("run `chmod go-w {}`", dir.display())),
+        (0o1777, "move it into a directory only you can write".to_owned()),
+    ] {
+        set_mode(dir, mode);
+        let run = home.get(GOOD, &[]);
+        assert_eq!(run.stdout, "quit=1\n");
+        assert!(
+            run.stderr.contains(&format!(
+                "is in directory {}, which others may write (mode {mode:o})",
+                dir.display()
+            )) && run.stderr.contains(&fix),
+            "{}",
+            run.stderr
+        );
+    }
+    set_mode(dir, 0o700);
+    jwt::verify(&home.get(GOOD, &[]).password(), &key);
+}
+
+#[test]
+fn a_key_file_another_user_owns_is_refused_unless_allowed_as_a_mounted_secret() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let path = home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    give_away(&path);
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains("is owned by user 4242, not by you (user 0) or root, so another user could swap the key")
+            && run.stderr.contains(&format!("run `chown 0 {}`", path.display()))
+            && run.stderr.contains("allow_insecure_key_permissions = true"),
+        "{}",
+        run.stderr
+    );
+    assert_key_not_shown(&run, &key);
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\nallow_insecure_key_permissions = true\n",
+    );
+    jwt::verify(&home.get(GOOD, &[]).password(), &key);
+}
+
+#[test]
+fn a_public_key_file_another_user_owns_is_refused() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let public = home.path().join(".config/codestorage/acme.pub.pem");
+    std::fs::write(&public, &key.public_pem).unwrap();
+    give_away(&public);
+    home.write_config(&format!(
+        "[org.acme]\nsign_command = [\"/bin/false\"]\npublic_key_file = \"{}\"\n",
+        public.display()
+    ));
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is owned by user 4242, not by you (user 0) or root, so another user could swap the key",
+            public.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn the_organisation_wide_repository_name_is_never_signed_by_get() {
     let key = TestKey::p256();

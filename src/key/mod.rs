@@ -65,6 +65,7 @@ pub fn load(
     env: &dyn Env,
     options: LoadOptions,
 ) -> Result<Box<dyn Signer>, KeyError> {
+    source::check_trusted(source, options)?;
     match source {
         KeySource::Agent(agent) => Ok(Box::new(AgentSigner::connect(source, agent, env)?)),
         KeySource::SignCommand(signer) => Ok(Box::new(CommandSigner::new(
@@ -116,6 +117,22 @@ pub enum KeyError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// How to accept it anyway, where the key was named.
+        allow: &'static str,
+    },
+    /// Another user could change or swap a file the key comes from (key file or public key).
+    #[error(
+        "{origin}: {} {problem}, so another user could swap the key; {}, or for a mounted secret {allow}",
+        .path.display(),
+        .problem.fix()
+    )]
+    Untrusted {
+        /// The key source.
+        origin: KeySource,
+        /// The key file or public key file.
+        path: PathBuf,
+        /// Who else could change it.
+        problem: crate::fs::Untrusted,
         /// How to accept it anyway, where the key was named.
         allow: &'static str,
     },

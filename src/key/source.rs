@@ -147,6 +147,38 @@ pub fn read(
     }
 }
 
+/// Refuses, as OpenSSH's StrictModes does, a key file or public key file another user could
+/// change or swap, unless `allow_insecure_key_permissions` accepts it (a mounted secret).
+pub fn check_trusted(source: &KeySource, options: LoadOptions) -> Result<(), KeyError> {
+    let path = match source {
+        KeySource::File(path) => path,
+        KeySource::Agent(agent) => match &agent.key {
+            AgentKeyId::PublicKeyFile(path) => path,
+            AgentKeyId::Fingerprint(_) => return Ok(()),
+        },
+        KeySource::SignCommand(signer) => &signer.public_key_file,
+        KeySource::Env(_) | KeySource::Command(_) => return Ok(()),
+    };
+    if options.allow_insecure_permissions {
+        return Ok(());
+    }
+    crate::fs::check_trusted(path).map_err(|problem| KeyError::Untrusted {
+        origin: source.clone(),
+        path: path.clone(),
+        problem,
+        allow: allow_fix(options),
+    })
+}
+
+/// How to accept a key file's permissions anyway, where the key was named.
+fn allow_fix(options: LoadOptions) -> &'static str {
+    if options.from_environment {
+        "export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"
+    } else {
+        "set allow_insecure_key_permissions = true in the organisation's config"
+    }
+}
+
 fn read_file(
     source: &KeySource,
     path: &Path,
@@ -179,11 +211,7 @@ fn read_file(
                 origin: source.clone(),
                 path: path.to_owned(),
                 mode,
-                allow: if options.from_environment {
-                    "export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"
-                } else {
-                    "set allow_insecure_key_permissions = true in the organisation's config"
-                },
+                allow: allow_fix(options),
             });
         }
     }
