@@ -319,6 +319,37 @@ fn a_public_key_file_another_user_owns_is_refused() {
 }
 
 #[test]
+fn a_key_command_that_prints_two_keys_is_refused_without_showing_either() {
+    let (first, second) = (TestKey::p256(), TestKey::p256());
+    let home = Home::new();
+    let a = home.write_key("a.pem", &first.pem);
+    let b = home.write_key("b.pem", &second.pem);
+    home.write_config(&format!(
+        "[org.acme]\nkey_command = [\"cat\", \"{}\", \"{}\"]\n",
+        a.display(),
+        b.display()
+    ));
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains(&format!(
+            "key_command `cat {} {}` holds 2 private keys, and which one is registered with Code Storage cannot be told",
+            a.display(),
+            b.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_key_not_shown(&run, &first);
+    assert_key_not_shown(&run, &second);
+    home.write_config(&format!(
+        "[org.acme]\nkey_command = [\"cat\", \"{}\"]\n",
+        b.display()
+    ));
+    jwt::verify(&home.get(GOOD, &[]).password(), &second);
+}
+
+#[test]
 fn the_organisation_wide_repository_name_is_never_signed_by_get() {
     let key = TestKey::p256();
     let home = Home::new();

@@ -158,6 +158,16 @@ pub enum KeyError {
     /// The source holds no PEM private key.
     #[error("{0} holds no PEM private key (expected a `-----BEGIN PRIVATE KEY-----` block)")]
     NotPem(KeySource),
+    /// The source holds more than one private key: which one Code Storage knows cannot be told.
+    #[error(
+        "{origin} holds {count} private keys, and which one is registered with Code Storage cannot be told; keep exactly one `-----BEGIN ... PRIVATE KEY-----` block in it"
+    )]
+    SeveralKeys {
+        /// The key source.
+        origin: KeySource,
+        /// How many private key blocks it holds.
+        count: usize,
+    },
     /// The source holds a public key only.
     #[error(
         "{0} holds a public key; the helper needs the private key (register the public key with Code Storage, keep the private one here)"

@@ -121,8 +121,35 @@ impl Default for LoadOptions {
     }
 }
 
-/// Reads the PEM text `source` holds; an agent or a sign_command holds none to read.
+/// Reads the PEM text `source` holds, refusing text with two private keys (the first was used
+/// silently); an agent or a sign_command holds none to read.
 pub fn read(
+    source: &KeySource,
+    env: &dyn Env,
+    options: LoadOptions,
+) -> Result<Secret<Vec<u8>>, KeyError> {
+    let text = read_text(source, env, options)?;
+    match private_key_blocks(text.expose()) {
+        0 | 1 => Ok(text),
+        count => Err(KeyError::SeveralKeys {
+            origin: source.clone(),
+            count,
+        }),
+    }
+}
+
+/// How many PEM private key blocks `text` holds (`PRIVATE KEY`, `EC PRIVATE KEY`, ...): a
+/// certificate or EC parameters beside the key are no second key.
+fn private_key_blocks(text: &[u8]) -> usize {
+    text.split(|&b| b == b'\n')
+        .filter(|line| {
+            let line = line.trim_ascii();
+            line.starts_with(b"-----BEGIN ") && line.ends_with(b"PRIVATE KEY-----")
+        })
+        .count()
+}
+
+fn read_text(
     source: &KeySource,
     env: &dyn Env,
     options: LoadOptions,
@@ -225,4 +252,22 @@ fn read_file(
         .read_to_end(text.expose_mut())
         .map_err(unreadable)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_key_blocks_are_counted_and_nothing_else() {
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let ec = "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(private_key_blocks(key.as_bytes()), 1);
+        assert_eq!(private_key_blocks(ec.as_bytes()), 1);
+        assert_eq!(private_key_blocks(format!("{cert}{key}").as_bytes()), 1);
+        assert_eq!(private_key_blocks(format!("{key}{ec}").as_bytes()), 2);
+        assert_eq!(private_key_blocks(format!("{key}\r\n{key}").as_bytes()), 2);
+        assert_eq!(private_key_blocks(b""), 0);
+    }
 }
