@@ -108,13 +108,12 @@ pub enum ResolveError {
     /// The path names no repository.
     #[error(transparent)]
     RepoId(#[from] RepoIdError),
-    /// The config file is broken.
+    /// The config file is broken. git runs the helper only for hosts routed to it, so the host
+    /// is ours even when the broken file cannot say so (a custom host listed in `hosts`).
     #[error("{source}")]
     Config {
         /// What is wrong with it.
         source: ConfigError,
-        /// Whether the host is certainly ours (`*.code.storage`), so git should stop.
-        ours: bool,
     },
     /// A `*.code.storage` host with no key anywhere.
     #[error(
@@ -185,8 +184,7 @@ impl ResolveError {
             }
             // Another helper may still know this host.
             Self::NoKey { .. } => Disposition::DeclineWithHint,
-            Self::Config { ours: false, .. } => Disposition::DeclineWithHint,
-            Self::Config { ours: true, .. }
+            Self::Config { .. }
             | Self::NoPath { .. }
             | Self::RepoId(_)
             | Self::BadEnv { .. }
@@ -399,10 +397,7 @@ pub fn resolve(
                 return Err(ResolveError::Incomplete);
             }
             let host = Host::parse(host)?;
-            let config = config.map_err(|e| ResolveError::Config {
-                source: e.clone(),
-                ours: host.code_storage_org().is_some(),
-            })?;
+            let config = config.map_err(|e| ResolveError::Config { source: e.clone() })?;
             let owner = owner(config, &host).ok_or_else(|| ResolveError::NotOurs {
                 host: host.clone(),
                 config: config.map_or_else(
@@ -427,10 +422,7 @@ pub fn resolve(
             (owner, path, config)
         }
         Target::Org { org, repo } => {
-            let config = config.map_err(|e| ResolveError::Config {
-                source: e.clone(),
-                ours: true,
-            })?;
+            let config = config.map_err(|e| ResolveError::Config { source: e.clone() })?;
             (owner_by_name(config, org), repo, config)
         }
     };
