@@ -218,7 +218,10 @@ impl std::fmt::Display for Untrusted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Owner { owner, you, .. } => {
-                write!(f, "is owned by user {owner}, not by you (user {you}) or root")
+                write!(
+                    f,
+                    "is owned by user {owner}, not by you (user {you}) or root"
+                )
             }
             Self::Writable { dir, mode } => write!(
                 f,
@@ -638,7 +641,10 @@ mod tests {
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
         let link = dir.path().join("link.toml");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert!(matches!(check_trusted(&link), Err(Untrusted::Writable { .. })));
+        assert!(matches!(
+            check_trusted(&link),
+            Err(Untrusted::Writable { .. })
+        ));
         check_trusted(&dir.path().join("absent")).unwrap();
     }
 

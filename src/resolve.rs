@@ -126,6 +126,27 @@ pub enum ResolveError {
         /// Where `keygen --org ORG` writes the key, so the fix works as printed.
         key_file: PathBuf,
     },
+    /// A `*.code.storage` organisation the config does not name while it names others: more
+    /// often a typo in a remote URL than a new organisation, and no other helper will answer.
+    #[error(
+        "organisation {org} is not configured in {} (it configures {}){}; if {org} is another organisation, {}",
+        .config.display(),
+        .known.join(", "),
+        .closest.as_ref().map(|c| format!("; did you mean {c}? Correct the host in the remote URL to {c}.code.storage")).unwrap_or_default(),
+        add_key(org, key_file)
+    )]
+    UnknownOrg {
+        /// The organisation the host names.
+        org: OrgName,
+        /// The config file.
+        config: PathBuf,
+        /// The organisations it configures.
+        known: Vec<String>,
+        /// The configured name closest to `org`, if one is close.
+        closest: Option<String>,
+        /// Where `keygen --org ORG` writes the key, so the fix works as printed.
+        key_file: PathBuf,
+    },
     /// A switch variable is neither on nor off.
     #[error(transparent)]
     Switch(#[from] crate::env::SwitchError),
@@ -186,6 +207,7 @@ impl ResolveError {
             Self::NoKey { .. } => Disposition::DeclineWithHint,
             Self::Config { .. }
             | Self::NoPath { .. }
+            | Self::UnknownOrg { .. }
             | Self::RepoId(_)
             | Self::BadEnv { .. }
             | Self::Switch(_) => Disposition::Quit,
@@ -491,11 +513,7 @@ fn settings(
     };
     let key = match org {
         Some(org) => org.key.clone(),
-        None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
-            org: owner.name().clone(),
-            key_file: crate::keygen::default_path(owner.name().as_str())
-                .unwrap_or_else(|_| PathBuf::from(format!("{}.pem", owner.name()))),
-        })?,
+        None => env_key(env)?.ok_or_else(|| no_key(config, owner.name()))?,
     };
     let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
         Some(on) => on,
@@ -521,6 +539,52 @@ fn settings(
         rule: rule.map(|r| (r.line, r.pattern.as_str().to_owned())),
         least_privilege,
     })
+}
+
+/// Why organisation `org`, named by a host and not configured, has no key: a config that
+/// configures other organisations makes it [`ResolveError::UnknownOrg`] (with the closest name),
+/// else [`ResolveError::NoKey`].
+fn no_key(config: Option<&Config>, org: &OrgName) -> ResolveError {
+    let key_file = crate::keygen::default_path(org.as_str())
+        .unwrap_or_else(|_| PathBuf::from(format!("{org}.pem")));
+    let Some(config) = config.filter(|c| !c.orgs.is_empty()) else {
+        return ResolveError::NoKey {
+            org: org.clone(),
+            key_file,
+        };
+    };
+    let known: Vec<String> = config.orgs.values().map(|o| o.name.to_string()).collect();
+    let wanted = org.as_str().to_ascii_lowercase();
+    // Close: a slip of a key or two, never more than a third of the name.
+    let closest = known
+        .iter()
+        .map(|name| (edit_distance(&wanted, &name.to_ascii_lowercase()), name))
+        .filter(|(distance, name)| *distance <= 2 && *distance * 3 <= name.len().max(3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name.clone());
+    ResolveError::UnknownOrg {
+        org: org.clone(),
+        config: config.path.clone(),
+        known,
+        closest,
+        key_file,
+    }
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions, one character each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// How the key of `org` (or of the environment, for `None`) is read: the config's and the
@@ -883,6 +947,39 @@ ops = ["no-force-push"]
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unconfigured_organisation_beside_configured_ones_names_them_and_the_closest() {
+        let c = config(RULES);
+        let err = for_repo(
+            Some(&c),
+            "acmee",
+            "x",
+            &MapEnv::default(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.disposition(), Disposition::Quit);
+        let said = err.to_string();
+        assert!(
+            said.starts_with("organisation acmee is not configured in ")
+                && said.contains("(it configures acme")
+                && said.contains("; did you mean acme? Correct the host in the remote URL to acme.code.storage; if acmee is another organisation, make one with `git-credential-codestorage keygen --org acmee`"),
+            "{said}"
+        );
+        let far = for_repo(
+            Some(&c),
+            "zeta",
+            "x",
+            &MapEnv::default(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(!far.to_string().contains("did you mean"), "{far}");
+        assert_eq!(edit_distance("acmee", "acme"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

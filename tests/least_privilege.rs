@@ -227,13 +227,24 @@ fn a_trace2_parent_name_set_by_hand_cannot_outvote_the_process_ancestry() {
         let head = user.commit(&work, "p.txt", b"pushed\n");
         let mark = world.mark();
         user.git_ok(&work, &["push", "-q", "origin", "main"]);
-        wrote(&world, mark, &format!("a push told it was a fetch, with {on}"));
-        assert_eq!(world.emulator.rev("team/app", "refs/heads/main"), Some(head));
+        wrote(
+            &world,
+            mark,
+            &format!("a push told it was a fetch, with {on}"),
+        );
+        assert_eq!(
+            world.emulator.rev("team/app", "refs/heads/main"),
+            Some(head)
+        );
 
         let world = world.env("GIT_TRACE2_PARENT_NAME", "push/_run_dashed_/remote-curl");
         let mark = world.mark();
         world.user.git_ok(&work, &["fetch", "-q"]);
-        read_only(&world, mark, &format!("a fetch told it was a push, with {on}"));
+        read_only(
+            &world,
+            mark,
+            &format!("a fetch told it was a push, with {on}"),
+        );
     }
 }
 

@@ -226,7 +226,10 @@ fn give_away(path: &std::path::Path) {
         .arg(path)
         .status()
         .unwrap();
-    assert!(status.success(), "chown needs root; run these tests as root");
+    assert!(
+        status.success(),
+        "chown needs root; run these tests as root"
+    );
 }
 
 #[test]
@@ -254,7 +257,10 @@ fn a_config_another_user_owns_or_could_swap_is_refused_with_the_fix() {
     let dir = config.parent().unwrap();
     for (mode, fix) in [
         (0o777, format!("run `chmod go-w {}`", dir.display())),
-        (0o1777, "move it into a directory only you can write".to_owned()),
+        (
+            0o1777,
+            "move it into a directory only you can write".to_owned(),
+        ),
     ] {
         set_mode(dir, mode);
         let run = home.get(GOOD, &[]);
@@ -282,8 +288,11 @@ fn a_key_file_another_user_owns_is_refused_unless_allowed_as_a_mounted_secret() 
     let run = home.get(GOOD, &[]);
     assert_eq!(run.stdout, "quit=1\n");
     assert!(
-        run.stderr.contains("is owned by user 4242, not by you (user 0) or root, so another user could swap the key")
-            && run.stderr.contains(&format!("run `chown 0 {}`", path.display()))
+        run.stderr.contains(
+            "is owned by user 4242, not by you (user 0) or root, so another user could swap the key"
+        ) && run
+            .stderr
+            .contains(&format!("run `chown 0 {}`", path.display()))
             && run.stderr.contains("allow_insecure_key_permissions = true"),
         "{}",
         run.stderr
@@ -347,6 +356,34 @@ fn a_key_command_that_prints_two_keys_is_refused_without_showing_either() {
         b.display()
     ));
     jwt::verify(&home.get(GOOD, &[]).password(), &second);
+}
+
+#[test]
+fn a_typo_in_the_organisation_names_the_configured_ones_and_quits() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\n\n[org.beta]\nkey_env = \"BETA_KEY\"\n",
+    );
+    let run = home.get(
+        "protocol=https\nhost=acmee.code.storage\npath=team/x.git\n\n",
+        &[],
+    );
+    assert_eq!(
+        run.stdout, "quit=1\n",
+        "git must not prompt: {}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "organisation acmee is not configured in {} (it configures acme, beta); did you mean acme?",
+            home.config_path().display()
+        )) && run.stderr.contains("keygen --org acmee"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
