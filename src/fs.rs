@@ -241,12 +241,13 @@ impl std::fmt::Display for Untrusted {
 /// every directory above it belong to us or root, the directory holding it may be written by
 /// nobody else (sticky or not: in `/tmp` another user chose the name first), and no directory
 /// further up may be written by others unless it is sticky. A directory on a read-only mount
-/// (a Kubernetes secret) is written by nobody. A missing file is left to the reader to report.
+/// (a Kubernetes secret) is written by nobody. A missing file is left to the reader to report, as is anything but a regular file.
 #[cfg(unix)]
 pub fn check_trusted(path: &Path) -> Result<(), Untrusted> {
     use std::os::unix::fs::MetadataExt;
     let you = rustix::process::geteuid().as_raw();
-    let Ok(meta) = std::fs::metadata(path) else {
+    // Missing, or not a file (a directory, a FIFO): the reader says so more plainly.
+    let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) else {
         return Ok(());
     };
     if !trusted_owner(meta.uid(), you) {
