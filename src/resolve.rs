@@ -676,12 +676,14 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, ScopesError> {
     Ok(scopes)
 }
 
-/// `<user>@<hostname>`, read without spawning a process or reading a file.
+/// `<user>@<hostname>`, read without spawning a process; the system's user database is read
+/// only when no variable names the user (a container sets no `$USER`).
 pub fn default_subject(env: &dyn Env) -> String {
     let user = env
         .var("USER")
         .or_else(|| env.var("LOGNAME"))
         .or_else(|| env.var("USERNAME"))
+        .or_else(system_user_name)
         .filter(|u| crate::config::valid_subject(u))
         .unwrap_or_else(|| "unknown".into());
     // One system call on every platform (uname, GetComputerNameExW); no process, no file.
@@ -694,6 +696,35 @@ pub fn default_subject(env: &dyn Env) -> String {
         .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
         .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The largest `/etc/passwd` read; a real one is a few KiB.
+#[cfg(unix)]
+const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// This process's user name from `/etc/passwd`, by its real user id (users known only to a
+/// directory service are not in the file: `None`).
+#[cfg(unix)]
+fn system_user_name() -> Option<String> {
+    let text =
+        crate::fs::read_regular(std::path::Path::new("/etc/passwd"), MAX_PASSWD_BYTES).ok()??;
+    passwd_name(&text, rustix::process::getuid().as_raw())
+}
+
+#[cfg(not(unix))]
+fn system_user_name() -> Option<String> {
+    None
+}
+
+/// The name of user `uid` in `passwd(5)` text: `name:password:uid:...`, the first line wins.
+#[cfg(unix)]
+fn passwd_name(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -1029,5 +1060,23 @@ ops = ["no-force-push"]
             subject.starts_with("alice@") && subject.len() > 6,
             "{subject}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn without_user_variables_the_name_comes_from_the_user_database() {
+        let text = "# comment\nroot:x:0:0:root:/root:/bin/sh\nbad line\n:x:7:7::/:/bin/sh\nci:x:1001:1001::/home/ci:/bin/sh\n";
+        assert_eq!(passwd_name(text, 1001).as_deref(), Some("ci"));
+        assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(text, 7), None, "an empty name is no name");
+        assert_eq!(passwd_name(text, 4242), None);
+        // This machine's own entry, as `id -un` prints it.
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8(id.stdout).unwrap().trim().to_owned();
+        let subject = default_subject(&MapEnv::default());
+        assert!(subject.starts_with(&format!("{expected}@")), "{subject}");
     }
 }

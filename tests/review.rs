@@ -518,6 +518,92 @@ fn doctor_warns_about_a_remote_that_carries_a_token_and_never_shows_it() {
     assert_eq!(run.code, Some(0), "{}", run.stdout);
 }
 
+#[test]
+fn doctor_warns_about_a_url_with_a_token_asked_about_and_names_the_remote_holding_it() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    let token = user.ok(&["token", "--org", "acme", "team/x"]).stdout;
+    let with_token = format!("https://t:{}@acme.code.storage/team/x.git", token.trim());
+    let run = user.run(&["doctor", &with_token], "");
+    assert!(!run.stdout.contains(token.trim()), "the token was shown");
+    assert!(
+        run.stdout.contains("warn  https://***@acme.code.storage/team/x.git carries a token, so git sends that token and never asks this helper; fix: use https://acme.code.storage/team/x.git, without the token"),
+        "{}",
+        run.stdout
+    );
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    for args in [&["init", "-q"][..], &["remote", "add", "up", &with_token]] {
+        let mut git = user.command("git");
+        git.args(args).current_dir(&repo);
+        assert_eq!(support::home::run(git, "").code, Some(0));
+    }
+    let run = user.run_in(&repo, &["doctor", &with_token], "");
+    assert!(
+        run.stdout.contains("never asks this helper; fix: git remote set-url up https://acme.code.storage/team/x.git\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn doctor_with_a_broken_config_fails_once_not_again_for_routing_it_cannot_know() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    // A custom host only, routed by setup; then a typo: the file no longer says which hosts.
+    let custom = format!(
+        "[org.acme]\nkey_file = \"{}\"\nhosts = [\"git.acme.dev\"]\n",
+        key.display()
+    );
+    user.write_config(&custom);
+    user.setup("acme", &key);
+    assert!(
+        user.git_list()
+            .contains("credential.https://git.acme.dev.helper"),
+        "{}",
+        user.git_list()
+    );
+    let healthy = user.run(&["doctor"], "");
+    assert!(!healthy.stdout.contains("FAIL"), "{}", healthy.stdout);
+    user.write_config(&format!("{custom}ttl = \"forever\"\n"));
+    let run = user.run(&["doctor"], "");
+    let fails: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(fails.len(), 1, "{}", run.stdout);
+    assert!(fails[0].contains("invalid ttl"), "{}", run.stdout);
+    assert_ne!(run.code, Some(0));
+}
+
+#[test]
+fn without_user_variables_the_subject_names_the_user_from_the_user_database() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    let mut command = home.command(support::home::HELPER);
+    command
+        .arg("get")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME");
+    let run = support::home::run(command, GOOD);
+    let claims = jwt::verify(&run.password(), &key).claims;
+    let id = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let name = String::from_utf8(id.stdout).unwrap();
+    let subject = claims["sub"].as_str().unwrap();
+    assert!(
+        subject.starts_with(&format!("{}@", name.trim())),
+        "{subject}"
+    );
+}
+
 /// The text between the first pair of backticks after `after` in `message`: a command the
 /// helper tells the user to run.
 fn command_after<'m>(message: &'m str, after: &str) -> &'m str {

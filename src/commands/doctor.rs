@@ -127,15 +127,28 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     let listed = git.list();
     let names = FixNames::new(env, url, listed.as_deref().ok());
     let config = check_config(&mut report, env, &names);
+    // A broken file has said so; which hosts it routes cannot be known, so none is judged.
+    let broken = config.is_err();
+    let config = config.ok().flatten();
     check_keys(&mut report, config.as_ref(), env);
-    let entries = check_git(&mut report, git, listed, config.as_ref(), url, env, &names);
+    let known = Known {
+        config: config.as_ref(),
+        broken,
+    };
+    let entries = check_git(&mut report, git, listed, known, url, env, &names);
     if let Some(entries) = &entries {
         check_remotes(&mut report, entries, config.as_ref());
     }
     check_operation(&mut report, operation::available(), entries.as_deref(), env);
     check_clock(&mut report, now);
     if let Some(url) = url {
-        check_url(&mut report, config.as_ref(), url, env, now);
+        check_url(
+            &mut report,
+            config.as_ref(),
+            (url, entries.as_deref()),
+            env,
+            now,
+        );
     }
     report
 }
@@ -205,13 +218,25 @@ impl FixNames {
     }
 }
 
-fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<Config> {
+/// The config as `check_git` needs it: the parsed file, and whether a file was there but broken.
+#[derive(Clone, Copy)]
+struct Known<'c> {
+    config: Option<&'c Config>,
+    broken: bool,
+}
+
+/// Checks the config file; `Err` when it is there but cannot be used (already reported).
+fn check_config(
+    report: &mut Report,
+    env: &dyn Env,
+    names: &FixNames,
+) -> Result<Option<Config>, ()> {
     let Some(path) = crate::config::default_path(env) else {
         report.push(
             Status::Fail,
             "cannot find the configuration directory; fix: set CODESTORAGE_CONFIG to a file path",
         );
-        return None;
+        return Ok(None);
     };
     match crate::config::load(&path) {
         Ok(Some(config)) => {
@@ -228,7 +253,7 @@ fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<
                 ),
             };
             report.push(status, format!("config {} parses: {what}", path.display()));
-            Some(config)
+            Ok(Some(config))
         }
         Ok(None) => {
             match resolve::env_key(env).ok().flatten() {
@@ -248,11 +273,11 @@ fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<
                     ),
                 ),
             }
-            None
+            Ok(None)
         }
         Err(e) => {
             report.push(Status::Fail, e.to_string());
-            None
+            Err(())
         }
     }
 }
@@ -331,11 +356,12 @@ fn check_git(
     report: &mut Report,
     git: &Git,
     listed: Result<Vec<ConfigEntry>, gitconfig::GitError>,
-    config: Option<&Config>,
+    known: Known<'_>,
     url: Option<&str>,
     env: &dyn Env,
     names: &FixNames,
 ) -> Option<Vec<ConfigEntry>> {
+    let config = known.config;
     let version = match git.version() {
         Ok(version) => version,
         Err(e) => {
@@ -380,7 +406,7 @@ fn check_git(
             .entry(gitconfig::credential_url("https", &host))
             .or_insert_with(|| (host, org));
     }
-    if hosts.is_empty() {
+    if hosts.is_empty() && !known.broken {
         let host = Host::parse("org.code.storage").expect("a valid host");
         hosts.insert(
             gitconfig::credential_url("https", &host),
@@ -779,7 +805,13 @@ fn check_clock(report: &mut Report, now: i64) {
     }
 }
 
-fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn Env, now: i64) {
+fn check_url(
+    report: &mut Report,
+    config: Option<&Config>,
+    (text, entries): (&str, Option<&[ConfigEntry]>),
+    env: &dyn Env,
+    now: i64,
+) {
     let url = match crate::url::parse(text) {
         Ok(url) => url,
         Err(e) => {
@@ -801,6 +833,9 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
         }
     };
     report.push(Status::Ok, format!("{url}: {settings}"));
+    if url.password.is_some() {
+        warn_token_in_url(report, &url, text, entries);
+    }
     // One key load for both tokens: a key_command runs once.
     let signer = match key::load(&settings.key, env, settings.load_options) {
         Ok(signer) => signer,
@@ -840,6 +875,41 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
             }
         }
     }
+}
+
+/// Warns that a URL with a token in it is never asked about: git sends the token it holds.
+/// The fix names the remote of this repository holding that very URL, if one does.
+fn warn_token_in_url(
+    report: &mut Report,
+    url: &crate::url::RemoteUrl,
+    text: &str,
+    entries: Option<&[ConfigEntry]>,
+) {
+    let clean = url.to_string();
+    // The remote of this repository that holds this very URL, if one does.
+    let remote = entries.into_iter().flatten().find_map(|e| {
+        let (name, push) = remote_url_key(&e.key)?;
+        (e.value.as_deref()?.trim() == text.trim()).then_some((name, push))
+    });
+    let fix = match remote {
+        Some((name, push)) => {
+            let mut args = vec!["remote", "set-url"];
+            if push {
+                args.push("--push");
+            }
+            args.extend([name, clean.as_str()]);
+            gitconfig::command_line(&args)
+        }
+        None => format!("use {clean}, without the token"),
+    };
+    report.push(
+        Status::Warn,
+        format!(
+            "{} carries a token, so git sends that token and never asks this helper; fix: {}",
+            crate::url::redact(text.trim()),
+            crate::log::Escaped(&fix),
+        ),
+    );
 }
 
 #[cfg(test)]
