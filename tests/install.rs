@@ -397,8 +397,8 @@ impl FakeTools {
             (
                 "cargo",
                 format!(
-                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{}'\nexit 101\n",
-                    log.display()
+                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{log}'\nenv | grep '^CC_' | sort >> '{log}'\nexit 101\n",
+                    log = log.display()
                 ),
             ),
             ("rustup", format!("#!/bin/sh\nprintf '{rustup_targets}'\n")),
@@ -439,14 +439,39 @@ fn with_the_musl_target_installed_install_sh_builds_for_musl() {
         &format!("{host}\\n{musl}\\n"),
         "/usr/lib/libc.a",
     );
+    // ring's build looks for x86_64-linux-musl-gcc (musl-tools); without it the system cc is
+    // named, or musl-gcc, the wrapper, where installed.
+    let cc_var = format!("CC_{}", musl.replace('-', "_"));
+    let cross_gcc = format!("{}-linux-musl-gcc", musl.split('-').next().unwrap());
+    let has_cross_gcc = std::env::split_paths(&system_path()).any(|d| d.join(&cross_gcc).exists());
+    let cc_line = |cc: &str| {
+        if has_cross_gcc {
+            String::new()
+        } else {
+            format!("{cc_var}={cc}\n")
+        }
+    };
     let (result, log) = tools.run(&install, &[]);
     assert_eq!(
         log,
         format!(
-            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n"
+            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n{}",
+            cc_line("cc")
         )
     );
     assert_eq!(result.code, Some(1), "{result:?}");
+    assert!(
+        result.stdout.contains(&format!(
+            ": {}cargo build --release --locked --bin git-credential-codestorage --target {musl}\n",
+            cc_line("cc").replace('\n', " ")
+        )) && result.stdout.contains("cargo's progress follows"),
+        "{result:?}"
+    );
+    let wrapper = tools.dir.join("musl-gcc");
+    std::fs::copy(tools.dir.join("cc"), &wrapper).unwrap();
+    let (_, log) = tools.run(&install, &[]);
+    assert!(log.ends_with(&cc_line("musl-gcc")), "{log}");
+    std::fs::remove_file(&wrapper).unwrap();
     assert!(
         result.stdout.contains(&format!("building a static binary for {musl}"))
             && result.stderr.contains(

@@ -91,6 +91,24 @@ fn encode_pem(block: &::pem::Pem) -> String {
     )
 }
 
+/// A key file or public key file another user could change or swap.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: {} {problem}, so another user could swap the key; {}, or for a mounted secret {allow}",
+    .path.display(),
+    .problem.fix()
+)]
+pub struct UntrustedKey {
+    /// The key source.
+    pub origin: KeySource,
+    /// The key file or public key file.
+    pub path: PathBuf,
+    /// Who else could change it.
+    pub problem: crate::fs::Untrusted,
+    /// How to accept it anyway, where the key was named.
+    pub allow: &'static str,
+}
+
 /// Why a key could not be loaded; every message names the source and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -120,22 +138,10 @@ pub enum KeyError {
         /// How to accept it anyway, where the key was named.
         allow: &'static str,
     },
-    /// Another user could change or swap a file the key comes from (key file or public key).
-    #[error(
-        "{origin}: {} {problem}, so another user could swap the key; {}, or for a mounted secret {allow}",
-        .path.display(),
-        .problem.fix()
-    )]
-    Untrusted {
-        /// The key source.
-        origin: KeySource,
-        /// The key file or public key file.
-        path: PathBuf,
-        /// Who else could change it.
-        problem: crate::fs::Untrusted,
-        /// How to accept it anyway, where the key was named.
-        allow: &'static str,
-    },
+    /// Another user could change or swap a file the key comes from (key file or public key);
+    /// boxed to keep every key error small.
+    #[error(transparent)]
+    Untrusted(Box<UntrustedKey>),
     /// Reading the key failed.
     #[error("cannot read {origin}: {reason}")]
     Unreadable {

@@ -189,11 +189,13 @@ pub fn check_trusted(source: &KeySource, options: LoadOptions) -> Result<(), Key
     if options.allow_insecure_permissions {
         return Ok(());
     }
-    crate::fs::check_trusted(path).map_err(|problem| KeyError::Untrusted {
-        origin: source.clone(),
-        path: path.clone(),
-        problem,
-        allow: allow_fix(options),
+    crate::fs::check_trusted(path).map_err(|problem| {
+        KeyError::Untrusted(Box::new(crate::key::UntrustedKey {
+            origin: source.clone(),
+            path: path.clone(),
+            problem,
+            allow: allow_fix(options),
+        }))
     })
 }
 
