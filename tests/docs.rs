@@ -6,8 +6,16 @@
 //! and `...` are cut out is the message's fixed text, which must occur in a string literal of a
 //! source file; and the longest fixed text of each `#[error]` attribute must occur in one of the
 //! doc's messages.
+//!
+//! Sample output in the docs (a `console` block's `$ git-credential-codestorage ...` lines and
+//! what follows them) is run with the real binary and must match it, values that differ from
+//! machine to machine aside.
+
+mod support;
 
 use std::path::{Path, PathBuf};
+
+use support::cli::User;
 
 const DOC: &str = "docs/troubleshooting.md";
 
@@ -422,4 +430,104 @@ fn the_readers_are_right_about_the_forms_they_read() {
     let source = "let c = '\"'; let s = \"a\\\"b\"; // \"no\"\nlet r = r#\"x\"y\"#; fn f<'a>() {}";
     let found: Vec<String> = literals(source).into_iter().map(|l| l.value).collect();
     assert_eq!(found, ["a\"b", "x\"y"]);
+}
+
+/// Documents whose `console` blocks of these subcommands are run and compared.
+const SAMPLES: &[(&str, &[&str])] = &[("docs/quickstart.md", &["setup", "doctor"])];
+
+/// Each `$ COMMAND` line of a `console` block with the lines printed under it.
+fn console_samples(doc: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_block = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```console";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        match line.strip_prefix("$ ") {
+            Some(command) => out.push((command.to_owned(), Vec::new())),
+            None => {
+                if let Some((_, printed)) = out.last_mut() {
+                    printed.push(line.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A line with what differs between machines and runs made alike: the home directory, the
+/// subject, and every number (versions, dates, times).
+fn normalise(line: &str, home: &str, subject: &str) -> String {
+    let line = line
+        .replace(home, "/home/you")
+        .replace(subject, "you@laptop");
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+#[test]
+fn sample_output_in_the_docs_is_what_the_binary_prints() {
+    let user = User::new();
+    user.keygen("acme");
+    let home = user.path().to_str().unwrap().to_owned();
+    let helper_dir = Path::new(support::home::HELPER).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let host = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    let subject = format!("tester@{}", String::from_utf8(host.stdout).unwrap().trim());
+    let mut checked = 0;
+    for (doc, subcommands) in SAMPLES {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+        for (command, printed) in console_samples(&text) {
+            let words: Vec<String> = command
+                .split_whitespace()
+                .map(|w| w.replacen("~/", &format!("{home}/"), 1))
+                .collect();
+            if words[0] != "git-credential-codestorage" || !subcommands.contains(&words[1].as_str())
+            {
+                continue;
+            }
+            let mut run = user.command(support::home::HELPER);
+            run.args(&words[1..]).env("PATH", &path);
+            let output = run.output().unwrap();
+            let actual: Vec<String> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&output.stderr).lines())
+                .map(|l| normalise(l, &home, &subject))
+                .collect();
+            let expected: Vec<String> = printed
+                .iter()
+                .map(|l| normalise(l, &home, &subject))
+                .collect();
+            assert_eq!(
+                expected, actual,
+                "{doc}: `$ {command}` prints something else; update the sample"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} samples found");
 }
