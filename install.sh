@@ -125,7 +125,11 @@ if [ "$action" = uninstall ]; then
     if [ -n "$routed" ]; then
       echo "git's global config still routes hosts to the helper, and git will complain that it is missing:"
       printf '  %s\n' "$routed"
-      echo "remove those sections, e.g.: git config --global --remove-section 'credential.https://*.code.storage'"
+      # setup --remove would have taken them away with the binary still here; now by hand.
+      printf '%s\n' "$routed" | sed -n 's/^credential\.\(.*\)\.helper .*/\1/p' | sort -u | while read -r url; do
+        echo "remove them: git config --global --remove-section 'credential.$url'; git config --global --remove-section 'http.$url'"
+      done
+      echo "(next time, run \`git-credential-codestorage setup --org ORG --remove\` before ./install.sh --uninstall: it removes both)"
     fi
   fi
   exit 0
@@ -160,7 +164,7 @@ plan_build() {
             triple=$host
             rustflags="${rustflags:+$rustflags }-C target-feature=+crt-static"
             if command -v rustup >/dev/null 2>&1; then
-              echo "note: a musl build starts faster still (about 0.5 of git's credential-store against 0.75 for glibc, docs/performance.md): rustup target add $musl, then run ./install.sh again"
+              echo "note: a musl build starts faster still (about 0.45 of git's credential-store against 0.7 for glibc, docs/performance.md): rustup target add $musl, then run ./install.sh again"
             fi
             ;;
           *)

@@ -531,3 +531,53 @@ fn sample_output_in_the_docs_is_what_the_binary_prints() {
     }
     assert!(checked >= 2, "only {checked} samples found");
 }
+
+/// The first-column `code` spans of the table rows in `doc` between headings `from` and `to`.
+fn table_names(doc: &str, from: &str, to: &str) -> Vec<String> {
+    let start = doc.find(from).unwrap_or_else(|| panic!("no {from:?}"));
+    let end = start + doc[start..].find(to).unwrap_or_else(|| panic!("no {to:?}"));
+    doc[start..end]
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            let cells = split_cells(line);
+            let mut spans = code_spans(&cells[0]);
+            // The environment table's second column holds the aliases.
+            if from.contains("Environment") {
+                spans.extend(code_spans(&cells[1]));
+            }
+            spans
+        })
+        .collect()
+}
+
+#[test]
+fn the_man_page_has_files_environment_and_every_config_key() {
+    let man = std::process::Command::new(support::home::HELPER)
+        .arg("man")
+        .output()
+        .unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    for section in [".SH FILES", ".SH ENVIRONMENT", ".SH CONFIGURATION"] {
+        assert!(man.contains(section), "the man page lacks {section}");
+    }
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let variables = table_names(&doc, "## Environment variables", "\n## ");
+    let keys = table_names(&doc, "## Every key", "## Environment variables");
+    assert!(variables.len() >= 10 && keys.len() >= 15, "{variables:?} {keys:?}");
+    let names = variables
+        .iter()
+        .chain(&keys)
+        .flat_map(|span| span.split(", "))
+        .map(|name| name.trim_matches('`').to_owned());
+    let missing: Vec<String> = names
+        .filter(|name| !man.contains(&format!("\\fB{name}\\fR")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "in docs/configuration.md but not in the man page: {missing:?}"
+    );
+}

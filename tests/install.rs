@@ -176,6 +176,32 @@ fn uninstall_removes_the_binary_and_keeps_the_config() {
 }
 
 #[test]
+fn uninstall_left_with_git_routing_prints_commands_that_remove_both_sections() {
+    let install = Install::new();
+    install.run(&[]);
+    let user = &install.user;
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    assert!(user.git_list().contains("http.https://*.code.storage.proactiveauth=auto"));
+    let removed = install.run(&["--uninstall"]);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    let fix = removed
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("remove them: "))
+        .unwrap_or_else(|| panic!("no fix: {}", removed.stdout));
+    assert!(
+        removed.stdout.contains("setup --org ORG --remove"),
+        "{}",
+        removed.stdout
+    );
+    let mut shell = user.command("sh");
+    shell.args(["-c", fix]);
+    assert_eq!(run(shell, "").code, Some(0), "{fix}");
+    assert_eq!(user.git_list(), "", "git's config keeps the helper's lines");
+}
+
+#[test]
 fn failures_are_loud_and_say_why() {
     let install = Install::new();
     let mut command = install.command(
