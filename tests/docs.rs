@@ -567,7 +567,10 @@ fn the_man_page_has_files_environment_and_every_config_key() {
     .unwrap();
     let variables = table_names(&doc, "## Environment variables", "\n## ");
     let keys = table_names(&doc, "## Every key", "## Environment variables");
-    assert!(variables.len() >= 10 && keys.len() >= 15, "{variables:?} {keys:?}");
+    assert!(
+        variables.len() >= 10 && keys.len() >= 15,
+        "{variables:?} {keys:?}"
+    );
     let names = variables
         .iter()
         .chain(&keys)
@@ -580,4 +583,77 @@ fn the_man_page_has_files_environment_and_every_config_key() {
         missing.is_empty(),
         "in docs/configuration.md but not in the man page: {missing:?}"
     );
+}
+
+#[test]
+fn setup_help_shows_every_line_setup_writes_to_git() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    let help = user.ok(&["setup", "--help"]).stdout.to_ascii_lowercase();
+    let written = user.git_list();
+    assert!(written.lines().count() >= 4, "{written}");
+    for line in written.lines() {
+        // `http.https://*.code.storage.proactiveauth=auto`: the section, the name, the value.
+        let (key, value) = line.split_once('=').unwrap();
+        let (section, name) = key.rsplit_once('.').unwrap();
+        let (kind, url) = section.split_once('.').unwrap();
+        let value = if name == "helper" && !value.is_empty() {
+            "codestorage"
+        } else {
+            value
+        };
+        assert!(
+            help.contains(&format!("[{kind} \"{url}\"]"))
+                && help.contains(&format!("{name} = {value}").trim_end().to_owned()),
+            "setup --help does not show {line}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn each_ci_recipe_configures_git_so_that_its_doctor_step_is_clean() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ci.md")).unwrap();
+    // Each run of `git config --global` lines is one recipe's git side.
+    let mut recipes: Vec<Vec<String>> = Vec::new();
+    let mut previous_was_config = false;
+    for line in doc.lines() {
+        let command = line.trim_start().trim_start_matches("- ");
+        let is_config = command.starts_with("git config --global ");
+        if is_config && !previous_was_config {
+            recipes.push(Vec::new());
+        }
+        if is_config {
+            recipes.last_mut().unwrap().push(command.to_owned());
+        }
+        previous_was_config = is_config;
+    }
+    assert!(recipes.len() >= 3, "{recipes:?}");
+    let helper_dir = Path::new(support::home::HELPER).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let key = support::jwt::TestKey::p256();
+    for recipe in recipes {
+        let user = User::new();
+        let mut shell = user.command("sh");
+        shell.args(["-ec", &recipe.join("\n")]).env("PATH", &path);
+        assert!(shell.status().unwrap().success(), "{recipe:?}");
+        let mut doctor = user.command(support::home::HELPER);
+        doctor
+            .arg("doctor")
+            .env("PATH", &path)
+            .env("CODESTORAGE_PRIVATE_KEY", &key.pem);
+        let output = doctor.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        let noisy: Vec<&str> = said
+            .lines()
+            .filter(|l| l.starts_with("warn") || l.starts_with("FAIL"))
+            .collect();
+        assert!(noisy.is_empty(), "{recipe:?}:\n{said}");
+        assert!(output.status.success(), "{said}");
+    }
 }

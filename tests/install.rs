@@ -182,7 +182,10 @@ fn uninstall_left_with_git_routing_prints_commands_that_remove_both_sections() {
     let user = &install.user;
     let (key, _) = user.keygen("acme");
     user.setup("acme", &key);
-    assert!(user.git_list().contains("http.https://*.code.storage.proactiveauth=auto"));
+    assert!(
+        user.git_list()
+            .contains("http.https://*.code.storage.proactiveauth=auto")
+    );
     let removed = install.run(&["--uninstall"]);
     assert_eq!(removed.code, Some(0), "{removed:?}");
     let fix = removed
