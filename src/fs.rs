@@ -296,12 +296,14 @@ fn check_dir(dir: &Path, you: u32, holds_file: bool) -> Result<(), Untrusted> {
 }
 
 /// Ours or root's: root can change anything anyway.
+#[cfg(unix)]
 fn trusted_owner(owner: u32, you: u32) -> bool {
     owner == you || owner == 0
 }
 
 /// Whether group or others may replace entries of a directory of `mode`: the sticky bit stops
 /// them renaming our entries, but not choosing the file's name before we do.
+#[cfg(unix)]
 fn writable_by_others(mode: u32, holds_file: bool) -> bool {
     mode & 0o022 != 0 && (holds_file || mode & 0o1000 == 0)
 }
