@@ -125,7 +125,11 @@ if [ "$action" = uninstall ]; then
     if [ -n "$routed" ]; then
       echo "git's global config still routes hosts to the helper, and git will complain that it is missing:"
       printf '  %s\n' "$routed"
-      echo "remove those sections, e.g.: git config --global --remove-section 'credential.https://*.code.storage'"
+      # setup --remove would have taken them away with the binary still here; now by hand.
+      printf '%s\n' "$routed" | sed -n 's/^credential\.\(.*\)\.helper .*/\1/p' | sort -u | while read -r url; do
+        echo "remove them: git config --global --remove-section 'credential.$url'; git config --global --remove-section 'http.$url'"
+      done
+      echo "(next time, run \`git-credential-codestorage setup --org ORG --remove\` before ./install.sh --uninstall: it removes both)"
     fi
   fi
   exit 0
@@ -160,7 +164,7 @@ plan_build() {
             triple=$host
             rustflags="${rustflags:+$rustflags }-C target-feature=+crt-static"
             if command -v rustup >/dev/null 2>&1; then
-              echo "note: a musl build starts faster still (about 0.5 of git's credential-store against 0.75 for glibc, docs/performance.md): rustup target add $musl, then run ./install.sh again"
+              echo "note: a musl build starts faster still (about 0.45 of git's credential-store against 0.7 for glibc, docs/performance.md): rustup target add $musl, then run ./install.sh again"
             fi
             ;;
           *)
@@ -178,11 +182,36 @@ plan_build() {
     kind="a static binary for $triple"
     static_hint="; to link dynamically instead, run ./install.sh --dynamic"
   fi
+  plan_musl_cc
+}
+
+# ring's build script compiles C for the target and, for a musl target built on a glibc host,
+# looks for x86_64-linux-musl-gcc, which only musl-tools provides. Its C needs no C library, so
+# the system compiler builds it: name it (musl-gcc, the wrapper, where installed) unless the
+# user already has. Sets cc_var and cc_value (empty: nothing to set).
+plan_musl_cc() {
+  local var
+  cc_var=
+  cc_value=
+  case $triple in
+    *-linux-musl*) ;;
+    *) return ;;
+  esac
+  var=CC_$(printf '%s' "$triple" | tr '-' '_')
+  if [ -n "${!var:-}" ] || [ -n "${CC:-}" ] || command -v "${triple%%-*}-linux-musl-gcc" >/dev/null 2>&1; then
+    return
+  fi
+  cc_var=$var
+  if command -v musl-gcc >/dev/null 2>&1; then
+    cc_value=musl-gcc
+  else
+    cc_value=cc
+  fi
 }
 
 # The build command as a user would type it.
 describe_build() {
-  printf '%s' "${rustflags:+RUSTFLAGS=\"$rustflags\" }cargo ${cargo_args[*]}"
+  printf '%s' "${cc_var:+$cc_var=$cc_value }${rustflags:+RUSTFLAGS=\"$rustflags\" }cargo ${cargo_args[*]}"
 }
 
 if [ -n "${CODESTORAGE_INSTALL_BINARY:-}" ]; then
@@ -194,10 +223,14 @@ else
   command -v cc >/dev/null 2>&1 \
     || fail "no C compiler (cc) found; ring, the cryptography library, needs one: install gcc or clang (Debian/Ubuntu: apt install build-essential), then run ./install.sh again"
   plan_build
-  echo "building $kind (a few minutes the first time): $(describe_build)"
+  echo "building $kind: $(describe_build)"
+  echo "(about 4 minutes on 2 cores the first time, seconds after that; cargo's progress follows)"
   (
     cd "$repo_root"
     if [ -n "$rustflags" ]; then export RUSTFLAGS=$rustflags; fi
+    if [ -n "$cc_var" ]; then export "$cc_var=$cc_value"; fi
+    # cargo shows its progress bar only on a terminal: elsewhere (a CI log, a pipe) it prints one
+    # line per crate, so the minutes are never silent.
     cargo "${cargo_args[@]}"
   ) \
     || fail "the build failed; see cargo's messages above${static_hint}"

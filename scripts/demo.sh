@@ -25,7 +25,8 @@ if [ -n "${CODESTORAGE_DEMO_BIN_DIR:-}" ]; then
   done
 else
   step "Building git-credential-codestorage and codestorage-emulator (cargo build --release --locked --features emulator)"
-  (cd "$repo_root" && cargo build --release --locked --features emulator --quiet) \
+  echo "(about 4 minutes on 2 cores the first time, seconds after that; cargo's progress follows)"
+  (cd "$repo_root" && cargo build --release --locked --features emulator) \
     || fail "the build failed; see the cargo output above"
   bin="$repo_root/target/release"
 fi

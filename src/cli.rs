@@ -109,6 +109,8 @@ the current repository's with --local):
       helper =              # resets helpers configured earlier (credential-store, ...)
       helper = codestorage
       useHttpPath = true
+  [http \"https://*.code.storage\"]
+      proactiveAuth = auto  # git 2.46+ asks before the first request, not after a 401
 Running it again changes nothing; `setup --org NAME` with no key option keeps the organisation's
 key and writes git's config again; `setup --remove --org NAME` undoes it.
 --key-command takes every argument after it: put it last.

@@ -6,6 +6,7 @@
 use crate::clock::{describe_expiry, span};
 use crate::config::{Config, ConfigError};
 use crate::env::Env;
+use crate::gitconfig::ConfigEntry;
 use crate::host::Host;
 use crate::log::{Escaped, Log};
 use crate::mint::{MintError, Minted, mint};
@@ -141,16 +142,33 @@ pub fn erase(
     now: i64,
     log: &mut Log<'_>,
 ) {
-    if let Some(explained) =
-        explain_refusal(request, config.as_ref().ok().and_then(Option::as_ref), now)
-    {
+    erase_tracing(request, config, now, log, &mut Vec::new);
+}
+
+/// As [`erase`]; `remotes` gives git's config entries, asked for only to trace an expired token
+/// to the remote URL it came from, so that the fix names the remote.
+pub fn erase_tracing(
+    request: &Request,
+    config: &Result<Option<Config>, ConfigError>,
+    now: i64,
+    log: &mut Log<'_>,
+    remotes: &mut dyn FnMut() -> Vec<ConfigEntry>,
+) {
+    let config = config.as_ref().ok().and_then(Option::as_ref);
+    if let Some(explained) = explain_refusal(request, config, now, remotes) {
         log.error(explained);
     }
 }
 
 /// The one line `erase` gives for a refused token of ours (the broker sends it to the sandbox
-/// as it is); `None` when the token is not one of `config`'s organisations'.
-pub fn explain_refusal(request: &Request, config: Option<&Config>, now: i64) -> Option<String> {
+/// as it is); `None` when the token is not one of `config`'s organisations'. `remotes` is asked
+/// only when the line names the remote that holds an expired token.
+pub fn explain_refusal(
+    request: &Request,
+    config: Option<&Config>,
+    now: i64,
+    remotes: &mut dyn FnMut() -> Vec<ConfigEntry>,
+) -> Option<String> {
     let (Some(host), Some(password)) = (request.host.as_deref(), request.token()) else {
         return None;
     };
@@ -171,7 +189,13 @@ pub fn explain_refusal(request: &Request, config: Option<&Config>, now: i64) -> 
         join(&claims.scopes),
     );
     // The helper's own clock says first whether the token was still valid when git used it.
-    Some(if claims.exp <= now {
+    Some(if claims.exp <= now && knows_expiry(request) {
+        format!(
+            "{what}: it had expired {} ago by this machine's clock, and git 2.41 or later never uses a token this helper reported expired, so it came from the remote URL (as the SDKs write them) or from a helper that stores passwords; fix: {}",
+            span(now - claims.exp),
+            stale_token_fix(request, host, &remotes())
+        )
+    } else if claims.exp <= now {
         format!(
             "{what}: it had expired {} ago by this machine's clock; git should not have used it: upgrade git to 2.41 or later (older git ignores the expiry), and check this machine's clock (`date -u`; turn on NTP)",
             span(now - claims.exp)
@@ -188,6 +212,45 @@ pub fn explain_refusal(request: &Request, config: Option<&Config>, now: i64) -> 
             claims.iss,
         )
     })
+}
+
+/// Whether the git that sent `request` honours `password_expiry_utc` (2.41 or later): only
+/// those send `wwwauth[]` (2.41) or `capability[]` (2.46) lines.
+fn knows_expiry(request: &Request) -> bool {
+    !request.wwwauth.is_empty() || !request.capabilities.is_empty()
+}
+
+/// How to stop git sending a stale token for `host` and the request's path: the `git remote
+/// set-url` for the remote whose URL holds it, else forgetting what a helper stored.
+fn stale_token_fix(request: &Request, host: &str, entries: &[ConfigEntry]) -> String {
+    let path = request.path.as_deref().unwrap_or_default();
+    let holder = entries.iter().find_map(|entry| {
+        let (name, field) = entry.key.strip_prefix("remote.")?.rsplit_once('.')?;
+        let url = crate::url::parse(entry.value.as_deref()?).ok()?;
+        let same = url.password.is_some()
+            && url.host.eq_ignore_ascii_case(host)
+            && url.path.trim_end_matches('/') == path.trim_end_matches('/');
+        match field {
+            "url" if same => Some((name, false, url)),
+            "pushurl" if same => Some((name, true, url)),
+            _ => None,
+        }
+    });
+    match holder {
+        Some((name, push, url)) => {
+            let clean = url.to_string();
+            let mut args = vec!["remote", "set-url"];
+            if push {
+                args.push("--push");
+            }
+            args.extend([name, clean.as_str()]);
+            Escaped(&crate::gitconfig::command_line(&args)).to_string()
+        }
+        None => format!(
+            "no remote here holds it, so forget what a helper stored: printf 'protocol=https\\nhost={}\\n\\n' | git credential reject",
+            Escaped(host)
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +301,39 @@ mod tests {
             &mut Log::new(&mut err, true),
         );
         (response, String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn a_stale_token_is_traced_to_the_remote_holding_it_or_to_a_stored_helper() {
+        let request =
+            protocol::parse(b"protocol=https\nhost=acme.code.storage\npath=team/x.git\n").unwrap();
+        let entry = |key: &str, value: &str| ConfigEntry {
+            origin: "file:.git/config".into(),
+            key: key.into(),
+            value: Some(value.into()),
+        };
+        let entries = [
+            entry("remote.origin.url", "https://acme.code.storage/team/x.git"),
+            entry(
+                "remote.up.url",
+                "https://t:x@acme.code.storage/team/other.git",
+            ),
+            entry(
+                "remote.up.pushurl",
+                "https://t:x@ACME.code.storage/team/x.git",
+            ),
+        ];
+        assert_eq!(
+            stale_token_fix(&request, "acme.code.storage", &entries),
+            "git remote set-url --push up https://ACME.code.storage/team/x.git"
+        );
+        assert_eq!(
+            stale_token_fix(&request, "acme.code.storage", &entries[..2]),
+            "no remote here holds it, so forget what a helper stored: printf 'protocol=https\\nhost=acme.code.storage\\n\\n' | git credential reject"
+        );
+        assert!(!knows_expiry(&request));
+        let new = protocol::parse(b"protocol=https\nhost=h\nwwwauth[]=Basic realm=x\n").unwrap();
+        assert!(knows_expiry(&new));
     }
 
     #[test]
@@ -360,15 +456,20 @@ mod tests {
     }
 
     #[test]
-    fn unconfigured_code_storage_host_without_env_key_hints_and_declines() {
+    fn unconfigured_code_storage_host_beside_configured_ones_names_them_and_quits() {
         let c = case("");
         let (response, err) = run(&c, "protocol=https\nhost=other.code.storage\npath=x.git\n");
-        assert_eq!(response, Response::Decline);
-        assert!(err.contains("setup --org other"), "{err}");
+        assert_eq!(response, Response::Quit);
+        assert!(
+            err.contains("(it configures acme)")
+                && !err.contains("did you mean")
+                && err.contains("setup --org other"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn broken_config_quits_for_code_storage_and_declines_elsewhere() {
+    fn broken_config_quits_for_every_host_git_routes_to_the_helper() {
         let c = Case {
             _dir: tempfile::tempdir().unwrap(),
             config: config::parse("ttl = 0", Path::new("/c.toml")).map(Some),
@@ -377,8 +478,10 @@ mod tests {
         let (response, err) = run(&c, "protocol=https\nhost=acme.code.storage\npath=x.git\n");
         assert_eq!(response, Response::Quit);
         assert!(err.contains("/c.toml:1:"), "{err}");
-        let (response, _) = run(&c, "protocol=https\nhost=github.com\npath=x.git\n");
-        assert_eq!(response, Response::Decline);
+        // A custom host listed in the broken file's `hosts` cannot be told from a foreign one.
+        let (response, err) = run(&c, "protocol=https\nhost=git.acme.dev\npath=x.git\n");
+        assert_eq!(response, Response::Quit);
+        assert!(err.contains("/c.toml:1:"), "{err}");
     }
 
     #[test]

@@ -166,6 +166,154 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Option<String>, ReadError
         .map_err(|_| ReadError::NotText)
 }
 
+/// Why a file that decides what runs or what signs is not trusted: another user could change
+/// it or swap it, as OpenSSH's StrictModes refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untrusted {
+    /// The file belongs to another user (root excepted).
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// Ours.
+        you: u32,
+    },
+    /// A directory on the way to it may be written by group or others.
+    Writable {
+        /// The directory.
+        dir: PathBuf,
+        /// Its mode bits, with the sticky bit.
+        mode: u32,
+    },
+    /// A directory on the way to it belongs to another user (root excepted).
+    DirOwner {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+    },
+}
+
+impl Untrusted {
+    /// The command or step that fixes it, with the real paths.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::Owner { path, you, .. } => format!(
+                "check its contents, then run `chown {you} {}`",
+                crate::gitconfig::shell_quote(&path.to_string_lossy())
+            ),
+            Self::Writable { dir, mode } if mode & 0o1000 == 0 => format!(
+                "run `chmod go-w {}`",
+                crate::gitconfig::shell_quote(&dir.to_string_lossy())
+            ),
+            Self::Writable { .. } | Self::DirOwner { .. } => {
+                "move it into a directory only you can write (mode 700), such as ~/.config/codestorage".to_owned()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Owner { owner, you, .. } => {
+                write!(
+                    f,
+                    "is owned by user {owner}, not by you (user {you}) or root"
+                )
+            }
+            Self::Writable { dir, mode } => write!(
+                f,
+                "is in directory {}, which others may write (mode {mode:o})",
+                dir.display()
+            ),
+            Self::DirOwner { dir, owner } => write!(
+                f,
+                "is in directory {}, owned by user {owner}, not by you or root",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// Checks, as OpenSSH's StrictModes does, that nobody but us and root can change `path`: it and
+/// every directory above it belong to us or root, the directory holding it may be written by
+/// nobody else (sticky or not: in `/tmp` another user chose the name first), and no directory
+/// further up may be written by others unless it is sticky. A directory on a read-only mount
+/// (a Kubernetes secret) is written by nobody. A missing file is left to the reader to report, as is anything but a regular file.
+#[cfg(unix)]
+pub fn check_trusted(path: &Path) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let you = rustix::process::geteuid().as_raw();
+    // Missing, or not a file (a directory, a FIFO): the reader says so more plainly.
+    let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) else {
+        return Ok(());
+    };
+    if !trusted_owner(meta.uid(), you) {
+        return Err(Untrusted::Owner {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            you,
+        });
+    }
+    // The name as given (it may be a link) and the file it leads to both count.
+    let given = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    check_dir(parent_dir(&given), you, true)?;
+    let real = std::fs::canonicalize(path).unwrap_or(given);
+    for (depth, dir) in real.ancestors().skip(1).enumerate() {
+        check_dir(dir, you, depth == 0)?;
+    }
+    Ok(())
+}
+
+/// Outside Unix, ownership and modes are ACLs this tool does not read: nothing is checked.
+#[cfg(not(unix))]
+pub fn check_trusted(_path: &Path) -> Result<(), Untrusted> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn check_dir(dir: &Path, you: u32, holds_file: bool) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if !trusted_owner(meta.uid(), you) {
+        return Err(Untrusted::DirOwner {
+            dir: dir.to_owned(),
+            owner: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if writable_by_others(mode, holds_file) && !read_only_mount(dir) {
+        return Err(Untrusted::Writable {
+            dir: dir.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Ours or root's: root can change anything anyway.
+#[cfg(unix)]
+fn trusted_owner(owner: u32, you: u32) -> bool {
+    owner == you || owner == 0
+}
+
+/// Whether group or others may replace entries of a directory of `mode`: the sticky bit stops
+/// them renaming our entries, but not choosing the file's name before we do.
+#[cfg(unix)]
+fn writable_by_others(mode: u32, holds_file: bool) -> bool {
+    mode & 0o022 != 0 && (holds_file || mode & 0o1000 == 0)
+}
+
+#[cfg(unix)]
+fn read_only_mount(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir)
+        .is_ok_and(|fs| fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
 /// What a non-regular file is, for messages.
 fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     if meta.is_dir() {
@@ -459,6 +607,70 @@ mod tests {
             read_regular(&fifo, 10),
             Err(ReadError::NotAFile("a FIFO (named pipe)"))
         ));
+    }
+
+    #[test]
+    fn owners_and_writable_directories_are_judged_as_strict_modes_does() {
+        assert!(trusted_owner(1000, 1000) && trusted_owner(0, 1000));
+        assert!(!trusted_owner(1001, 1000) && !trusted_owner(1000, 0));
+        // The directory holding the file: any write bit for group or others, sticky or not.
+        assert!(writable_by_others(0o1777, true) && writable_by_others(0o775, true));
+        assert!(!writable_by_others(0o755, true) && !writable_by_others(0o700, true));
+        // Further up, a sticky directory (/tmp) cannot have our entries renamed.
+        assert!(!writable_by_others(0o1777, false) && writable_by_others(0o777, false));
+    }
+
+    #[test]
+    fn files_in_directories_others_may_write_are_untrusted_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let file = shared.join("config.toml");
+        std::fs::write(&file, "").unwrap();
+        check_trusted(&file).unwrap();
+        for (mode, fix) in [(0o777, "chmod go-w"), (0o1777, "move it into a directory")] {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = check_trusted(&file).unwrap_err();
+            assert_eq!(
+                err,
+                Untrusted::Writable {
+                    dir: shared.clone(),
+                    mode
+                }
+            );
+            assert!(err.fix().contains(fix), "{}", err.fix());
+        }
+        // A link from a private directory to the shared one is judged where the file is.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(
+            check_trusted(&link),
+            Err(Untrusted::Writable { .. })
+        ));
+        check_trusted(&dir.path().join("absent")).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, "").unwrap();
+        // Only root can give a file away; the project's tests run as root.
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "giving a file to another user needs root; run these tests as root"
+        );
+        rustix::fs::chown(&file, Some(rustix::fs::Uid::from_raw(4242)), None).unwrap();
+        let err = check_trusted(&file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "is owned by user 4242, not by you (user 0) or root"
+        );
+        assert_eq!(
+            err.fix(),
+            format!("check its contents, then run `chown 0 {}`", file.display())
+        );
     }
 
     #[test]

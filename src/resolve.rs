@@ -108,13 +108,12 @@ pub enum ResolveError {
     /// The path names no repository.
     #[error(transparent)]
     RepoId(#[from] RepoIdError),
-    /// The config file is broken.
+    /// The config file is broken. git runs the helper only for hosts routed to it, so the host
+    /// is ours even when the broken file cannot say so (a custom host listed in `hosts`).
     #[error("{source}")]
     Config {
         /// What is wrong with it.
         source: ConfigError,
-        /// Whether the host is certainly ours (`*.code.storage`), so git should stop.
-        ours: bool,
     },
     /// A `*.code.storage` host with no key anywhere.
     #[error(
@@ -124,6 +123,27 @@ pub enum ResolveError {
     NoKey {
         /// The organisation.
         org: OrgName,
+        /// Where `keygen --org ORG` writes the key, so the fix works as printed.
+        key_file: PathBuf,
+    },
+    /// A `*.code.storage` organisation the config does not name while it names others: more
+    /// often a typo in a remote URL than a new organisation, and no other helper will answer.
+    #[error(
+        "organisation {org} is not configured in {} (it configures {}){}; if {org} is another organisation, {}",
+        .config.display(),
+        .known.join(", "),
+        .closest.as_ref().map(|c| format!("; did you mean {c}? Correct the host in the remote URL to {c}.code.storage")).unwrap_or_default(),
+        add_key(org, key_file)
+    )]
+    UnknownOrg {
+        /// The organisation the host names.
+        org: OrgName,
+        /// The config file.
+        config: PathBuf,
+        /// The organisations it configures.
+        known: Vec<String>,
+        /// The configured name closest to `org`, if one is close.
+        closest: Option<String>,
         /// Where `keygen --org ORG` writes the key, so the fix works as printed.
         key_file: PathBuf,
     },
@@ -185,9 +205,9 @@ impl ResolveError {
             }
             // Another helper may still know this host.
             Self::NoKey { .. } => Disposition::DeclineWithHint,
-            Self::Config { ours: false, .. } => Disposition::DeclineWithHint,
-            Self::Config { ours: true, .. }
+            Self::Config { .. }
             | Self::NoPath { .. }
+            | Self::UnknownOrg { .. }
             | Self::RepoId(_)
             | Self::BadEnv { .. }
             | Self::Switch(_) => Disposition::Quit,
@@ -400,10 +420,7 @@ pub fn resolve(
                 return Err(ResolveError::Incomplete);
             }
             let host = Host::parse(host)?;
-            let config = config.map_err(|e| ResolveError::Config {
-                source: e.clone(),
-                ours: host.code_storage_org().is_some(),
-            })?;
+            let config = config.map_err(|e| ResolveError::Config { source: e.clone() })?;
             let owner = owner(config, &host).ok_or_else(|| ResolveError::NotOurs {
                 host: host.clone(),
                 config: config.map_or_else(
@@ -428,10 +445,7 @@ pub fn resolve(
             (owner, path, config)
         }
         Target::Org { org, repo } => {
-            let config = config.map_err(|e| ResolveError::Config {
-                source: e.clone(),
-                ours: true,
-            })?;
+            let config = config.map_err(|e| ResolveError::Config { source: e.clone() })?;
             (owner_by_name(config, org), repo, config)
         }
     };
@@ -498,7 +512,7 @@ fn settings(
             .find_map(|l| l.subject.clone())
             .unwrap_or_else(|| default_subject(env)),
     };
-    let key = key_of(org, owner, env)?;
+    let key = key_of(org, config, owner, env)?;
     let least_privilege = match env::switch(env, vars::LEAST_PRIVILEGE)? {
         Some(on) => on,
         None => levels
@@ -526,15 +540,51 @@ fn settings(
 }
 
 /// The key of `org`, or for an organisation the config does not name, the one the environment
-/// gives; without one, the fix names where `keygen` would put it.
-fn key_of(org: Option<&Org>, owner: &Owner<'_>, env: &dyn Env) -> Result<KeySource, ResolveError> {
+/// gives; without one, [`no_key`] says why.
+fn key_of(
+    org: Option<&Org>,
+    config: Option<&Config>,
+    owner: &Owner<'_>,
+    env: &dyn Env,
+) -> Result<KeySource, ResolveError> {
     match org {
         Some(org) => Ok(org.key.clone()),
-        None => env_key(env)?.ok_or_else(|| ResolveError::NoKey {
-            org: owner.name().clone(),
-            key_file: crate::paths::default_key_file(owner.name().as_str())
-                .unwrap_or_else(|| PathBuf::from(format!("{}.pem", owner.name()))),
-        }),
+        None => env_key(env)?.ok_or_else(|| no_key(config, owner.name())),
+    }
+}
+
+/// Why organisation `org`, named by a host and not configured, has no key: a config that
+/// configures other organisations makes it [`ResolveError::UnknownOrg`] (with the closest name),
+/// else [`ResolveError::NoKey`] naming where `keygen` would put it.
+fn no_key(config: Option<&Config>, org: &OrgName) -> ResolveError {
+    let key_file = crate::paths::default_key_file(org.as_str())
+        .unwrap_or_else(|| PathBuf::from(format!("{org}.pem")));
+    let Some(config) = config.filter(|c| !c.orgs.is_empty()) else {
+        return ResolveError::NoKey {
+            org: org.clone(),
+            key_file,
+        };
+    };
+    let known: Vec<String> = config.orgs.values().map(|o| o.name.to_string()).collect();
+    let wanted = org.as_str().to_ascii_lowercase();
+    // Close: a slip of a key or two, never more than a third of the name.
+    let closest = known
+        .iter()
+        .map(|name| {
+            (
+                strsim::levenshtein(&wanted, &name.to_ascii_lowercase()),
+                name,
+            )
+        })
+        .filter(|(distance, name)| *distance <= 2 && *distance * 3 <= name.len().max(3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name.clone());
+    ResolveError::UnknownOrg {
+        org: org.clone(),
+        config: config.path.clone(),
+        known,
+        closest,
+        key_file,
     }
 }
 
@@ -627,12 +677,14 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, ScopesError> {
     Ok(scopes)
 }
 
-/// `<user>@<hostname>`, read without spawning a process or reading a file.
+/// `<user>@<hostname>`, read without spawning a process; the system's user database is read
+/// only when no variable names the user (a container sets no `$USER`).
 pub fn default_subject(env: &dyn Env) -> String {
     let user = env
         .var("USER")
         .or_else(|| env.var("LOGNAME"))
         .or_else(|| env.var("USERNAME"))
+        .or_else(system_user_name)
         .filter(|u| crate::config::valid_subject(u))
         .unwrap_or_else(|| "unknown".into());
     // One system call on every platform (uname, GetComputerNameExW); no process, no file.
@@ -645,6 +697,35 @@ pub fn default_subject(env: &dyn Env) -> String {
         .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
         .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The largest `/etc/passwd` read; a real one is a few KiB.
+#[cfg(unix)]
+const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// This process's user name from `/etc/passwd`, by its real user id (users known only to a
+/// directory service are not in the file: `None`).
+#[cfg(unix)]
+fn system_user_name() -> Option<String> {
+    let text =
+        crate::fs::read_regular(std::path::Path::new("/etc/passwd"), MAX_PASSWD_BYTES).ok()??;
+    passwd_name(&text, rustix::process::getuid().as_raw())
+}
+
+#[cfg(not(unix))]
+fn system_user_name() -> Option<String> {
+    None
+}
+
+/// The name of user `uid` in `passwd(5)` text: `name:password:uid:...`, the first line wins.
+#[cfg(unix)]
+fn passwd_name(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -910,6 +991,36 @@ ops = ["no-force-push"]
     }
 
     #[test]
+    fn an_unconfigured_organisation_beside_configured_ones_names_them_and_the_closest() {
+        let c = config(RULES);
+        let err = for_repo(
+            Some(&c),
+            "acmee",
+            "x",
+            &MapEnv::default(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.disposition(), Disposition::Quit);
+        let said = err.to_string();
+        assert!(
+            said.starts_with("organisation acmee is not configured in ")
+                && said.contains("(it configures acme")
+                && said.contains("; did you mean acme? Correct the host in the remote URL to acme.code.storage; if acmee is another organisation, make one with `git-credential-codestorage keygen --org acmee`"),
+            "{said}"
+        );
+        let far = for_repo(
+            Some(&c),
+            "zeta",
+            "x",
+            &MapEnv::default(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(!far.to_string().contains("did you mean"), "{far}");
+    }
+
+    #[test]
     fn least_privilege_narrows_reads_only_and_only_when_on() {
         let c = config(RULES);
         let env = MapEnv::default();
@@ -956,5 +1067,23 @@ ops = ["no-force-push"]
             subject.starts_with("alice@") && subject.len() > 6,
             "{subject}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn without_user_variables_the_name_comes_from_the_user_database() {
+        let text = "# comment\nroot:x:0:0:root:/root:/bin/sh\nbad line\n:x:7:7::/:/bin/sh\nci:x:1001:1001::/home/ci:/bin/sh\n";
+        assert_eq!(passwd_name(text, 1001).as_deref(), Some("ci"));
+        assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(text, 7), None, "an empty name is no name");
+        assert_eq!(passwd_name(text, 4242), None);
+        // This machine's own entry, as `id -un` prints it.
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8(id.stdout).unwrap().trim().to_owned();
+        let subject = default_subject(&MapEnv::default());
+        assert!(subject.starts_with(&format!("{expected}@")), "{subject}");
     }
 }

@@ -40,3 +40,51 @@ fn the_demo_pushes_and_clones_through_the_helper_and_cleans_up() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the demo left files behind: {left:?}");
 }
+
+/// Building, the demo lets cargo's progress through and says how long the first build takes:
+/// a cargo that records its arguments and fails stands in for the four-minute release build.
+#[test]
+fn the_demo_build_shows_cargo_and_says_how_long_it_takes() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("cargo");
+    let log = tmp.path().join("cargo.args");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" > '{}'\necho '   Compiling ring' >&2\nexit 101\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
+        .env_remove("CODESTORAGE_DEMO_BIN_DIR")
+        .env("TMPDIR", tmp.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                tmp.path().display(),
+                path_with(new_git()).to_string_lossy()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        args.trim(),
+        "build --release --locked --features emulator",
+        "no --quiet"
+    );
+    assert!(
+        stdout.contains("about 4 minutes on 2 cores the first time")
+            && stderr.contains("   Compiling ring")
+            && stderr.contains("demo: the build failed"),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -6,8 +6,16 @@
 //! and `...` are cut out is the message's fixed text, which must occur in a string literal of a
 //! source file; and every fixed text of each `#[error]` attribute (the parts between its
 //! arguments) must occur in one and the same of the doc's messages.
+//!
+//! Sample output in the docs (a `console` block's `$ git-credential-codestorage ...` lines and
+//! what follows them) is run with the real binary and must match it, values that differ from
+//! machine to machine aside.
+
+use crate::support;
 
 use std::path::{Path, PathBuf};
+
+use support::cli::User;
 
 const DOC: &str = "docs/troubleshooting.md";
 
@@ -427,4 +435,230 @@ fn the_readers_are_right_about_the_forms_they_read() {
     let source = "let c = '\"'; let s = \"a\\\"b\"; // \"no\"\nlet r = r#\"x\"y\"#; fn f<'a>() {}";
     let found: Vec<String> = literals(source).into_iter().map(|l| l.value).collect();
     assert_eq!(found, ["a\"b", "x\"y"]);
+}
+
+/// Documents whose `console` blocks of these subcommands are run and compared.
+const SAMPLES: &[(&str, &[&str])] = &[("docs/quickstart.md", &["setup", "doctor"])];
+
+/// Each `$ COMMAND` line of a `console` block with the lines printed under it.
+fn console_samples(doc: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_block = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```console";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        match line.strip_prefix("$ ") {
+            Some(command) => out.push((command.to_owned(), Vec::new())),
+            None => {
+                if let Some((_, printed)) = out.last_mut() {
+                    printed.push(line.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A line with what differs between machines and runs made alike: the home directory, the
+/// subject, and every number (versions, dates, times).
+fn normalise(line: &str, home: &str, subject: &str) -> String {
+    let line = line
+        .replace(home, "/home/you")
+        .replace(subject, "you@laptop");
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+#[test]
+fn sample_output_in_the_docs_is_what_the_binary_prints() {
+    let user = User::new();
+    user.keygen("acme");
+    let home = user.path().to_str().unwrap().to_owned();
+    let helper_dir = Path::new(support::home::HELPER).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let host = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    let subject = format!("tester@{}", String::from_utf8(host.stdout).unwrap().trim());
+    let mut checked = 0;
+    for (doc, subcommands) in SAMPLES {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+        for (command, printed) in console_samples(&text) {
+            let words: Vec<String> = command
+                .split_whitespace()
+                .map(|w| w.replacen("~/", &format!("{home}/"), 1))
+                .collect();
+            if words[0] != "git-credential-codestorage" || !subcommands.contains(&words[1].as_str())
+            {
+                continue;
+            }
+            let mut run = user.command(support::home::HELPER);
+            run.args(&words[1..]).env("PATH", &path);
+            let output = run.output().unwrap();
+            let actual: Vec<String> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&output.stderr).lines())
+                .map(|l| normalise(l, &home, &subject))
+                .collect();
+            let expected: Vec<String> = printed
+                .iter()
+                .map(|l| normalise(l, &home, &subject))
+                .collect();
+            assert_eq!(
+                expected, actual,
+                "{doc}: `$ {command}` prints something else; update the sample"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} samples found");
+}
+
+/// The first-column `code` spans of the table rows in `doc` between headings `from` and `to`.
+fn table_names(doc: &str, from: &str, to: &str) -> Vec<String> {
+    let start = doc.find(from).unwrap_or_else(|| panic!("no {from:?}"));
+    let end = start + doc[start..].find(to).unwrap_or_else(|| panic!("no {to:?}"));
+    doc[start..end]
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            let cells = split_cells(line);
+            let mut spans = code_spans(&cells[0]);
+            // The environment table's second column holds the aliases.
+            if from.contains("Environment") {
+                spans.extend(code_spans(&cells[1]));
+            }
+            spans
+        })
+        .collect()
+}
+
+#[test]
+fn the_man_page_has_files_environment_and_every_config_key() {
+    let man = std::process::Command::new(support::home::HELPER)
+        .arg("man")
+        .output()
+        .unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    for section in [".SH FILES", ".SH ENVIRONMENT", ".SH CONFIGURATION"] {
+        assert!(man.contains(section), "the man page lacks {section}");
+    }
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let variables = table_names(&doc, "## Environment variables", "\n## ");
+    let keys = table_names(&doc, "## Every key", "## Environment variables");
+    assert!(
+        variables.len() >= 10 && keys.len() >= 15,
+        "{variables:?} {keys:?}"
+    );
+    let names = variables
+        .iter()
+        .chain(&keys)
+        .flat_map(|span| span.split(", "))
+        .map(|name| name.trim_matches('`').to_owned());
+    let missing: Vec<String> = names
+        .filter(|name| !man.contains(&format!("\\fB{name}\\fR")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "in docs/configuration.md but not in the man page: {missing:?}"
+    );
+}
+
+#[test]
+fn setup_help_shows_every_line_setup_writes_to_git() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    let help = user.ok(&["setup", "--help"]).stdout.to_ascii_lowercase();
+    let written = user.git_list();
+    assert!(written.lines().count() >= 4, "{written}");
+    for line in written.lines() {
+        // `http.https://*.code.storage.proactiveauth=auto`: the section, the name, the value.
+        let (key, value) = line.split_once('=').unwrap();
+        let (section, name) = key.rsplit_once('.').unwrap();
+        let (kind, url) = section.split_once('.').unwrap();
+        let value = if name == "helper" && !value.is_empty() {
+            "codestorage"
+        } else {
+            value
+        };
+        assert!(
+            help.contains(&format!("[{kind} \"{url}\"]"))
+                && help.contains(&format!("{name} = {value}").trim_end().to_owned()),
+            "setup --help does not show {line}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn each_ci_recipe_configures_git_so_that_its_doctor_step_is_clean() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ci.md")).unwrap();
+    // Each run of `git config --global` lines is one recipe's git side.
+    let mut recipes: Vec<Vec<String>> = Vec::new();
+    let mut previous_was_config = false;
+    for line in doc.lines() {
+        let command = line.trim_start().trim_start_matches("- ");
+        let is_config = command.starts_with("git config --global ");
+        if is_config && !previous_was_config {
+            recipes.push(Vec::new());
+        }
+        if is_config {
+            recipes.last_mut().unwrap().push(command.to_owned());
+        }
+        previous_was_config = is_config;
+    }
+    assert!(recipes.len() >= 3, "{recipes:?}");
+    let helper_dir = Path::new(support::home::HELPER).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let key = support::jwt::TestKey::p256();
+    for recipe in recipes {
+        let user = User::new();
+        let mut shell = user.command("sh");
+        shell.args(["-ec", &recipe.join("\n")]).env("PATH", &path);
+        assert!(shell.status().unwrap().success(), "{recipe:?}");
+        let mut doctor = user.command(support::home::HELPER);
+        doctor
+            .arg("doctor")
+            .env("PATH", &path)
+            .env("CODESTORAGE_PRIVATE_KEY", &key.pem);
+        let output = doctor.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        let noisy: Vec<&str> = said
+            .lines()
+            .filter(|l| l.starts_with("warn") || l.starts_with("FAIL"))
+            .collect();
+        assert!(noisy.is_empty(), "{recipe:?}:\n{said}");
+        assert!(output.status.success(), "{said}");
+    }
 }

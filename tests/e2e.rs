@@ -323,6 +323,41 @@ fn refused_tokens_fail_and_the_helper_explains_why() {
 }
 
 #[test]
+fn an_expired_token_in_a_remote_url_is_traced_to_it_with_the_set_url_fix() {
+    let key = TestKey::p256();
+    let expired = key.sign(&format!(
+        r#"{{"iss":"acme","sub":"t","repo":"team/x","scopes":["git:read"],"iat":{},"exp":{}}}"#,
+        now() - 600,
+        now() - 60
+    ));
+    for (git, new) in [(new_git(), true), (old_git(), false)] {
+        let world = World::new(git, &key, "");
+        let (user, emulator) = (&world.user, &world.emulator);
+        emulator.seed("team/x");
+        let work = user.init("work");
+        let with_token = format!("https://t:{expired}@{}/team/x.git", emulator.host);
+        user.git_ok(&work, &["remote", "add", "origin", &with_token]);
+        let fetch = user.git(&work, &["fetch", "-q", "origin"]);
+        assert_ne!(fetch.code, Some(0));
+        let said = &fetch.stderr;
+        assert!(!said.contains(&expired), "the token was shown: {said}");
+        if new {
+            assert!(
+                said.contains("git 2.41 or later never uses a token this helper reported expired, so it came from the remote URL")
+                    && said.contains(&format!(
+                        "fix: git remote set-url origin {}",
+                        emulator.repo_url("team/x")
+                    ))
+                    && !said.contains("upgrade git"),
+                "{said}"
+            );
+        } else {
+            assert!(said.contains("upgrade git to 2.41 or later"), "{said}");
+        }
+    }
+}
+
+#[test]
 fn a_20_mb_binary_file_goes_up_and_comes_back_byte_for_byte() {
     let world = world(&TestKey::p256(), "");
     let (user, emulator) = (&world.user, &world.emulator);

@@ -142,7 +142,8 @@ fn reads_by_a_git_that_offers_authtype_get_an_ephemeral_basic_credential_pushes_
     let key = TestKey::p256();
     let home = acme(&key, "");
     let modern = format!("capability[]=authtype\ncapability[]=state\n{REQUEST}");
-    // git sets GIT_TRACE2_PARENT_NAME when trace2 is on: the first signal the helper reads.
+    // git sets GIT_TRACE2_PARENT_NAME when trace2 is on; with no git among the ancestors (as
+    // here, under the test) it is the signal the helper reads.
     let fetch = [("GIT_TRACE2_PARENT_NAME", "fetch/_run_dashed_/remote-curl")];
     let read = home.get(&modern, &fetch);
     assert!(

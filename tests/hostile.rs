@@ -194,6 +194,20 @@ fn broken_config_files_give_one_clear_line_and_are_left_alone() {
     }
 }
 
+#[test]
+fn a_broken_config_stops_git_for_a_custom_host_it_lists_without_a_prompt() {
+    let key = TestKey::p256();
+    let home = acme(&key);
+    // A custom host, routed to the helper by setup; a typo breaks the file that lists it.
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\nhosts = [\"git.acme.dev\"]\nttl = \"forever\"\n",
+    );
+    let request = b"protocol=https\nhost=git.acme.dev\npath=team/x.git\n\n";
+    let run = refused(&home, &key, request, "config.toml:4: ");
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(run.stderr.contains("invalid ttl"), "{}", run.stderr);
+}
+
 #[cfg(unix)]
 #[test]
 fn a_directory_or_a_symlink_loop_as_config_is_an_error() {

@@ -174,6 +174,35 @@ fn uninstall_removes_the_binary_and_keeps_the_config() {
 }
 
 #[test]
+fn uninstall_left_with_git_routing_prints_commands_that_remove_both_sections() {
+    let install = Install::new();
+    install.run(&[]);
+    let user = &install.user;
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    assert!(
+        user.git_list()
+            .contains("http.https://*.code.storage.proactiveauth=auto")
+    );
+    let removed = install.run(&["--uninstall"]);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    let fix = removed
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("remove them: "))
+        .unwrap_or_else(|| panic!("no fix: {}", removed.stdout));
+    assert!(
+        removed.stdout.contains("setup --org ORG --remove"),
+        "{}",
+        removed.stdout
+    );
+    let mut shell = user.command("sh");
+    shell.args(["-c", fix]);
+    assert_eq!(run(shell, "").code, Some(0), "{fix}");
+    assert_eq!(user.git_list(), "", "git's config keeps the helper's lines");
+}
+
+#[test]
 fn failures_are_loud_and_say_why() {
     let install = Install::new();
     let mut command = install.command(
@@ -355,8 +384,8 @@ impl FakeTools {
             (
                 "cargo",
                 format!(
-                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{}'\nexit 101\n",
-                    log.display()
+                    "#!/bin/sh\nprintf 'RUSTFLAGS=%s\\nargs=%s\\n' \"${{RUSTFLAGS:-}}\" \"$*\" > '{log}'\nenv | grep '^CC_' | sort >> '{log}'\nexit 101\n",
+                    log = log.display()
                 ),
             ),
             ("rustup", format!("#!/bin/sh\nprintf '{rustup_targets}'\n")),
@@ -397,14 +426,39 @@ fn with_the_musl_target_installed_install_sh_builds_for_musl() {
         &format!("{host}\\n{musl}\\n"),
         "/usr/lib/libc.a",
     );
+    // ring's build looks for x86_64-linux-musl-gcc (musl-tools); without it the system cc is
+    // named, or musl-gcc, the wrapper, where installed.
+    let cc_var = format!("CC_{}", musl.replace('-', "_"));
+    let cross_gcc = format!("{}-linux-musl-gcc", musl.split('-').next().unwrap());
+    let has_cross_gcc = std::env::split_paths(&system_path()).any(|d| d.join(&cross_gcc).exists());
+    let cc_line = |cc: &str| {
+        if has_cross_gcc {
+            String::new()
+        } else {
+            format!("{cc_var}={cc}\n")
+        }
+    };
     let (result, log) = tools.run(&install, &[]);
     assert_eq!(
         log,
         format!(
-            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n"
+            "RUSTFLAGS=\nargs=build --release --locked --bin git-credential-codestorage --target {musl}\n{}",
+            cc_line("cc")
         )
     );
     assert_eq!(result.code, Some(1), "{result:?}");
+    assert!(
+        result.stdout.contains(&format!(
+            ": {}cargo build --release --locked --bin git-credential-codestorage --target {musl}\n",
+            cc_line("cc").replace('\n', " ")
+        )) && result.stdout.contains("cargo's progress follows"),
+        "{result:?}"
+    );
+    let wrapper = tools.dir.join("musl-gcc");
+    std::fs::copy(tools.dir.join("cc"), &wrapper).unwrap();
+    let (_, log) = tools.run(&install, &[]);
+    assert!(log.ends_with(&cc_line("musl-gcc")), "{log}");
+    std::fs::remove_file(&wrapper).unwrap();
     assert!(
         result.stdout.contains(&format!("building a static binary for {musl}"))
             && result.stderr.contains(

@@ -215,6 +215,39 @@ fn every_kind_of_push_gets_a_write_token_and_succeeds() {
 }
 
 #[test]
+fn a_trace2_parent_name_set_by_hand_cannot_outvote_the_process_ancestry() {
+    for git in each_git() {
+        let on = describe(git);
+        let world = World::new(git, &TestKey::p256(), "");
+        let work = world.publish("team/app", "work");
+        // Trace2 off, the variable set by hand to say the opposite of each command.
+        let world = world.env("GIT_TRACE2_PARENT_NAME", "fetch/_run_dashed_/remote-curl");
+        let user = &world.user;
+        let head = user.commit(&work, "p.txt", b"pushed\n");
+        let mark = world.mark();
+        user.git_ok(&work, &["push", "-q", "origin", "main"]);
+        wrote(
+            &world,
+            mark,
+            &format!("a push told it was a fetch, with {on}"),
+        );
+        assert_eq!(
+            world.emulator.rev("team/app", "refs/heads/main"),
+            Some(head)
+        );
+
+        let world = world.env("GIT_TRACE2_PARENT_NAME", "push/_run_dashed_/remote-curl");
+        let mark = world.mark();
+        world.user.git_ok(&work, &["fetch", "-q"]);
+        read_only(
+            &world,
+            mark,
+            &format!("a fetch told it was a push, with {on}"),
+        );
+    }
+}
+
+#[test]
 fn pull_then_push_in_one_shell_and_a_push_from_a_fresh_clone_both_work() {
     for git in each_git() {
         let world = World::new(git, &TestKey::p256(), "");
@@ -490,7 +523,8 @@ fn debug_output_names_the_signal_the_command_and_the_scopes_but_no_token() {
         );
 
         // With trace2 on, git names the command itself (trace2 is read from the environment
-        // or the global config only, not from `-c`).
+        // or the global config only, not from `-c`), but the process ancestry, readable here,
+        // still decides: anyone can set the variable.
         let traced = home.join("trace2.txt");
         let mut command = user.command(git);
         command
@@ -501,9 +535,8 @@ fn debug_output_names_the_signal_the_command_and_the_scopes_but_no_token() {
         assert_eq!(fetch.code, Some(0), "with {on}: {}", fetch.stderr);
         let said = &fetch.stderr;
         assert!(
-            said.contains(
-                "least privilege: read (git fetch), from GIT_TRACE2_PARENT_NAME \"fetch/"
-            ) && said.contains(", scopes git:read, "),
+            said.contains("least privilege: read (git fetch), from the process ancestry: ")
+                && said.contains(", scopes git:read, "),
             "with {on}: {said}"
         );
         for output in [&clone.stderr, &push.stderr, &fetch.stderr] {

@@ -220,6 +220,173 @@ fn a_config_others_can_write_is_refused() {
     jwt::verify(&home.get(GOOD, &[]).password(), &key);
 }
 
+/// Gives `path` to user 4242, as another user's file would be (the tests run as root).
+fn give_away(path: &std::path::Path) {
+    let status = std::process::Command::new("chown")
+        .arg("4242")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "chown needs root; run these tests as root"
+    );
+}
+
+#[test]
+fn a_config_another_user_owns_or_could_swap_is_refused_with_the_fix() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_command = [\"/bin/false\"]\n");
+    give_away(&home.config_path());
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    let config = home.config_path();
+    assert!(
+        run.stderr.contains(&format!(
+            "config file {} is owned by user 4242, not by you (user 0) or root, and it decides which programs run; check its contents, then run `chown 0 {}`",
+            config.display(),
+            config.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // Ours again, but in a directory others may write: sticky (as /tmp) or not.
+    std::fs::remove_file(&config).unwrap();
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    let dir = config.parent().unwrap();
+    for (mode, fix) in [
+        (0o777, format!("run `chmod go-w {}`", dir.display())),
+        (
+            0o1777,
+            "move it into a directory only you can write".to_owned(),
+        ),
+    ] {
+        set_mode(dir, mode);
+        let run = home.get(GOOD, &[]);
+        assert_eq!(run.stdout, "quit=1\n");
+        assert!(
+            run.stderr.contains(&format!(
+                "is in directory {}, which others may write (mode {mode:o})",
+                dir.display()
+            )) && run.stderr.contains(&fix),
+            "{}",
+            run.stderr
+        );
+    }
+    set_mode(dir, 0o700);
+    jwt::verify(&home.get(GOOD, &[]).password(), &key);
+}
+
+#[test]
+fn a_key_file_another_user_owns_is_refused_unless_allowed_as_a_mounted_secret() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let path = home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    give_away(&path);
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains(
+            "is owned by user 4242, not by you (user 0) or root, so another user could swap the key"
+        ) && run
+            .stderr
+            .contains(&format!("run `chown 0 {}`", path.display()))
+            && run.stderr.contains("allow_insecure_key_permissions = true"),
+        "{}",
+        run.stderr
+    );
+    assert_key_not_shown(&run, &key);
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\nallow_insecure_key_permissions = true\n",
+    );
+    jwt::verify(&home.get(GOOD, &[]).password(), &key);
+}
+
+#[test]
+fn a_public_key_file_another_user_owns_is_refused() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    let public = home.path().join(".config/codestorage/acme.pub.pem");
+    std::fs::write(&public, &key.public_pem).unwrap();
+    give_away(&public);
+    home.write_config(&format!(
+        "[org.acme]\nsign_command = [\"/bin/false\"]\npublic_key_file = \"{}\"\n",
+        public.display()
+    ));
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is owned by user 4242, not by you (user 0) or root, so another user could swap the key",
+            public.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_key_command_that_prints_two_keys_is_refused_without_showing_either() {
+    let (first, second) = (TestKey::p256(), TestKey::p256());
+    let home = Home::new();
+    let a = home.write_key("a.pem", &first.pem);
+    let b = home.write_key("b.pem", &second.pem);
+    home.write_config(&format!(
+        "[org.acme]\nkey_command = [\"cat\", \"{}\", \"{}\"]\n",
+        a.display(),
+        b.display()
+    ));
+    let run = home.get(GOOD, &[]);
+    assert_eq!(run.stdout, "quit=1\n");
+    assert!(
+        run.stderr.contains(&format!(
+            "key_command `cat {} {}` holds 2 private keys, and which one is registered with Code Storage cannot be told",
+            a.display(),
+            b.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_key_not_shown(&run, &first);
+    assert_key_not_shown(&run, &second);
+    home.write_config(&format!(
+        "[org.acme]\nkey_command = [\"cat\", \"{}\"]\n",
+        b.display()
+    ));
+    jwt::verify(&home.get(GOOD, &[]).password(), &second);
+}
+
+#[test]
+fn a_typo_in_the_organisation_names_the_configured_ones_and_quits() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config(
+        "[org.acme]\nkey_file = \"acme.pem\"\n\n[org.beta]\nkey_env = \"BETA_KEY\"\n",
+    );
+    let run = home.get(
+        "protocol=https\nhost=acmee.code.storage\npath=team/x.git\n\n",
+        &[],
+    );
+    assert_eq!(
+        run.stdout, "quit=1\n",
+        "git must not prompt: {}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "organisation acmee is not configured in {} (it configures acme, beta); did you mean acme?",
+            home.config_path().display()
+        )) && run.stderr.contains("keygen --org acmee"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn the_organisation_wide_repository_name_is_never_signed_by_get() {
     let key = TestKey::p256();
@@ -398,6 +565,92 @@ fn doctor_fails_a_remote_with_a_user_and_no_password_and_its_fix_works() {
     assert_eq!(support::home::run(shell, "").code, Some(0));
     let run = user.run_in(&repo, &["doctor"], "");
     assert!(!run.stdout.contains("names a user"), "{}", run.stdout);
+}
+
+#[test]
+fn doctor_warns_about_a_url_with_a_token_asked_about_and_names_the_remote_holding_it() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    user.setup("acme", &key);
+    let token = user.ok(&["token", "--org", "acme", "team/x"]).stdout;
+    let with_token = format!("https://t:{}@acme.code.storage/team/x.git", token.trim());
+    let run = user.run(&["doctor", &with_token], "");
+    assert!(!run.stdout.contains(token.trim()), "the token was shown");
+    assert!(
+        run.stdout.contains("warn  https://***@acme.code.storage/team/x.git carries a token, so git sends that token and never asks this helper; fix: use https://acme.code.storage/team/x.git, without the token"),
+        "{}",
+        run.stdout
+    );
+    let repo = user.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    for args in [&["init", "-q"][..], &["remote", "add", "up", &with_token]] {
+        let mut git = user.command("git");
+        git.args(args).current_dir(&repo);
+        assert_eq!(support::home::run(git, "").code, Some(0));
+    }
+    let run = user.run_in(&repo, &["doctor", &with_token], "");
+    assert!(
+        run.stdout.contains("never asks this helper; fix: git remote set-url up https://acme.code.storage/team/x.git\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn doctor_with_a_broken_config_fails_once_not_again_for_routing_it_cannot_know() {
+    let user = User::new();
+    let (key, _) = user.keygen("acme");
+    // A custom host only, routed by setup; then a typo: the file no longer says which hosts.
+    let custom = format!(
+        "[org.acme]\nkey_file = \"{}\"\nhosts = [\"git.acme.dev\"]\n",
+        key.display()
+    );
+    user.write_config(&custom);
+    user.setup("acme", &key);
+    assert!(
+        user.git_list()
+            .contains("credential.https://git.acme.dev.helper"),
+        "{}",
+        user.git_list()
+    );
+    let healthy = user.run(&["doctor"], "");
+    assert!(!healthy.stdout.contains("FAIL"), "{}", healthy.stdout);
+    user.write_config(&format!("{custom}ttl = \"forever\"\n"));
+    let run = user.run(&["doctor"], "");
+    let fails: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(fails.len(), 1, "{}", run.stdout);
+    assert!(fails[0].contains("invalid ttl"), "{}", run.stdout);
+    assert_ne!(run.code, Some(0));
+}
+
+#[test]
+fn without_user_variables_the_subject_names_the_user_from_the_user_database() {
+    let key = TestKey::p256();
+    let home = Home::new();
+    home.write_key("acme.pem", &key.pem);
+    home.write_config("[org.acme]\nkey_file = \"acme.pem\"\n");
+    let mut command = home.command(support::home::HELPER);
+    command
+        .arg("get")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME");
+    let run = support::home::run(command, GOOD);
+    let claims = jwt::verify(&run.password(), &key).claims;
+    let id = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let name = String::from_utf8(id.stdout).unwrap();
+    let subject = claims["sub"].as_str().unwrap();
+    assert!(
+        subject.starts_with(&format!("{}@", name.trim())),
+        "{subject}"
+    );
 }
 
 /// The text between the first pair of backticks after `after` in `message`: a command the

@@ -23,15 +23,18 @@ const PROBE_TEST: &str = "operation::detect_from_here_equals_a_walk_from_this_pi
 /// In a normal run: `detect` (which starts at the parent) and `detect_for_pid` on this process
 /// (which starts here, at a process that is not git) must read the same ancestors the same way.
 /// Run by git as a credential helper (see [`Scene`]), this is the probe: it appends what
-/// `detect` says from here, without and with trace2, to `$OPERATION_PROBE_OUT`.
+/// `detect` says from here, without and with trace2 (where the ancestry still decides), and what
+/// trace2 alone says, to `$OPERATION_PROBE_OUT`.
 #[test]
 fn detect_from_here_equals_a_walk_from_this_pid() {
     if let Some(out) = std::env::var_os(PROBE_OUT) {
         let trace2 = std::env::var("GIT_TRACE2_PARENT_NAME").ok();
+        let traced = trace2.as_deref().and_then(operation::classify_trace2);
         let line = format!(
-            "{}\t{}\n",
+            "{}\t{}\t{}\n",
             summary(&operation::detect(None)),
-            summary(&operation::detect(trace2.as_deref()))
+            summary(&operation::detect(trace2.as_deref())),
+            traced.as_ref().map_or_else(|| "none".to_owned(), summary)
         );
         let mut file = OpenOptions::new().append(true).open(out).unwrap();
         file.write_all(line.as_bytes()).unwrap();
@@ -238,7 +241,7 @@ mod with_emulator {
     use support::jwt::TestKey;
 
     /// Checks that every request of `git args` was seen as `operation` by `command`, the same by a
-    /// broker, by the probe's ancestry and by the probe's trace2.
+    /// broker, by the probe's ancestry (with trace2 set too) and by the probe's trace2 alone.
     fn expect(scene: &Scene, cwd: &Path, args: &[&str], operation: Operation, command: &str) {
         let asked = scene.asked(cwd, args, "");
         for request in &asked {
@@ -254,7 +257,9 @@ mod with_emulator {
             assert!(labels.len() <= operation::MAX_ANCESTORS + 1, "{at}");
             assert_eq!(
                 request.probe,
-                format!("{operation} {command} ancestry\t{operation} {command} trace2"),
+                format!(
+                    "{operation} {command} ancestry\t{operation} {command} ancestry\t{operation} {command} trace2"
+                ),
                 "{at}"
             );
         }

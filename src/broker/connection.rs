@@ -160,7 +160,8 @@ fn respond(
             record.reason = Some("the server refused a token".into());
             // `erase` explains a refused token of ours: the same line `erase` prints.
             let config = Some(&job.loaded.config);
-            let explained = crate::credential::explain_refusal(&request, config, now);
+            let explained =
+                crate::credential::explain_refusal(&request, config, now, &mut Vec::new);
             message::error_lines(explained.as_deref())
         }
         Action::Git(GitAction::Get) => get(job, &request, peer, now, record),

@@ -71,7 +71,7 @@ pub fn decide(
         Ok(settings) => settings,
         // A *.code.storage organisation the file does not configure: never one of the
         // sandbox's (those are all configured), so a refusal rather than a setup hint.
-        Err(ResolveError::NoKey { org, .. }) => {
+        Err(ResolveError::NoKey { org, .. } | ResolveError::UnknownOrg { org, .. }) => {
             return Err(denied(
                 Disposition::Quit,
                 org_refusal(sandbox, org.as_str()),

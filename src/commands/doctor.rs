@@ -128,9 +128,14 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     let names = FixNames::new(env, url, listed.as_deref().ok());
     // Inside a sandbox the broker holds the key: no config or key here to check.
     let from_env = Broker::from_env(env);
-    let config = match from_env {
-        Some(_) => None,
-        None => check_config(&mut report, env, &names),
+    let (config, broken) = match from_env {
+        Some(_) => (None, false),
+        None => {
+            let checked = check_config(&mut report, env, &names);
+            // A broken file has said so; which hosts it routes cannot be known, so none is judged.
+            let broken = checked.is_err();
+            (checked.ok().flatten(), broken)
+        }
     };
     let broker = from_env.or_else(|| config.as_ref().and_then(Broker::from_config));
     let sandbox_hosts = match &broker {
@@ -140,7 +145,7 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
             None
         }
     };
-    let hosts = hosts_to_check(config.as_ref(), url, &names, sandbox_hosts);
+    let hosts = hosts_to_check(config.as_ref(), broken, url, &names, sandbox_hosts);
     let entries = check_git(&mut report, git, listed, hosts, env, &names);
     if let Some(entries) = &entries {
         check_libgit2(&mut report, entries, config.as_ref(), &names);
@@ -150,7 +155,13 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
     check_clock(&mut report, now);
     match (url, &broker) {
         (Some(url), Some(broker)) => broker.check_url(&mut report, url),
-        (Some(url), None) => check_url(&mut report, config.as_ref(), url, env, now),
+        (Some(url), None) => check_url(
+            &mut report,
+            config.as_ref(),
+            (url, entries.as_deref()),
+            env,
+            now,
+        ),
         (None, _) => {}
     }
     report
@@ -275,6 +286,7 @@ impl Broker {
 /// alone (none when its broker did not say).
 fn hosts_to_check(
     config: Option<&Config>,
+    broken: bool,
     url: Option<&str>,
     names: &FixNames,
     sandbox: Option<Vec<(Host, String)>>,
@@ -311,7 +323,8 @@ fn hosts_to_check(
             .entry(gitconfig::credential_url("https", &host))
             .or_insert_with(|| (host, org));
     }
-    if hosts.is_empty() {
+    // A broken config routes hosts nobody can know: judge none rather than a made-up one.
+    if hosts.is_empty() && !broken {
         let host = Host::parse("org.code.storage").expect("a valid host");
         hosts.insert(
             gitconfig::credential_url("https", &host),
@@ -386,13 +399,18 @@ impl FixNames {
     }
 }
 
-fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<Config> {
+/// Checks the config file; `Err` when it is there but cannot be used (already reported).
+fn check_config(
+    report: &mut Report,
+    env: &dyn Env,
+    names: &FixNames,
+) -> Result<Option<Config>, ()> {
     let Some(path) = crate::config::default_path(env) else {
         report.push(
             Status::Fail,
             "cannot find the configuration directory; fix: set CODESTORAGE_CONFIG to a file path",
         );
-        return None;
+        return Ok(None);
     };
     match crate::config::load(&path) {
         Ok(Some(config)) => {
@@ -411,7 +429,7 @@ fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<
                 ),
             };
             report.push(status, format!("config {} parses: {what}", path.display()));
-            Some(config)
+            Ok(Some(config))
         }
         Ok(None) => {
             match resolve::env_key(env).ok().flatten() {
@@ -431,11 +449,11 @@ fn check_config(report: &mut Report, env: &dyn Env, names: &FixNames) -> Option<
                     ),
                 ),
             }
-            None
+            Ok(None)
         }
         Err(e) => {
             report.push(Status::Fail, e.to_string());
-            None
+            Err(())
         }
     }
 }
@@ -991,7 +1009,13 @@ fn check_clock(report: &mut Report, now: i64) {
     }
 }
 
-fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn Env, now: i64) {
+fn check_url(
+    report: &mut Report,
+    config: Option<&Config>,
+    (text, entries): (&str, Option<&[ConfigEntry]>),
+    env: &dyn Env,
+    now: i64,
+) {
     let url = match crate::url::parse(text) {
         Ok(url) => url,
         Err(e) => {
@@ -1013,6 +1037,9 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
         }
     };
     report.push(Status::Ok, format!("{url}: {settings}"));
+    if url.password.is_some() {
+        warn_token_in_url(report, &url, text, entries);
+    }
     // One key load for both tokens: a key_command runs once.
     let signer = match signer::open(&settings.key, env, settings.load_options) {
         Ok(signer) => signer,
@@ -1052,6 +1079,41 @@ fn check_url(report: &mut Report, config: Option<&Config>, text: &str, env: &dyn
             }
         }
     }
+}
+
+/// Warns that a URL with a token in it is never asked about: git sends the token it holds.
+/// The fix names the remote of this repository holding that very URL, if one does.
+fn warn_token_in_url(
+    report: &mut Report,
+    url: &crate::url::RemoteUrl,
+    text: &str,
+    entries: Option<&[ConfigEntry]>,
+) {
+    let clean = url.to_string();
+    // The remote of this repository that holds this very URL, if one does.
+    let remote = entries.into_iter().flatten().find_map(|e| {
+        let (name, push) = remote_url_key(&e.key)?;
+        (e.value.as_deref()?.trim() == text.trim()).then_some((name, push))
+    });
+    let fix = match remote {
+        Some((name, push)) => {
+            let mut args = vec!["remote", "set-url"];
+            if push {
+                args.push("--push");
+            }
+            args.extend([name, clean.as_str()]);
+            gitconfig::command_line(&args)
+        }
+        None => format!("use {clean}, without the token"),
+    };
+    report.push(
+        Status::Warn,
+        format!(
+            "{} carries a token, so git sends that token and never asks this helper; fix: {}",
+            crate::url::redact(text.trim()),
+            crate::log::Escaped(&fix),
+        ),
+    );
 }
 
 #[cfg(test)]

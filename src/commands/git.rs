@@ -52,7 +52,15 @@ pub fn run(action: GitAction, env: &dyn Env) {
             write_response(&response, &mut log);
         }
         GitAction::Erase => {
-            credential::erase(&request, &config, crate::clock::now(), &mut log);
+            // git's config is read only if an expired token must be traced to a remote URL.
+            let mut remotes = || crate::gitconfig::Git::default().list().unwrap_or_default();
+            credential::erase_tracing(
+                &request,
+                &config,
+                crate::clock::now(),
+                &mut log,
+                &mut remotes,
+            );
         }
         GitAction::Store => {}
     }

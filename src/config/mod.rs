@@ -118,6 +118,18 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
+    /// Another user could change the file or swap it (see [`crate::fs::check_trusted`]).
+    #[error(
+        "config file {} {problem}, and it decides which programs run; {}",
+        .path.display(),
+        .problem.fix()
+    )]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Who else could change it.
+        problem: crate::fs::Untrusted,
+    },
     /// A field or table of the configuration is wrong.
     #[error("{}:{line}: {source}", .path.display())]
     Field {
@@ -441,6 +453,10 @@ pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
         }
         Ok(_) => {}
     }
+    crate::fs::check_trusted(path).map_err(|problem| ConfigError::Untrusted {
+        path: path.to_owned(),
+        problem,
+    })?;
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|file| {

@@ -34,6 +34,24 @@ fn encode_pem(block: &::pem::Pem) -> String {
     )
 }
 
+/// A key file or public key file another user could change or swap.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: {} {problem}, so another user could swap the key; {}, or for a mounted secret {allow}",
+    .path.display(),
+    .problem.fix()
+)]
+pub struct UntrustedKey {
+    /// The key source.
+    pub origin: KeySource,
+    /// The key file or public key file.
+    pub path: PathBuf,
+    /// Who else could change it.
+    pub problem: crate::fs::Untrusted,
+    /// How to accept it anyway, where the key was named.
+    pub allow: &'static str,
+}
+
 /// Why a key could not be loaded; every message names the source and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -63,6 +81,10 @@ pub enum KeyError {
         /// How to accept it anyway, where the key was named.
         allow: &'static str,
     },
+    /// Another user could change or swap a file the key comes from (key file or public key);
+    /// boxed to keep every key error small.
+    #[error(transparent)]
+    Untrusted(Box<UntrustedKey>),
     /// Reading the key failed.
     #[error("cannot read {origin}: {reason}")]
     Unreadable {
@@ -85,6 +107,16 @@ pub enum KeyError {
     /// The source holds no PEM private key.
     #[error("{0} holds no PEM private key (expected a `-----BEGIN PRIVATE KEY-----` block)")]
     NotPem(KeySource),
+    /// The source holds more than one private key: which one Code Storage knows cannot be told.
+    #[error(
+        "{origin} holds {count} private keys, and which one is registered with Code Storage cannot be told; keep exactly one `-----BEGIN ... PRIVATE KEY-----` block in it"
+    )]
+    SeveralKeys {
+        /// The key source.
+        origin: KeySource,
+        /// How many private key blocks it holds.
+        count: usize,
+    },
     /// The source holds a public key only.
     #[error(
         "{0} holds a public key; the helper needs the private key (register the public key with Code Storage, keep the private one here)"

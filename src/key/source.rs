@@ -124,8 +124,35 @@ impl Default for LoadOptions {
     }
 }
 
-/// Reads the PEM text `source` holds; an agent or a sign_command holds none to read.
+/// Reads the PEM text `source` holds, refusing text with two private keys (the first was used
+/// silently); an agent or a sign_command holds none to read.
 pub fn read(
+    source: &KeySource,
+    env: &dyn Env,
+    options: LoadOptions,
+) -> Result<Secret<Vec<u8>>, KeyError> {
+    let text = read_text(source, env, options)?;
+    match private_key_blocks(text.expose()) {
+        0 | 1 => Ok(text),
+        count => Err(KeyError::SeveralKeys {
+            origin: source.clone(),
+            count,
+        }),
+    }
+}
+
+/// How many PEM private key blocks `text` holds (`PRIVATE KEY`, `EC PRIVATE KEY`, ...): a
+/// certificate or EC parameters beside the key are no second key.
+fn private_key_blocks(text: &[u8]) -> usize {
+    text.split(|&b| b == b'\n')
+        .filter(|line| {
+            let line = line.trim_ascii();
+            line.starts_with(b"-----BEGIN ") && line.ends_with(b"PRIVATE KEY-----")
+        })
+        .count()
+}
+
+fn read_text(
     source: &KeySource,
     env: &dyn Env,
     options: LoadOptions,
@@ -147,6 +174,40 @@ pub fn read(
                 },
             )
         }
+    }
+}
+
+/// Refuses, as OpenSSH's StrictModes does, a key file or public key file another user could
+/// change or swap, unless `allow_insecure_key_permissions` accepts it (a mounted secret).
+pub fn check_trusted(source: &KeySource, options: LoadOptions) -> Result<(), KeyError> {
+    let path = match source {
+        KeySource::File(path) => path,
+        KeySource::Agent(agent) => match &agent.key {
+            AgentKeyId::PublicKeyFile(path) => path,
+            AgentKeyId::Fingerprint(_) => return Ok(()),
+        },
+        KeySource::SignCommand(signer) => &signer.public_key_file,
+        KeySource::Env(_) | KeySource::Command(_) => return Ok(()),
+    };
+    if options.allow_insecure_permissions {
+        return Ok(());
+    }
+    crate::fs::check_trusted(path).map_err(|problem| {
+        KeyError::Untrusted(Box::new(crate::key::UntrustedKey {
+            origin: source.clone(),
+            path: path.clone(),
+            problem,
+            allow: allow_fix(options),
+        }))
+    })
+}
+
+/// How to accept a key file's permissions anyway, where the key was named.
+fn allow_fix(options: LoadOptions) -> &'static str {
+    if options.from_environment {
+        "export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"
+    } else {
+        "set allow_insecure_key_permissions = true in the organisation's config"
     }
 }
 
@@ -182,11 +243,7 @@ fn read_file(
                 origin: source.clone(),
                 path: path.to_owned(),
                 mode,
-                allow: if options.from_environment {
-                    "export CODESTORAGE_ALLOW_INSECURE_KEY_PERMISSIONS=1"
-                } else {
-                    "set allow_insecure_key_permissions = true in the organisation's config"
-                },
+                allow: allow_fix(options),
             });
         }
     }
@@ -200,4 +257,22 @@ fn read_file(
         .read_to_end(text.expose_mut())
         .map_err(unreadable)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_key_blocks_are_counted_and_nothing_else() {
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let ec = "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(private_key_blocks(key.as_bytes()), 1);
+        assert_eq!(private_key_blocks(ec.as_bytes()), 1);
+        assert_eq!(private_key_blocks(format!("{cert}{key}").as_bytes()), 1);
+        assert_eq!(private_key_blocks(format!("{key}{ec}").as_bytes()), 2);
+        assert_eq!(private_key_blocks(format!("{key}\r\n{key}").as_bytes()), 2);
+        assert_eq!(private_key_blocks(b""), 0);
+    }
 }

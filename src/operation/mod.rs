@@ -2,10 +2,10 @@
 //! only the scopes it needs without any configuration.
 //!
 //! git's credential request says nothing about it: the same `get` comes for a clone and a push.
-//! Two signals do. `GIT_TRACE2_PARENT_NAME`, set by git when trace2 is on, names the git
-//! processes above the helper (`push/_run_dashed_/remote-curl`); otherwise the helper's process
-//! ancestors show them (`sh -c` ← `git-remote-https` ← `git remote-https` ← `git push`), read from
-//! `/proc` on Linux. [`classify_chain`] and [`classify_trace2`] are the pure rules (see
+//! Two signals do. The helper's process ancestors show the git processes above it (`sh -c` ←
+//! `git-remote-https` ← `git remote-https` ← `git push`), read from `/proc` on Linux; they decide
+//! where they can be read. Elsewhere `GIT_TRACE2_PARENT_NAME`, set by git when trace2 is on, names
+//! them (`push/_run_dashed_/remote-curl`); anyone can set it, so it is only the fallback. [`classify_chain`] and [`classify_trace2`] are the pure rules (see
 //! `classify.rs` for them in full); [`detect`] and [`detect_for_pid`] gather the signals.
 //!
 //! The answer errs one way only: a push is never taken for a read. Anything uncertain (an
@@ -127,12 +127,22 @@ impl Detection {
     }
 }
 
-/// For `get`: decides by `trace2_parent_name` (the `GIT_TRACE2_PARENT_NAME` value, if set) when
-/// it names a command, else by this process's ancestors.
+/// For `get`: decides by this process's ancestors where they can be read and hold a git
+/// command; only where they cannot (no `/proc`, or no git near) by `trace2_parent_name` (the
+/// `GIT_TRACE2_PARENT_NAME` value, if set and naming a command). Anyone can set the variable by
+/// hand: trusted first, it gave a push a read token and a fetch a write token.
 pub fn detect(trace2_parent_name: Option<&str>) -> Detection {
-    trace2_parent_name
-        .and_then(classify_trace2)
-        .unwrap_or_else(ancestry::from_parent)
+    prefer_ancestry(ancestry::from_parent(), trace2_parent_name)
+}
+
+/// The ancestry's answer, unless it rests on no git process: then trace2's, if it has one.
+fn prefer_ancestry(ancestry: Detection, trace2_parent_name: Option<&str>) -> Detection {
+    match ancestry.evidence {
+        Evidence::Unavailable(_) | Evidence::NotGit => trace2_parent_name
+            .and_then(classify_trace2)
+            .unwrap_or(ancestry),
+        Evidence::Ancestry(_) | Evidence::Trace2(_) => ancestry,
+    }
 }
 
 /// `CODESTORAGE_OPERATION` is neither `read` nor `write`.
@@ -264,17 +274,35 @@ mod tests {
     }
 
     #[test]
-    fn trace2_decides_first_and_an_empty_one_falls_back_to_the_processes() {
-        let push = detect(Some("push/_run_dashed_/remote-curl"));
-        assert_eq!(push.operation, Operation::Write);
-        assert!(matches!(push.evidence, Evidence::Trace2(_)));
-        // A value naming no command: the ancestry decides, as with no value at all.
-        let fallback = detect(Some("_run_dashed_/remote-curl"));
-        assert!(
-            !matches!(fallback.evidence, Evidence::Trace2(_)),
-            "{fallback:?}"
-        );
-        assert_eq!(fallback, detect(None));
+    fn the_ancestry_decides_where_it_names_git_and_trace2_only_falls_back() {
+        let push = "push/_run_dashed_/remote-curl";
+        let fetch_chain = classify_chain(&[
+            vec!["sh", "-c", "helper get"],
+            vec!["git-remote-https", "origin", "https://h/x"],
+            vec!["git", "fetch"],
+        ]);
+        // A variable set by hand cannot turn a fetch into a push, nor a push into a fetch.
+        let decided = prefer_ancestry(fetch_chain.clone(), Some(push));
+        assert_eq!(decided, fetch_chain);
+        let unknown = classify_chain(&[vec!["git", "credential", "fill"]]);
+        assert_eq!(prefer_ancestry(unknown.clone(), Some(push)), unknown);
+        // No git among the ancestors, or no /proc: trace2's answer, if it names a command.
+        let not_git = classify_chain::<&str>(&[]);
+        let gone = Detection {
+            operation: Operation::Unknown,
+            evidence: Evidence::Unavailable("no /proc"),
+            command: None,
+        };
+        for fallback in [not_git, gone] {
+            let traced = prefer_ancestry(fallback.clone(), Some(push));
+            assert_eq!(traced.operation, Operation::Write);
+            assert!(matches!(traced.evidence, Evidence::Trace2(_)));
+            assert_eq!(
+                prefer_ancestry(fallback.clone(), Some("_run_dashed_/remote-curl")),
+                fallback
+            );
+            assert_eq!(prefer_ancestry(fallback.clone(), None), fallback);
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -27,6 +27,7 @@ pub fn open(
     env: &dyn Env,
     options: LoadOptions,
 ) -> Result<Box<dyn Signer>, KeyError> {
+    key::source::check_trusted(source, options)?;
     match source {
         KeySource::Agent(agent) => Ok(Box::new(agent::AgentSigner::connect(source, agent, env)?)),
         KeySource::SignCommand(signer) if signer.persistent => Ok(Box::new(

@@ -25,7 +25,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use zeroize::Zeroizing;
@@ -451,9 +451,12 @@ impl Agent {
     /// answer is wiped when dropped: nothing secret comes back today, but an agent is not ours
     /// to trust.
     fn call(&self, request: &[u8]) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+        // One deadline for the whole request and answer, a retry included: an agent that
+        // trickles a byte now and then must not reset it with every byte.
+        let deadline = Instant::now() + self.timeout;
         let kept = self.idle.lock().map_or(None, |mut idle| idle.take());
         if let Some(stream) = kept {
-            match self.exchange(stream, request) {
+            match self.exchange(stream, request, deadline) {
                 Err(e) if closed(&e) => {}
                 // Anything else (a timeout while a confirmation prompt waits, say) is the
                 // agent's answer, not a reason to ask again.
@@ -464,15 +467,16 @@ impl Agent {
             path: self.path.clone(),
             source,
         })?;
-        self.exchange(stream, request)
+        self.exchange(stream, request, deadline)
     }
 
-    /// Sends one request on `stream` and reads its answer; the stream is kept for the next call
-    /// once a whole answer has come.
+    /// Sends one request on `stream` and reads its answer by `deadline`; the stream is kept for
+    /// the next call once a whole answer has come.
     fn exchange(
         &self,
         mut stream: Stream,
         request: &[u8],
+        deadline: Instant,
     ) -> Result<Zeroizing<Vec<u8>>, AgentError> {
         let io = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => AgentError::Timeout {
@@ -484,15 +488,14 @@ impl Agent {
                 source,
             },
         };
-        set_timeout(&stream, self.timeout).map_err(io)?;
         let len = u32::try_from(request.len()).map_err(|_| AgentError::TooLarge("request"))?;
         // One write: the length and the body together, copied into a buffer wiped afterwards.
         let mut framed = Zeroizing::new(Vec::with_capacity(request.len() + 4));
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(request);
-        stream.write_all(&framed).map_err(io)?;
+        write_by(&mut stream, &framed, deadline).map_err(io)?;
         let mut header = [0u8; 4];
-        stream.read_exact(&mut header).map_err(|e| {
+        read_by(&mut stream, &mut header, deadline).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 AgentError::Protocol(CLOSED_WITHOUT_ANSWER)
             } else {
@@ -507,7 +510,7 @@ impl Agent {
             return Err(AgentError::Protocol("answer larger than 256 KiB"));
         }
         let mut body = Zeroizing::new(vec![0u8; len]);
-        stream.read_exact(&mut body).map_err(|e| {
+        read_by(&mut stream, &mut body, deadline).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 AgentError::Protocol("truncated answer")
             } else {
@@ -712,7 +715,45 @@ fn connect(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Bounds each read and write on the socket by `timeout`.
+/// The time left until `deadline`, or a timeout error once it has passed.
+fn time_left(deadline: Instant) -> std::io::Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Writes all of `bytes` by `deadline`, however slowly the agent takes them.
+fn write_by(stream: &mut Stream, mut bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        set_timeout(stream, time_left(deadline)?)?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` by `deadline`: each read waits only for the time left, so an agent that sends
+/// one byte now and then cannot stretch the wait.
+fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        set_timeout(stream, time_left(deadline)?)?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Bounds the next read or write on the socket by `timeout`.
 #[cfg(unix)]
 fn set_timeout(stream: &std::os::unix::net::UnixStream, timeout: Duration) -> std::io::Result<()> {
     // A zero timeout would mean "block for ever" to the socket: keep at least a millisecond.
@@ -765,6 +806,39 @@ mod tests {
         });
         let agent = Agent::at(&path).with_timeout(Duration::from_secs(10));
         (dir, agent, thread)
+    }
+
+    #[test]
+    fn an_agent_trickling_its_answer_is_stopped_at_the_deadline_not_after_each_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // A whole, valid answer (an empty key list), one byte every 60 ms: 540 ms in all, each
+        // gap well within the limit, the whole far beyond it.
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut header = [0u8; 4];
+            stream.read_exact(&mut header).unwrap();
+            let mut request = vec![0u8; u32::from_be_bytes(header) as usize];
+            stream.read_exact(&mut request).unwrap();
+            for byte in framed(&[12, 0, 0, 0, 0]) {
+                std::thread::sleep(Duration::from_millis(60));
+                if stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+            }
+        });
+        let limit = Duration::from_millis(200);
+        let agent = Agent::at(&path).with_timeout(limit);
+        let started = Instant::now();
+        let result = agent.identities();
+        let waited = started.elapsed();
+        thread.join().unwrap();
+        assert!(
+            matches!(result, Err(AgentError::Timeout { timeout, .. }) if timeout == limit),
+            "{result:?}"
+        );
+        assert!(waited >= limit && waited < limit * 2, "{waited:?}");
     }
 
     fn framed(body: &[u8]) -> Vec<u8> {

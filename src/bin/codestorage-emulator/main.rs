@@ -38,7 +38,7 @@ use clap::Parser;
 #[command(
     name = "codestorage-emulator",
     version,
-    after_help = "Example:\n  codestorage-emulator --root /tmp/repos --ca-out /tmp/ca.pem --org acme=acme.pub.pem --create-on-push\n  (prints its base URL, e.g. https://127.0.0.1:43127, as the first line)"
+    after_help = "Example:\n  codestorage-emulator --root /tmp/repos --ca-out /tmp/ca.pem --org acme=acme.pub.pem --create-on-push\n  (prints its base URL, e.g. https://127.0.0.1:43127, as the first line)\nThen, for git: export GIT_SSL_CAINFO=/tmp/ca.pem (a GIT_SSL_CAINFO already set beats http.sslCAInfo\nin git's config, so set the variable), and list 127.0.0.1:PORT in the organisation's hosts."
 )]
 struct Args {
     /// Directory of bare repositories, served as /REPO-ID.git.
@@ -47,7 +47,7 @@ struct Args {
     /// Loopback address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Write the CA certificate here, for git's http.sslCAInfo or GIT_SSL_CAINFO.
+    /// Write the CA certificate here; give it to git as GIT_SSL_CAINFO (which beats http.sslCAInfo).
     #[arg(long, value_name = "FILE")]
     ca_out: Option<PathBuf>,
     /// Serve plain HTTP instead of HTTPS (debugging only).
