@@ -126,9 +126,11 @@ if [ "$action" = uninstall ]; then
       echo "git's global config still routes hosts to the helper, and git will complain that it is missing:"
       printf '  %s\n' "$routed"
       # setup --remove would have taken them away with the binary still here; now by hand.
-      printf '%s\n' "$routed" | sed -n 's/^credential\.\(.*\)\.helper .*/\1/p' | sort -u | while read -r url; do
-        echo "remove them: git config --global --remove-section 'credential.$url'; git config --global --remove-section 'http.$url'"
-      done
+      # One line for every section (the wildcard and each exact host), so it can be pasted whole.
+      commands=$(printf '%s\n' "$routed" | sed -n 's/^credential\.\(.*\)\.helper .*/\1/p' | sort -u |
+        sed "s/.*/git config --global --remove-section 'credential.&'; git config --global --remove-section 'http.&'/" |
+        paste -sd ';' - | sed 's/;/; /g; s/;  /; /g')
+      echo "remove them: $commands"
       echo "(next time, run \`git-credential-codestorage setup --org ORG --remove\` before ./install.sh --uninstall: it removes both)"
     fi
   fi

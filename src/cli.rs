@@ -111,6 +111,12 @@ the current repository's with --local):
       useHttpPath = true
   [http \"https://*.code.storage\"]
       proactiveAuth = auto  # git 2.46+ asks before the first request, not after a 401
+  [credential \"https://acme.code.storage\"]  # the same, exact, for each host (libgit2, cargo)
+      helper =
+      helper = codestorage
+      useHttpPath = true
+  [http \"https://acme.code.storage\"]
+      proactiveAuth = auto
 Running it again changes nothing; `setup --org NAME` with no key option keeps the organisation's
 key and writes git's config again; `setup --remove --org NAME` undoes it.
 --key-command takes every argument after it: put it last.

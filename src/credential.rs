@@ -567,7 +567,13 @@ mod tests {
     ) -> Result<resolve::Settings, resolve::ResolveError> {
         let url = crate::url::parse(text).unwrap();
         let config = c.config.as_ref().map(Option::as_ref);
-        resolve::resolve(config, url.target(), reach, &c.env, &Overrides::default())
+        resolve::resolve(
+            config,
+            Target::of_url(&url),
+            reach,
+            &c.env,
+            &Overrides::default(),
+        )
     }
 
     #[test]

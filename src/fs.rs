@@ -201,11 +201,11 @@ impl Untrusted {
         match self {
             Self::Owner { path, you, .. } => format!(
                 "check its contents, then run `chown {you} {}`",
-                crate::gitconfig::shell_quote(&path.to_string_lossy())
+                crate::shell::quote(&path.to_string_lossy())
             ),
             Self::Writable { dir, mode } if mode & 0o1000 == 0 => format!(
                 "run `chmod go-w {}`",
-                crate::gitconfig::shell_quote(&dir.to_string_lossy())
+                crate::shell::quote(&dir.to_string_lossy())
             ),
             Self::Writable { .. } | Self::DirOwner { .. } => {
                 "move it into a directory only you can write (mode 700), such as ~/.config/codestorage".to_owned()

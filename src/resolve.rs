@@ -36,6 +36,17 @@ pub enum Target<'a> {
     },
 }
 
+impl<'a> Target<'a> {
+    /// What `get` would be asked for a remote URL, to resolve exactly as git's request would be.
+    pub fn of_url(url: &'a crate::url::RemoteUrl) -> Self {
+        Self::Request {
+            protocol: &url.protocol,
+            host: &url.host,
+            path: Some(&url.path),
+        }
+    }
+}
+
 /// Whether the token is for one repository or the whole organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {

@@ -7,7 +7,6 @@
 
 use std::fmt;
 
-use crate::resolve::Target;
 use crate::secret::Secret;
 
 /// A remote URL reduced to the attributes git sends a credential helper.
@@ -24,17 +23,6 @@ pub struct RemoteUrl {
     /// Whether the URL has userinfo (`user@` or `user:password@`): with a user and no password,
     /// Code Storage answers 403 and git never asks a helper.
     pub has_userinfo: bool,
-}
-
-impl RemoteUrl {
-    /// What `get` would be asked for this URL, to resolve exactly as git's request would be.
-    pub fn target(&self) -> Target<'_> {
-        Target::Request {
-            protocol: &self.protocol,
-            host: &self.host,
-            path: Some(&self.path),
-        }
-    }
 }
 
 impl fmt::Display for RemoteUrl {

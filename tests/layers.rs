@@ -16,13 +16,7 @@ fn root(relative: &str) -> PathBuf {
 /// Upward imports that remain while the broker moves to the new homes, as (file or folder, the
 /// module it uses). Each entry must still be used (the test fails when one is gone, so the list
 /// only shrinks):
-const KNOWN_UPWARD: &[(&str, &str)] = &[
-    // GitAction moved to crate::protocol; commands::git re-exports it until the broker's
-    // client and server import it from there.
-    ("src/broker/", "commands"),
-    // `key::load` re-exports signer::open until the broker calls signer::open itself.
-    ("src/key/mod.rs", "signer"),
-];
+const KNOWN_UPWARD: &[(&str, &str)] = &[];
 
 /// The entry of [`KNOWN_UPWARD`] that lets `file` use `used`, if any.
 fn known(file: &str, used: &str) -> Option<usize> {

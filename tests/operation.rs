@@ -230,7 +230,8 @@ fn credential_fill_is_unknown_to_the_broker_and_to_the_helper() {
         assert_eq!(request.broker.operation, Operation::Unknown, "{request:?}");
         assert_eq!(request.broker.command, None);
         assert_eq!(request.broker.evidence, Evidence::NotGit);
-        assert_eq!(request.probe, "unknown - not-git\tunknown - not-git");
+        // No trace2 here, so the third column (what trace2 alone would say) is empty.
+        assert_eq!(request.probe, "unknown - not-git\tunknown - not-git\tnone");
     }
 }
 

@@ -19,8 +19,8 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use super::describe::{DESCRIBE, Description};
 use super::message::{self, Answer, ReadProblem};
 use super::{CLIENT_TIMEOUT, MAX_ANSWER};
-use crate::commands::git::GitAction;
 use crate::log::{Escaped, Log};
+use crate::protocol::GitAction;
 use crate::protocol::Request;
 
 /// Why the broker gave no answer.

@@ -10,7 +10,6 @@ use super::policy::Sandbox;
 use super::reuse::Reuse;
 use crate::config::{self, Config, Org};
 use crate::env::Env;
-use crate::key;
 use crate::log::Escaped;
 use crate::resolve::join;
 use crate::signer::metered::{Metered, SignerMetrics};
@@ -80,7 +79,7 @@ pub fn signer_for(
 ) -> Result<(SharedSigner, Arc<SignerMetrics>), BrokerError> {
     let org_name = org.name.to_string();
     let options = crate::resolve::load_options(Some(org), env).map_err(BrokerError::Env)?;
-    let signer = key::load(&org.key, env, options).map_err(|source| BrokerError::Key {
+    let signer = signer::open(&org.key, env, options).map_err(|source| BrokerError::Key {
         org: org_name.clone(),
         source: source.for_org(&org_name),
     })?;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::describe::DESCRIBE;
 use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
-use crate::commands::git::GitAction;
+use crate::protocol::GitAction;
 use crate::protocol::{self, Request};
 use crate::secret::Secret;
 

@@ -245,7 +245,7 @@ impl Broker {
             path: Some(url.path.clone()),
             ..Default::default()
         };
-        let action = crate::commands::git::GitAction::Get;
+        let action = crate::protocol::GitAction::Get;
         let answer = match crate::broker::client::ask(&self.socket, &self.origin, action, &request)
         {
             Ok(answer) => answer,
@@ -1025,7 +1025,7 @@ fn check_url(
     };
     let settings = match resolve::resolve(
         Ok(config),
-        url.target(),
+        resolve::Target::of_url(&url),
         Reach::Repository,
         env,
         &Overrides::default(),

@@ -8,8 +8,7 @@ use crate::config;
 use crate::credential;
 use crate::env::{self, Env, vars};
 use crate::log::Log;
-/// Re-exported for the broker until it imports [`crate::protocol::GitAction`] itself.
-pub use crate::protocol::GitAction;
+use crate::protocol::GitAction;
 use crate::protocol::{self, Response};
 
 /// Runs `action` with the process's standard streams. Never fails: git ignores a helper's exit

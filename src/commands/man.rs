@@ -100,11 +100,13 @@ The config file is TOML with three levels; docs/configuration.md explains every 
 Top level
 \fBttl\fR (default "1h"), \fBscopes\fR (default ["git:read", "git:write"]),
 \fBsubject\fR, \fBleast_privilege\fR (default true), \fBbroker\fR (a socket: ask the token
-broker instead).
+broker instead); for the broker, \fBreuse_tokens\fR (default true), \fBcontrol_socket\fR,
+\fBcontrol_group\fR and \fBsandbox_dir\fR.
 .TP
 \fB[org.NAME]\fR
 One key source: \fBkey_file\fR, \fBkey_env\fR, \fBkey_command\fR, \fBkey_agent\fR (with
-\fBagent_socket\fR), or \fBsign_command\fR with \fBpublic_key_file\fR; \fBhosts\fR (default
+\fBagent_socket\fR), or \fBsign_command\fR with \fBpublic_key_file\fR (and
+\fBsign_persistent\fR to keep it running); \fBhosts\fR (default
 ["NAME.code.storage"]), \fBallow_http\fR, \fBallow_insecure_key_permissions\fR, and \fBttl\fR,
 \fBscopes\fR, \fBsubject\fR, \fBleast_privilege\fR for this organisation.
 .TP

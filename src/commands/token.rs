@@ -88,7 +88,7 @@ pub fn run(args: &TokenArgs, env: &dyn Env) -> Result<String, CommandError> {
         (Some(_), None) => return Err(Usage::OrgWithoutRepo.into()),
         (None, Some(text)) => {
             url = crate::url::parse(text)?;
-            url.target()
+            Target::of_url(&url)
         }
         (None, None) => return Err(Usage::NoTarget.into()),
     };
@@ -142,7 +142,7 @@ fn via_broker(
     origin: &str,
 ) -> Result<String, CommandError> {
     use crate::broker::client;
-    use crate::commands::git::GitAction;
+    use crate::protocol::GitAction;
 
     let overridden = args.org.is_some()
         || args.org_wide

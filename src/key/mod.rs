@@ -19,8 +19,6 @@ pub use source::{
 };
 
 pub use crate::alg::{ACCEPTED, Algorithm};
-/// Kept for the broker until it calls [`crate::signer::open`] itself; nothing else uses it.
-pub use crate::signer::open as load;
 
 use crate::fs::ReadError;
 use crate::shell::quote as shell_quote;

@@ -284,7 +284,12 @@ mod tests {
         // A variable set by hand cannot turn a fetch into a push, nor a push into a fetch.
         let decided = prefer_ancestry(fetch_chain.clone(), Some(push));
         assert_eq!(decided, fetch_chain);
-        let unknown = classify_chain(&[vec!["git", "credential", "fill"]]);
+        // git credential fill under a fetch: the ancestry names git, so it decides (unknown).
+        let unknown = classify_chain(&[vec!["git", "credential", "fill"], vec!["git", "fetch"]]);
+        assert!(
+            matches!(unknown.evidence, Evidence::Ancestry(_)),
+            "{unknown:?}"
+        );
         assert_eq!(prefer_ancestry(unknown.clone(), Some(push)), unknown);
         // No git among the ancestors, or no /proc: trace2's answer, if it names a command.
         let not_git = classify_chain::<&str>(&[]);
