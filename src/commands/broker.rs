@@ -30,7 +30,7 @@ enum ServeError {
     /// The config, a key or a socket is wrong.
     #[cfg(unix)]
     #[error(transparent)]
-    Broker(#[from] crate::broker::server::BrokerError),
+    Broker(Box<crate::broker::server::BrokerError>),
     /// `--check`'s report could not be written.
     #[cfg(unix)]
     #[error("cannot write to stdout: {0}")]
@@ -235,4 +235,12 @@ fn list_lines(body: &str) -> String {
 #[cfg(not(unix))]
 fn serve(_args: &BrokerArgs, _env: &dyn Env) -> Result<(), ServeError> {
     Err(ServeError::NoUnixSockets)
+}
+
+#[cfg(unix)]
+impl From<crate::broker::server::BrokerError> for ServeError {
+    // Boxed: a broker error carries a config error, several times larger than the others here.
+    fn from(e: crate::broker::server::BrokerError) -> Self {
+        Self::Broker(Box::new(e))
+    }
 }
