@@ -664,13 +664,7 @@ pub fn judge_routing(
         gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
         gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
     );
-    let describe = |e: &ConfigEntry| {
-        format!(
-            "`{}` from {}",
-            e.value.as_deref().unwrap_or("").escape_debug(),
-            e.origin.trim_end_matches(':')
-        )
-    };
+    let describe = describe_helper;
     let Some(position) = helpers
         .iter()
         .position(|e| e.value.as_deref().is_some_and(gitconfig::is_ours))
@@ -698,42 +692,9 @@ pub fn judge_routing(
         )));
     }
     for after in &helpers[position + 1..] {
-        let value = after.value.as_deref().unwrap_or("");
-        match gitconfig::helper_kind(value) {
-            HelperKind::Store => {
-                fine = false;
-                let origin = after.origin.trim_start_matches("file:");
-                // A repository's config is read after the global one: it cannot be moved
-                // before our section, only changed where it is.
-                let fix = if origin.ends_with(".git/config") || !origin.starts_with('/') {
-                    format!(
-                        "fix: {}",
-                        gitconfig::command_line(&[
-                            "config",
-                            "--file",
-                            origin,
-                            "--unset-all",
-                            &after.key,
-                        ])
-                    )
-                } else {
-                    format!(
-                        "fix: remove that credential.helper or move it before the [credential \"{credential_url}\"] section, whose empty `helper =` then resets it"
-                    )
-                };
-                findings.push(fail(format!(
-                    "{} comes after this helper for {url}: git sends it every push token that works, and it writes them to ~/.git-credentials in plain text; {fix}",
-                    describe(after)
-                )));
-            }
-            HelperKind::Ours => {}
-            _ => findings.push(Finding {
-                status: Status::Warn,
-                text: format!(
-                    "{} comes after this helper for {credential_url}: git offers it every token that works (harmless if it honours expiry, as credential-cache does); fix: move it before the [credential \"{credential_url}\"] section",
-                    describe(after)
-                ),
-            }),
+        if let Some(finding) = judge_after_ours(after, credential_url, url) {
+            fine &= finding.status != Status::Fail;
+            findings.push(finding);
         }
     }
     if !gitconfig::use_http_path_for(entries, url) {
@@ -756,6 +717,60 @@ pub fn judge_routing(
         findings.push(judge_proactive_auth(entries, credential_url, url, &rerun));
     }
     findings
+}
+
+/// What a helper git asks after this one for `url` costs: a credential-store writes every
+/// working token to disk (a FAIL, with the fix where it is configured), another helper is offered
+/// them (a warning); `None` for our own.
+fn judge_after_ours(after: &ConfigEntry, credential_url: &str, url: &str) -> Option<Finding> {
+    let value = after.value.as_deref().unwrap_or("");
+    match gitconfig::helper_kind(value) {
+        HelperKind::Store => {
+            let origin = after.origin.trim_start_matches("file:");
+            // A repository's config is read after the global one: it cannot be moved
+            // before our section, only changed where it is.
+            let fix = if origin.ends_with(".git/config") || !origin.starts_with('/') {
+                format!(
+                    "fix: {}",
+                    gitconfig::command_line(&[
+                        "config",
+                        "--file",
+                        origin,
+                        "--unset-all",
+                        &after.key,
+                    ])
+                )
+            } else {
+                format!(
+                    "fix: remove that credential.helper or move it before the [credential \"{credential_url}\"] section, whose empty `helper =` then resets it"
+                )
+            };
+            Some(Finding {
+                status: Status::Fail,
+                text: format!(
+                    "{} comes after this helper for {url}: git sends it every push token that works, and it writes them to ~/.git-credentials in plain text; {fix}",
+                    describe_helper(after)
+                ),
+            })
+        }
+        HelperKind::Ours => None,
+        _ => Some(Finding {
+            status: Status::Warn,
+            text: format!(
+                "{} comes after this helper for {credential_url}: git offers it every token that works (harmless if it honours expiry, as credential-cache does); fix: move it before the [credential \"{credential_url}\"] section",
+                describe_helper(after)
+            ),
+        }),
+    }
+}
+
+/// A helper as doctor names it: its value and the file that sets it.
+fn describe_helper(e: &ConfigEntry) -> String {
+    format!(
+        "`{}` from {}",
+        e.value.as_deref().unwrap_or("").escape_debug(),
+        e.origin.trim_end_matches(':')
+    )
 }
 
 /// Whether git (2.46+) asks this helper before its first request to `url` rather than after a

@@ -190,31 +190,8 @@ pub fn plan(
         }
     }
     let stale_sections: Vec<String> = old_urls.difference(&wanted_urls).cloned().collect();
-    let mut changes = Vec::new();
-    for url in &wanted_urls {
-        for wanted in gitconfig::wanted(url, helper) {
-            let from = git.values(&wanted.key)?;
-            if from != wanted.values {
-                changes.push(GitChange {
-                    key: wanted.key,
-                    from,
-                    to: wanted.values,
-                });
-            }
-        }
-    }
-    for url in &stale_sections {
-        for wanted in gitconfig::wanted(url, helper) {
-            let from = git.values(&wanted.key)?;
-            if !from.is_empty() {
-                changes.push(GitChange {
-                    key: wanted.key,
-                    from,
-                    to: Vec::new(),
-                });
-            }
-        }
-    }
+    let mut changes = git_changes(&wanted_urls, helper, git, true)?;
+    changes.extend(git_changes(&stale_sections, helper, git, false)?);
     let backup = removal
         .as_ref()
         .filter(|r| r.hand_written())
@@ -235,6 +212,31 @@ pub fn plan(
         git: changes,
         stale_sections,
     })
+}
+
+/// The changes to git's config that give each of `urls` setup's lines (`keep`), or take them
+/// away (for sections no host needs any more); values git already has are left alone.
+fn git_changes<'u>(
+    urls: impl IntoIterator<Item = &'u String>,
+    helper: &str,
+    git: &dyn GitState,
+    keep: bool,
+) -> Result<Vec<GitChange>, SetupError> {
+    let mut changes = Vec::new();
+    for url in urls {
+        for wanted in gitconfig::wanted(url, helper) {
+            let from = git.values(&wanted.key)?;
+            let to = if keep { wanted.values } else { Vec::new() };
+            if from != to {
+                changes.push(GitChange {
+                    key: wanted.key,
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// The git credential URLs for every host of every organisation in `config`: git's own (the

@@ -603,91 +603,109 @@ fn jws_signature(key: &AgentKey, blob: &[u8]) -> Result<Vec<u8>, AgentError> {
     }
 }
 
+/// A PKCS#8 key that is not valid DER.
+const INVALID_PKCS8: AgentError =
+    AgentError::AddUnsupported("this private key (not valid PKCS#8 DER)");
+
 /// The SSH2_AGENTC_ADD_IDENTITY request for a PKCS#8 key, and the key's public half. ring
 /// checks the key and derives the public half; the private scalar or seed is copied out of the
 /// DER into buffers wiped on drop.
 fn add_request(pkcs8: &[u8], comment: &str) -> Result<(PublicKeyInfo, Writer), AgentError> {
-    const INVALID: AgentError =
-        AgentError::AddUnsupported("this private key (not valid PKCS#8 DER)");
-    let bad = |_: der::DerError| INVALID;
-    let rejected = |_: ring::error::KeyRejected| INVALID;
+    let bad = |_: der::DerError| INVALID_PKCS8;
     let mut outer = der::Reader::new(pkcs8);
     let mut info = der::Reader::new(outer.expect(der::SEQUENCE).map_err(bad)?);
     info.expect(der::INTEGER).map_err(bad)?;
     let mut algorithm_id = der::Reader::new(info.expect(der::SEQUENCE).map_err(bad)?);
     let key_type = algorithm_id.expect(der::OID).map_err(bad)?;
     let private = info.expect(der::OCTET_STRING).map_err(bad)?;
-    let capacity = 256 + comment.len();
     match key_type {
-        t if t == oid::ED25519 => {
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(rejected)?;
-            // CurvePrivateKey ::= OCTET STRING (the 32-byte seed), inside the PKCS#8 octets.
-            let seed = der::Reader::new(private)
-                .expect(der::OCTET_STRING)
-                .map_err(bad)?;
-            let public_key = pair.public_key().as_ref();
-            let mut secret = Zeroizing::new([0u8; 64]);
-            if seed.len() != 32 {
-                return Err(AgentError::AddUnsupported(
-                    "this Ed25519 key (seed is not 32 bytes)",
-                ));
-            }
-            secret[..32].copy_from_slice(seed);
-            secret[32..].copy_from_slice(public_key);
-            let mut request = Writer::with_capacity(capacity);
-            request
-                .byte(SSH2_AGENTC_ADD_IDENTITY)
-                .string(pubkey::SSH_ED25519.as_bytes())
-                .string(public_key)
-                .string(&secret[..])
-                .string(comment.as_bytes());
-            let mut blob = Writer::with_capacity(64);
-            blob.string(pubkey::SSH_ED25519.as_bytes())
-                .string(public_key);
-            let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
-                .map_err(|_| AgentError::AddUnsupported("this Ed25519 key"))?;
-            Ok((public, request))
-        }
+        t if t == oid::ED25519 => add_ed25519(pkcs8, private, comment),
         t if t == oid::EC_PUBLIC_KEY => {
             if algorithm_id.expect(der::OID) != Ok(oid::P256) {
                 return Err(AgentError::AddUnsupported(
                     "an EC key on another curve than P-256",
                 ));
             }
-            let pair = EcdsaKeyPair::from_pkcs8(
-                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                pkcs8,
-                &ring::rand::SystemRandom::new(),
-            )
-            .map_err(rejected)?;
-            // ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING, ... }.
-            let mut ec = der::Reader::new(
-                der::Reader::new(private)
-                    .expect(der::SEQUENCE)
-                    .map_err(bad)?,
-            );
-            ec.expect(der::INTEGER).map_err(bad)?;
-            let scalar = ec.expect(der::OCTET_STRING).map_err(bad)?;
-            let point = pair.public_key().as_ref();
-            let mut request = Writer::with_capacity(capacity);
-            request
-                .byte(SSH2_AGENTC_ADD_IDENTITY)
-                .string(pubkey::SSH_P256.as_bytes())
-                .string(b"nistp256")
-                .string(point)
-                .positive_mpint(scalar)
-                .string(comment.as_bytes());
-            let mut blob = Writer::with_capacity(128);
-            blob.string(pubkey::SSH_P256.as_bytes())
-                .string(b"nistp256")
-                .string(point);
-            let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
-                .map_err(|_| AgentError::AddUnsupported("this P-256 key"))?;
-            Ok((public, request))
+            add_p256(pkcs8, private, comment)
         }
         t if t == oid::RSA_ENCRYPTION => Err(AgentError::AddUnsupported("an RSA key")),
         _ => Err(AgentError::AddUnsupported("a key of this type")),
     }
+}
+
+/// [`add_request`] for an Ed25519 key whose PKCS#8 `private` octets hold the seed.
+fn add_ed25519(
+    pkcs8: &[u8],
+    private: &[u8],
+    comment: &str,
+) -> Result<(PublicKeyInfo, Writer), AgentError> {
+    let bad = |_: der::DerError| INVALID_PKCS8;
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| INVALID_PKCS8)?;
+    // CurvePrivateKey ::= OCTET STRING (the 32-byte seed), inside the PKCS#8 octets.
+    let seed = der::Reader::new(private)
+        .expect(der::OCTET_STRING)
+        .map_err(bad)?;
+    let public_key = pair.public_key().as_ref();
+    let mut secret = Zeroizing::new([0u8; 64]);
+    if seed.len() != 32 {
+        return Err(AgentError::AddUnsupported(
+            "this Ed25519 key (seed is not 32 bytes)",
+        ));
+    }
+    secret[..32].copy_from_slice(seed);
+    secret[32..].copy_from_slice(public_key);
+    let mut request = Writer::with_capacity(256 + comment.len());
+    request
+        .byte(SSH2_AGENTC_ADD_IDENTITY)
+        .string(pubkey::SSH_ED25519.as_bytes())
+        .string(public_key)
+        .string(&secret[..])
+        .string(comment.as_bytes());
+    let mut blob = Writer::with_capacity(64);
+    blob.string(pubkey::SSH_ED25519.as_bytes())
+        .string(public_key);
+    let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
+        .map_err(|_| AgentError::AddUnsupported("this Ed25519 key"))?;
+    Ok((public, request))
+}
+
+/// [`add_request`] for a P-256 key whose PKCS#8 `private` octets hold an ECPrivateKey.
+fn add_p256(
+    pkcs8: &[u8],
+    private: &[u8],
+    comment: &str,
+) -> Result<(PublicKeyInfo, Writer), AgentError> {
+    let bad = |_: der::DerError| INVALID_PKCS8;
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|_| INVALID_PKCS8)?;
+    // ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING, ... }.
+    let mut ec = der::Reader::new(
+        der::Reader::new(private)
+            .expect(der::SEQUENCE)
+            .map_err(bad)?,
+    );
+    ec.expect(der::INTEGER).map_err(bad)?;
+    let scalar = ec.expect(der::OCTET_STRING).map_err(bad)?;
+    let point = pair.public_key().as_ref();
+    let mut request = Writer::with_capacity(256 + comment.len());
+    request
+        .byte(SSH2_AGENTC_ADD_IDENTITY)
+        .string(pubkey::SSH_P256.as_bytes())
+        .string(b"nistp256")
+        .string(point)
+        .positive_mpint(scalar)
+        .string(comment.as_bytes());
+    let mut blob = Writer::with_capacity(128);
+    blob.string(pubkey::SSH_P256.as_bytes())
+        .string(b"nistp256")
+        .string(point);
+    let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
+        .map_err(|_| AgentError::AddUnsupported("this P-256 key"))?;
+    Ok((public, request))
 }
 
 /// The named pipe Windows' OpenSSH agent listens on.
