@@ -871,6 +871,10 @@ mod tests {
             assert_eq!(detection.command.as_deref(), Some(command), "{value}");
             assert_eq!(detection.evidence, Evidence::Trace2(value.to_owned()));
         }
+    }
+
+    #[test]
+    fn trace2_names_without_a_git_command_say_nothing() {
         for value in [
             "",
             "/",

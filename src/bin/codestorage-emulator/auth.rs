@@ -561,6 +561,15 @@ mod tests {
             refuse(&unknown, "team/x"),
             Refusal::UnknownOrg("evil".into())
         );
+    }
+
+    #[test]
+    fn refuses_a_wrong_algorithm_a_swapped_payload_and_what_is_no_jwt() {
+        let (pair, public) = p256();
+        let keyring = keyring("acme", &[&public]);
+        let good = es256(&pair, &claims_json("team/x", NOW, NOW + 60));
+        let refuse =
+            |token: &str, repo: &str| verify(token, &keyring, "acme", repo, NOW).unwrap_err();
         let sign = |m: &[u8]| {
             pair.sign(&SystemRandom::new(), m)
                 .unwrap()
