@@ -206,9 +206,11 @@ pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Keyge
 /// binary as the user can run it: its name if PATH finds it, else its absolute path).
 pub fn next_steps(org: &str, made: &Generated, program: &str) -> String {
     format!(
-        "wrote the private key to {} ({}, mode 600)\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --key-file {}",
+        "wrote the private key to {} ({}{})\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --key-file {}",
         made.path.display(),
         made.algorithm,
+        // Windows has no mode bits: the key is guarded by the profile folder's ACL alone.
+        if cfg!(unix) { ", mode 600" } else { "" },
         shell_quote(&made.path.to_string_lossy()),
     )
 }

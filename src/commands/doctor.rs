@@ -169,6 +169,9 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
 
 /// The token broker a sandbox asks (`CODESTORAGE_BROKER`, or `broker =` in the config), and
 /// where its socket's path came from.
+// Never made without Unix sockets (`from_env` and `from_config` answer `None`), so on Windows
+// its fields are unread.
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Broker {
     socket: std::path::PathBuf,
     origin: String,

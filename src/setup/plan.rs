@@ -533,6 +533,7 @@ mod tests {
     }
 
     /// git's values after `plan` is applied, as apply sets them.
+    #[cfg(unix)]
     fn applied(
         state: &BTreeMap<String, Vec<String>>,
         plan: &Plan,
@@ -548,6 +549,8 @@ mod tests {
         state
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn a_second_plan_after_the_first_is_empty_and_says_so() {
         let key = Some(KeyChoice::File("keys/acme.pem".into()));
@@ -586,6 +589,8 @@ mod tests {
         );
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn a_removal_plan_names_the_rules_and_the_backup() {
         let text = "[org.acme]\nkey_env = \"K\"\nttl = 60\n\n[[org.acme.repo]]\nmatch = \"team/**\"\n\n[org.beta]\nkey_env = \"B\"\n";
@@ -690,6 +695,8 @@ mod tests {
         assert!(matches!(err, SetupError::VariableName { .. }), "{err:?}");
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn relative_key_commands_are_refused_with_the_absolute_command() {
         let command = |argv: &[&str]| {
@@ -758,6 +765,8 @@ mod tests {
         assert_eq!(urls, ["http://127.0.0.1:9", "https://127.0.0.1:9"]);
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn ssh_agent_takes_a_fingerprint_as_ssh_add_prints_it_or_a_path_made_absolute() {
         let git = BTreeMap::new();
@@ -816,6 +825,8 @@ mod tests {
         assert!(!error.to_string().contains("AAAA"), "{error}");
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn relative_key_files_become_absolute() {
         let cwd = Path::new("/home/u/work");

@@ -95,6 +95,7 @@ mod tests {
     use crate::sshagent::Fingerprint;
     use crate::sshagent::socket_note;
 
+    #[cfg(unix)]
     fn by_fingerprint() -> AgentSource {
         AgentSource {
             key: AgentKeyId::Fingerprint(Fingerprint::of(b"blob")),
@@ -112,12 +113,21 @@ mod tests {
             Path::new("/from/config")
         );
         assert_eq!(agent_at(None, &env).unwrap().path(), Path::new("/from/env"));
+        #[cfg(unix)]
         assert!(matches!(
             agent_at(None, &MapEnv::default()),
             Err(AgentError::NoSocket)
         ));
+        // Windows' OpenSSH agent listens on a fixed pipe, asked when SSH_AUTH_SOCK is unset.
+        #[cfg(windows)]
+        assert_eq!(
+            agent_at(None, &MapEnv::default()).unwrap().path(),
+            Path::new(r"\\.\pipe\openssh-ssh-agent")
+        );
     }
 
+    // Unix only: Windows has no "unset" case, it asks the OpenSSH agent's pipe instead.
+    #[cfg(unix)]
     #[test]
     fn no_agent_is_a_key_error_that_says_how_to_start_one() {
         let wanted = by_fingerprint();
