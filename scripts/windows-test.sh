@@ -163,5 +163,7 @@ say "doctor"
 run doctor | tee "$work/doctor.out"
 grep -qF "ok    config $config parses: organisation acme" "$work/doctor.out" ||
   fail "doctor did not read $config"
+grep -qF "git asks this helper first for https://*.code.storage (\`$helper\` from" \
+  "$work/doctor.out" || fail "doctor does not show the helper line as git holds it"
 
 say "Windows: all passed in $(($(date +%s) - started)) s"

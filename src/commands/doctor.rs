@@ -670,7 +670,7 @@ pub fn judge_routing(
     let describe = |e: &ConfigEntry| {
         format!(
             "`{}` from {}",
-            e.value.as_deref().unwrap_or("").escape_debug(),
+            one_line(e.value.as_deref().unwrap_or("")),
             e.origin.trim_end_matches(':')
         )
     };
@@ -952,6 +952,21 @@ fn without_userinfo(url: &str) -> String {
     format!("{scheme}://{host}{after}")
 }
 
+/// `value` on one line: control characters escaped, quotes as written, so that a shell snippet
+/// such as `!'C:/Program Files/...'` reads as git's config holds it.
+fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Why git could not run the helper `value` names, if it could not, judged by git's own rules.
 fn helper_program_problem(
     value: &str,
@@ -1176,6 +1191,13 @@ mod tests {
 
     fn statuses(findings: &[Finding]) -> Vec<Status> {
         findings.iter().map(|f| f.status).collect()
+    }
+
+    #[test]
+    fn helper_values_are_shown_as_git_holds_them_on_one_line() {
+        let snippet = "!'C:/Program Files/codestorage/git-credential-codestorage.exe'";
+        assert_eq!(one_line(snippet), snippet);
+        assert_eq!(one_line("a\nb\u{1b}"), "a\\nb\\u{1b}");
     }
 
     #[test]
