@@ -3,8 +3,8 @@
 #
 #   scripts/windows-test.sh
 #
-# 1. Installs what it needs when missing: gcc-mingw-w64-x86-64 and wine64 (apt-get), the
-#    x86_64-pc-windows-gnu standard library (rustup).
+# 1. Installs what it needs when missing: gcc-mingw-w64-x86-64, wine64 and openssl (apt-get),
+#    the x86_64-pc-windows-gnu standard library (rustup).
 # 2. Runs the library's unit tests, cross-built for x86_64-pc-windows-gnu, under Wine.
 # 3. Runs the real windows-gnu binary, installed as C:\Program Files\codestorage\*.exe in a fresh
 #    Wine prefix, through keygen, setup, get (asked by git), token and doctor, and checks: the
@@ -35,6 +35,7 @@ install_tools() {
   local wanted=()
   command -v x86_64-w64-mingw32-gcc >/dev/null || wanted+=(gcc-mingw-w64-x86-64)
   [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null || wanted+=(wine64)
+  command -v openssl >/dev/null || wanted+=(openssl)
   if [ ${#wanted[@]} -gt 0 ]; then
     local sudo=()
     [ "$(id -u)" = 0 ] || sudo=(sudo)
