@@ -95,7 +95,6 @@ mod tests {
     use crate::sshagent::Fingerprint;
     use crate::sshagent::socket_note;
 
-    #[cfg(unix)]
     fn by_fingerprint() -> AgentSource {
         AgentSource {
             key: AgentKeyId::Fingerprint(Fingerprint::of(b"blob")),
@@ -126,7 +125,28 @@ mod tests {
         );
     }
 
-    // Unix only: Windows has no "unset" case, it asks the OpenSSH agent's pipe instead.
+    // Windows has no "unset" case: it asks the OpenSSH agent's pipe, which is missing while
+    // the service is stopped (as under Wine, where no such service exists).
+    #[cfg(windows)]
+    #[test]
+    fn a_stopped_windows_agent_is_a_key_error_that_says_how_to_start_it() {
+        let wanted = by_fingerprint();
+        let source = KeySource::Agent(Box::new(wanted.clone()));
+        let Err(error) = AgentSigner::connect(&source, &wanted, &MapEnv::default()) else {
+            return; // A real Windows with the agent running and holding that key: nothing to say.
+        };
+        let message = error.to_string();
+        if message.contains("cannot reach") {
+            assert!(
+                message.starts_with("ssh-agent key SHA256:")
+                    && message.contains(r"at \\.\pipe\openssh-ssh-agent")
+                    && message.contains("`Start-Service ssh-agent`")
+                    && !message.contains("eval"),
+                "{message}"
+            );
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn no_agent_is_a_key_error_that_says_how_to_start_one() {
