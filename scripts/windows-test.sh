@@ -5,7 +5,8 @@
 #
 # 1. Installs what it needs when missing: gcc-mingw-w64-x86-64, wine64 and openssl (apt-get),
 #    the x86_64-pc-windows-gnu standard library (rustup).
-# 2. Runs the library's unit tests, cross-built for x86_64-pc-windows-gnu, under Wine.
+# 2. Lints the Windows build (clippy, warnings are errors), then runs the library's unit tests,
+#    cross-built for x86_64-pc-windows-gnu, under Wine.
 # 3. Runs the real windows-gnu binary, installed as C:\Program Files\codestorage\*.exe in a fresh
 #    Wine prefix, through keygen, setup, get (asked by git), token and doctor, and checks: the
 #    config file is %APPDATA%\codestorage\config.toml; a key file's Unix mode is not checked
@@ -72,8 +73,11 @@ x86_64-w64-mingw32-gcc -municode -O2 -s -o "$work/bin/git.exe" \
 export WINEPATH="$("$wine" winepath -w "$work/bin")"
 export CODESTORAGE_UNIX_GIT="$(command -v git)" CODESTORAGE_GIT_PROXY_DIR="$work/git-proxy"
 
-say "unit tests: cargo test --lib --target $target, run by Wine"
 cd "$repo_root"
+say "cargo clippy --target $target --all-targets -- -D warnings (the Windows-only code's lints)"
+cargo clippy --locked --target "$target" --all-targets -- -D warnings
+
+say "unit tests: cargo test --lib --target $target, run by Wine"
 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$wine" \
   cargo test --locked --target "$target" --lib 2>&1 | tee "$work/unit.log"
 grep -qE '^test result: ok\. [0-9]+ passed; 0 failed' "$work/unit.log" ||

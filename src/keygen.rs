@@ -43,8 +43,9 @@ pub enum KeygenError {
     Unusable {
         /// Where it was to be written.
         path: PathBuf,
-        /// What reading it back said.
-        source: KeyError,
+        /// What reading it back said; boxed, as `AgentProbe`'s reason is, to keep every
+        /// command's result small (paths are wider on Windows).
+        source: Box<KeyError>,
     },
     /// The key's directory cannot be made.
     #[error("cannot create {}: {source}", .dir.display())]
@@ -72,7 +73,7 @@ pub enum KeygenError {
     )]
     AgentProbe {
         /// Why the probe failed.
-        reason: crate::signer::ProbeError,
+        reason: Box<crate::signer::ProbeError>,
         /// The agent's socket.
         socket: PathBuf,
     },
@@ -115,12 +116,12 @@ pub fn keygen_agent(
             KeyError::Agent { reason, .. } => KeygenError::Agent(*reason),
             other => KeygenError::Unusable {
                 path: agent.path().to_owned(),
-                source: other,
+                source: Box::new(other),
             },
         },
     )?;
     crate::signer::probe(&signer).map_err(|reason| KeygenError::AgentProbe {
-        reason,
+        reason: Box::new(reason),
         socket: agent.path().to_owned(),
     })?;
     Ok(AddedToAgent {
@@ -165,7 +166,7 @@ pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Keyge
     let source = KeySource::File(path.to_owned());
     let unusable = |source| KeygenError::Unusable {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
     // key::generate writes what OpenSSL writes (Ed25519 as PKCS#8 v1, which OpenSSL 3, Node and
     // Python's cryptography read).
