@@ -159,7 +159,8 @@ token=$(sed -n 's/^password=//p' <<<"$answer")
 verify "$token" acme team/x git:read,git:write
 
 say "token --org acme team/x --scopes git:read, with the key file world-writable on the Unix side"
-# Windows has no mode bits: the key file's Unix mode, which Wine does not map, is not read.
+# Windows has no mode bits: the key file's Unix mode, which Wine does not map, is not read
+# (the Unix checks are compiled out; doctor, below, says that nothing was checked).
 chmod 0666 "$key_unix"
 verify "$(run token --org acme team/x --scopes git:read)" acme team/x git:read
 chmod 0600 "$key_unix"
@@ -168,6 +169,8 @@ say "doctor"
 run doctor | tee "$work/doctor.out"
 grep -qF "ok    config $config parses: organisation acme" "$work/doctor.out" ||
   fail "doctor did not read $config"
+grep -qF "acme.pem (its permissions are not checked on Windows: the helper does not read ACLs) signs" \
+  "$work/doctor.out" || fail "doctor does not say that the key file's permissions go unchecked"
 grep -qF "git asks this helper first for https://*.code.storage (\`$helper\` from" \
   "$work/doctor.out" || fail "doctor does not show the helper line as git holds it"
 

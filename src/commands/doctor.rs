@@ -518,9 +518,15 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
     }
 }
 
-/// Where a key that signs elsewhere lives, for the ok line: the agent's socket.
+/// What the ok line adds about a key: where one that signs elsewhere lives (the agent's
+/// socket); on Windows, that a key file's permissions were not checked, so no one reads the ok
+/// as a verdict on them.
 fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
     match source {
+        key::KeySource::File(_) if cfg!(windows) => {
+            " (its permissions are not checked on Windows: the helper does not read ACLs)"
+                .to_owned()
+        }
         key::KeySource::Agent(agent) => signer::agent::agent_at(agent.socket.as_deref(), env)
             .map_or_else(
                 |_| String::new(),
