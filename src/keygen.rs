@@ -43,8 +43,9 @@ pub enum KeygenError {
     Unusable {
         /// Where it was to be written.
         path: PathBuf,
-        /// What reading it back said.
-        source: KeyError,
+        /// What reading it back said; boxed, as `AgentProbe`'s reason is, to keep every
+        /// command's result small (paths are wider on Windows).
+        source: Box<KeyError>,
     },
     /// The key's directory cannot be made.
     #[error("cannot create {}: {source}", .dir.display())]
@@ -72,7 +73,7 @@ pub enum KeygenError {
     )]
     AgentProbe {
         /// Why the probe failed.
-        reason: crate::signer::ProbeError,
+        reason: Box<crate::signer::ProbeError>,
         /// The agent's socket.
         socket: PathBuf,
     },
@@ -115,12 +116,12 @@ pub fn keygen_agent(
             KeyError::Agent { reason, .. } => KeygenError::Agent(*reason),
             other => KeygenError::Unusable {
                 path: agent.path().to_owned(),
-                source: other,
+                source: Box::new(other),
             },
         },
     )?;
     crate::signer::probe(&signer).map_err(|reason| KeygenError::AgentProbe {
-        reason,
+        reason: Box::new(reason),
         socket: agent.path().to_owned(),
     })?;
     Ok(AddedToAgent {
@@ -165,7 +166,7 @@ pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Keyge
     let source = KeySource::File(path.to_owned());
     let unusable = |source| KeygenError::Unusable {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
     // key::generate writes what OpenSSL writes (Ed25519 as PKCS#8 v1, which OpenSSL 3, Node and
     // Python's cryptography read).
@@ -206,9 +207,11 @@ pub fn keygen(kind: NewKey, path: &Path, force: bool) -> Result<Generated, Keyge
 /// binary as the user can run it: its name if PATH finds it, else its absolute path).
 pub fn next_steps(org: &str, made: &Generated, program: &str) -> String {
     format!(
-        "wrote the private key to {} ({}, mode 600)\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --key-file {}",
+        "wrote the private key to {} ({}{})\nnext: register the public key above in the Code Storage admin panel (public keys) of organisation {org}, then run:\n  {program} setup --org {org} --key-file {}",
         made.path.display(),
         made.algorithm,
+        // Windows has no mode bits: the key is guarded by the profile folder's ACL alone.
+        if cfg!(unix) { ", mode 600" } else { "" },
         shell_quote(&made.path.to_string_lossy()),
     )
 }

@@ -3,7 +3,7 @@
 //! how git must be answered. `get`, `token` and `doctor URL` all go through [`resolve`].
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError, Org};
 use crate::env::{self, Env, vars};
@@ -149,14 +149,15 @@ pub enum ResolveError {
     UnknownOrg {
         /// The organisation the host names.
         org: OrgName,
-        /// The config file.
-        config: PathBuf,
+        /// The config file. (Both paths are boxed: Windows' `PathBuf` is wider, and every
+        /// `Result` carrying this error would grow with it.)
+        config: Box<Path>,
         /// The organisations it configures.
         known: Vec<String>,
         /// The configured name closest to `org`, if one is close.
         closest: Option<String>,
         /// Where `keygen --org ORG` writes the key, so the fix works as printed.
-        key_file: PathBuf,
+        key_file: Box<Path>,
     },
     /// A switch variable is neither on nor off.
     #[error(transparent)]
@@ -592,10 +593,10 @@ fn no_key(config: Option<&Config>, org: &OrgName) -> ResolveError {
         .map(|(_, name)| name.clone());
     ResolveError::UnknownOrg {
         org: org.clone(),
-        config: config.path.clone(),
+        config: config.path.clone().into(),
         known,
         closest,
-        key_file,
+        key_file: key_file.into(),
     }
 }
 

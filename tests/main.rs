@@ -13,7 +13,8 @@ mod cli;
 #[cfg(feature = "emulator")]
 mod clients;
 mod concurrency;
-#[cfg(feature = "emulator")]
+// scripts/demo.sh is a bash script, and its test makes executables with Unix modes.
+#[cfg(all(feature = "emulator", unix))]
 mod demo;
 mod docs;
 #[cfg(feature = "emulator")]

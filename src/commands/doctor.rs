@@ -169,6 +169,9 @@ pub fn doctor(env: &dyn Env, git: &Git, url: Option<&str>, now: i64) -> Report {
 
 /// The token broker a sandbox asks (`CODESTORAGE_BROKER`, or `broker =` in the config), and
 /// where its socket's path came from.
+// Never made without Unix sockets (`from_env` and `from_config` answer `None`), so on Windows
+// its fields are unread.
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Broker {
     socket: std::path::PathBuf,
     origin: String,
@@ -515,9 +518,15 @@ fn check_keys(report: &mut Report, config: Option<&Config>, env: &dyn Env) {
     }
 }
 
-/// Where a key that signs elsewhere lives, for the ok line: the agent's socket.
+/// What the ok line adds about a key: where one that signs elsewhere lives (the agent's
+/// socket); on Windows, that a key file's permissions were not checked, so no one reads the ok
+/// as a verdict on them.
 fn held_where(source: &key::KeySource, env: &dyn Env) -> String {
     match source {
+        key::KeySource::File(_) if cfg!(windows) => {
+            " (its permissions are not checked on Windows: the helper does not read ACLs)"
+                .to_owned()
+        }
         key::KeySource::Agent(agent) => signer::agent::agent_at(agent.socket.as_deref(), env)
             .map_or_else(
                 |_| String::new(),
@@ -768,7 +777,7 @@ fn judge_after_ours(after: &ConfigEntry, credential_url: &str, url: &str) -> Opt
 fn describe_helper(e: &ConfigEntry) -> String {
     format!(
         "`{}` from {}",
-        e.value.as_deref().unwrap_or("").escape_debug(),
+        one_line(e.value.as_deref().unwrap_or("")),
         e.origin.trim_end_matches(':')
     )
 }
@@ -962,6 +971,21 @@ fn without_userinfo(url: &str) -> String {
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
     format!("{scheme}://{host}{after}")
+}
+
+/// `value` on one line: control characters escaped, quotes as written, so that a shell snippet
+/// such as `!'C:/Program Files/...'` reads as git's config holds it.
+fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Why git could not run the helper `value` names, if it could not, judged by git's own rules.
@@ -1188,6 +1212,13 @@ mod tests {
 
     fn statuses(findings: &[Finding]) -> Vec<Status> {
         findings.iter().map(|f| f.status).collect()
+    }
+
+    #[test]
+    fn helper_values_are_shown_as_git_holds_them_on_one_line() {
+        let snippet = "!'C:/Program Files/codestorage/git-credential-codestorage.exe'";
+        assert_eq!(one_line(snippet), snippet);
+        assert_eq!(one_line("a\nb\u{1b}"), "a\\nb\\u{1b}");
     }
 
     #[test]

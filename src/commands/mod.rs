@@ -59,9 +59,10 @@ pub enum CommandError {
     /// stdout is closed or full.
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
-    /// `setup` failed.
+    /// `setup` failed. Boxed: its errors carry paths, which are wider on Windows, and every
+    /// command's result would grow with them.
     #[error(transparent)]
-    Setup(#[from] crate::setup::SetupError),
+    Setup(Box<crate::setup::SetupError>),
     /// `keygen` made no key.
     #[error(transparent)]
     Keygen(#[from] crate::keygen::KeygenError),
@@ -71,4 +72,10 @@ pub enum CommandError {
     /// The problems were printed already (doctor's FAIL lines).
     #[error("problems found")]
     Reported,
+}
+
+impl From<crate::setup::SetupError> for CommandError {
+    fn from(error: crate::setup::SetupError) -> Self {
+        Self::Setup(Box::new(error))
+    }
 }

@@ -9,7 +9,7 @@ use crate::config;
 use crate::env::Env;
 use crate::mint::mint;
 use crate::resolve::{self, Overrides, Reach, Target};
-use crate::token::{Claims, Scope, decode_unverified};
+use crate::token::{Claims, Scope};
 
 /// What `token --json` prints.
 #[derive(serde::Serialize)]
@@ -178,7 +178,7 @@ fn via_broker(
         let host = url.host.clone();
         return Err(BrokerTokenError::NotServed { socket, host }.into());
     };
-    let claims = decode_unverified(token)
+    let claims = crate::token::decode_unverified(token)
         .ok()
         .and_then(|u| u.claims)
         .ok_or_else(|| {

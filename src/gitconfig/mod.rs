@@ -547,13 +547,15 @@ mod tests {
         std::fs::create_dir(&elsewhere).unwrap();
         let copy = elsewhere.join(BINARY_NAME);
         std::fs::write(&copy, "").unwrap();
+        // Written with forward slashes everywhere: git for Windows' shell reads `\` as an escape.
+        let shown = |path: &Path| path.display().to_string().replace('\\', "/");
         // A path that needs quoting becomes a shell snippet, which git runs as such.
         assert_eq!(
             helper_value(&copy, Some(&path)),
-            format!("!'{}'", copy.display())
+            format!("!'{}'", shown(&copy))
         );
         let plain = dir.path().join("bin").join(BINARY_NAME);
-        assert_eq!(helper_value(&plain, None), plain.display().to_string());
+        assert_eq!(helper_value(&plain, None), shown(&plain));
         for value in [
             helper_value(&copy, None),
             helper_value(&plain, None),
@@ -570,7 +572,7 @@ mod tests {
         }
         assert_eq!(
             HelperCommand::parse(&helper_value(&copy, None)),
-            HelperCommand::Shell(copy.display().to_string())
+            HelperCommand::Shell(shown(&copy))
         );
     }
 

@@ -374,6 +374,8 @@ mod tests {
         ));
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn fixes_name_the_real_file_variable_command_and_organisation() {
         let file = KeySource::File(PathBuf::from("/keys/my acme.pem"));

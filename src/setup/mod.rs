@@ -79,7 +79,8 @@ impl Program {
         let command = if helper == gitconfig::HELPER_NAME {
             gitconfig::BINARY_NAME.to_owned()
         } else {
-            helper.clone()
+            // `!` marks a shell snippet for git; typed at a shell it would be history expansion.
+            helper.strip_prefix('!').unwrap_or(&helper).to_owned()
         };
         Self { helper, command }
     }
@@ -284,6 +285,8 @@ fn config_path(env: &dyn Env) -> Result<PathBuf, SetupError> {
 mod tests {
     use super::*;
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn key_errors_carry_the_real_organisation_path_and_program() {
         let path = PathBuf::from("/keys/my acme.pem");
@@ -347,7 +350,22 @@ mod tests {
         assert_eq!(found.helper, "codestorage");
         assert_eq!(found.command, "git-credential-codestorage");
         let elsewhere = Program::locate(&exe, None);
-        assert_eq!(elsewhere.command, exe.display().to_string());
+        // git for Windows' shell wants forward slashes, on every system alike.
+        let written = exe.display().to_string().replace('\\', "/");
+        assert_eq!(elsewhere.command, written);
         assert_eq!(elsewhere.helper, elsewhere.command);
+    }
+
+    #[test]
+    fn a_path_with_a_space_is_a_snippet_for_git_and_a_quoted_command_for_people() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir
+            .path()
+            .join("Program Files")
+            .join(gitconfig::BINARY_NAME);
+        let program = Program::locate(&exe, None);
+        let quoted = gitconfig::shell_quote(&exe.to_string_lossy().replace('\\', "/"));
+        assert_eq!(program.helper, format!("!{quoted}"));
+        assert_eq!(program.command, quoted);
     }
 }

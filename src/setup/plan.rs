@@ -535,6 +535,7 @@ mod tests {
     }
 
     /// git's values after `plan` is applied, as apply sets them.
+    #[cfg(unix)]
     fn applied(
         state: &BTreeMap<String, Vec<String>>,
         plan: &Plan,
@@ -550,6 +551,8 @@ mod tests {
         state
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn a_second_plan_after_the_first_is_empty_and_says_so() {
         let key = Some(KeyChoice::File("keys/acme.pem".into()));
@@ -588,6 +591,8 @@ mod tests {
         );
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn a_removal_plan_names_the_rules_and_the_backup() {
         let text = "[org.acme]\nkey_env = \"K\"\nttl = 60\n\n[[org.acme.repo]]\nmatch = \"team/**\"\n\n[org.beta]\nkey_env = \"B\"\n";
@@ -692,6 +697,8 @@ mod tests {
         assert!(matches!(err, SetupError::VariableName { .. }), "{err:?}");
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn relative_key_commands_are_refused_with_the_absolute_command() {
         let command = |argv: &[&str]| {
@@ -760,6 +767,8 @@ mod tests {
         assert_eq!(urls, ["http://127.0.0.1:9", "https://127.0.0.1:9"]);
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn ssh_agent_takes_a_fingerprint_as_ssh_add_prints_it_or_a_path_made_absolute() {
         let git = BTreeMap::new();
@@ -818,6 +827,8 @@ mod tests {
         assert!(!error.to_string().contains("AAAA"), "{error}");
     }
 
+    // Unix path fixtures (`/home/u/...`): on Windows they are not absolute and join with `\`.
+    #[cfg(unix)]
     #[test]
     fn relative_key_files_become_absolute() {
         let cwd = Path::new("/home/u/work");

@@ -112,12 +112,42 @@ mod tests {
             Path::new("/from/config")
         );
         assert_eq!(agent_at(None, &env).unwrap().path(), Path::new("/from/env"));
+        #[cfg(unix)]
         assert!(matches!(
             agent_at(None, &MapEnv::default()),
             Err(AgentError::NoSocket)
         ));
+        // Windows' OpenSSH agent listens on a fixed pipe, asked when SSH_AUTH_SOCK is unset.
+        #[cfg(windows)]
+        assert_eq!(
+            agent_at(None, &MapEnv::default()).unwrap().path(),
+            Path::new(r"\\.\pipe\openssh-ssh-agent")
+        );
     }
 
+    // Windows has no "unset" case: it asks the OpenSSH agent's pipe, which is missing while
+    // the service is stopped (as under Wine, where no such service exists).
+    #[cfg(windows)]
+    #[test]
+    fn a_stopped_windows_agent_is_a_key_error_that_says_how_to_start_it() {
+        let wanted = by_fingerprint();
+        let source = KeySource::Agent(Box::new(wanted.clone()));
+        let Err(error) = AgentSigner::connect(&source, &wanted, &MapEnv::default()) else {
+            return; // A real Windows with the agent running and holding that key: nothing to say.
+        };
+        let message = error.to_string();
+        if message.contains("cannot reach") {
+            assert!(
+                message.starts_with("ssh-agent key SHA256:")
+                    && message.contains(r"at \\.\pipe\openssh-ssh-agent")
+                    && message.contains("`Start-Service ssh-agent`")
+                    && !message.contains("eval"),
+                "{message}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
     #[test]
     fn no_agent_is_a_key_error_that_says_how_to_start_one() {
         let wanted = by_fingerprint();

@@ -81,6 +81,15 @@ pub enum AgentError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// Windows' own OpenSSH agent (its fixed pipe) could not be reached: on Windows the
+    /// service is stopped until started, and `ssh-agent` in a shell is not how it starts.
+    #[error("cannot reach Windows' OpenSSH agent at {path} ({source}); start it with `Start-Service ssh-agent` in PowerShell run as administrator (`Set-Service ssh-agent -StartupType Automatic` keeps it started), add the key with `ssh-add`, or set SSH_AUTH_SOCK to the agent that holds it", path = .path.display())]
+    ConnectWindows {
+        /// The agent's pipe.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// Talking to the agent failed after connecting.
     #[error("lost the connection to the ssh-agent at {path} ({source}); check that it still runs with `ssh-add -l`", path = .path.display())]
     Io {
@@ -463,10 +472,7 @@ impl Agent {
                 answered => return answered,
             }
         }
-        let stream = connect(&self.path).map_err(|source| AgentError::Connect {
-            path: self.path.clone(),
-            source,
-        })?;
+        let stream = connect(&self.path).map_err(|e| connect_error(self.path.clone(), e))?;
         self.exchange(stream, request, deadline)
     }
 
@@ -718,6 +724,16 @@ type Stream = std::os::unix::net::UnixStream;
 #[cfg(windows)]
 type Stream = std::fs::File;
 
+/// Why `path` could not be connected to, with the fix for its kind of agent: Windows' own
+/// agent is a service to start, any other an agent to run and name in SSH_AUTH_SOCK.
+fn connect_error(path: PathBuf, source: std::io::Error) -> AgentError {
+    if cfg!(windows) && path == Path::new(WINDOWS_PIPE) {
+        AgentError::ConnectWindows { path, source }
+    } else {
+        AgentError::Connect { path, source }
+    }
+}
+
 /// A connection to the agent's Unix socket.
 #[cfg(unix)]
 fn connect(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
@@ -795,11 +811,35 @@ pub fn socket_note(socket: Option<&Path>, reason: &AgentError) -> String {
             _,
             AgentError::NoSocket
             | AgentError::Connect { .. }
+            | AgentError::ConnectWindows { .. }
             | AgentError::Io { .. }
             | AgentError::Timeout { .. },
         )
         | (None, _) => String::new(),
         (Some(path), _) => format!(" (agent socket {})", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    #[test]
+    fn only_windows_own_agent_is_told_to_start_the_service() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let own = connect_error(PathBuf::from(WINDOWS_PIPE), refused());
+        assert_eq!(
+            matches!(own, AgentError::ConnectWindows { .. }),
+            cfg!(windows),
+            "{own}"
+        );
+        let other = connect_error(PathBuf::from("/run/agent.sock"), refused());
+        assert!(matches!(other, AgentError::Connect { .. }), "{other}");
+        if cfg!(windows) {
+            let message = own.to_string();
+            assert!(message.contains("`Start-Service ssh-agent`"), "{message}");
+            assert!(!message.contains("eval"), "{message}");
+        }
     }
 }
 
