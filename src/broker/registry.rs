@@ -77,10 +77,6 @@ impl Broker<'_> {
         text
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
-        self.served.iter().position(|s| s.sandbox.name == name)
-    }
-
     fn sandbox_dir(&self) -> Option<PathBuf> {
         self.loaded.config.broker_settings.sandbox_dir.clone()
     }
@@ -134,6 +130,9 @@ impl Broker<'_> {
                 let served = &mut self.served[index];
                 served.replace(&sandbox, kept.expires_at);
                 served.origin = origin;
+                if let Some(at) = kept.expires_at {
+                    self.lease_ends(at);
+                }
                 event(
                     &mut *self.events,
                     format_args!("replaced {}", describe(&sandbox)),
@@ -173,13 +172,20 @@ impl Broker<'_> {
                 return ApiAnswer::error(500, e);
             }
         };
-        if let Err(e) = keep(dir, &sandbox.name, kept) {
+        let undo = || {
             let _ = std::fs::remove_file(&sandbox.socket);
             let _ = std::fs::remove_dir(own_dir);
+        };
+        if let Err(e) = keep(dir, &sandbox.name, kept) {
+            undo();
             return ApiAnswer::error(500, e);
         }
-        self.served
-            .push(Served::new(sandbox, listener, origin, kept.expires_at));
+        let served = Served::new(sandbox, listener, origin, kept.expires_at);
+        if let Err(e) = self.push_served(served) {
+            let _ = forget(dir, &sandbox.name);
+            undo();
+            return ApiAnswer::error(500, format!("cannot watch the new socket: {e}"));
+        }
         event(
             &mut *self.events,
             format_args!("registered {}", describe(sandbox)),
@@ -200,7 +206,7 @@ impl Broker<'_> {
         {
             return ApiAnswer::error(500, e);
         }
-        let served = self.served.remove(index);
+        let served = self.remove_served(index);
         served.revoke(Closed::Removed);
         self.loaded.reuse.drop_sandbox(name);
         event(
@@ -210,7 +216,7 @@ impl Broker<'_> {
         ApiAnswer::empty(204)
     }
 
-    /// Ends every registration whose lease has ended.
+    /// Ends every registration whose lease has ended, and notes when the next one ends.
     pub(super) fn expire(&mut self) {
         let now = crate::clock::now();
         let ended: Vec<String> = self
@@ -219,11 +225,17 @@ impl Broker<'_> {
             .filter(|s| s.expires_at.is_some_and(|at| at <= now))
             .map(|s| s.sandbox.name.clone())
             .collect();
+        self.soonest = self
+            .served
+            .iter()
+            .filter_map(|s| s.expires_at)
+            .filter(|at| *at > now)
+            .min();
         for name in ended {
             let Some(index) = self.find(&name) else {
                 continue;
             };
-            let served = self.served.remove(index);
+            let served = self.remove_served(index);
             served.revoke(Closed::Expired);
             self.loaded.reuse.drop_sandbox(&name);
             if let Some(dir) = self.sandbox_dir()
@@ -281,8 +293,17 @@ impl Broker<'_> {
                         &mut *self.events,
                         format_args!("restored {}", describe(&sandbox)),
                     );
-                    self.served
-                        .push(Served::new(&sandbox, listener, origin, kept.expires_at));
+                    let served = Served::new(&sandbox, listener, origin, kept.expires_at);
+                    if let Err(e) = self.push_served(served) {
+                        let _ = forget(&dir, &name);
+                        let _ = std::fs::remove_file(&sandbox.socket);
+                        event(
+                            &mut *self.events,
+                            format_args!(
+                                "registration {name} from the last run is dropped: cannot watch its socket: {e}"
+                            ),
+                        );
+                    }
                 }
                 Err(e) => {
                     let _ = forget(&dir, &name);
