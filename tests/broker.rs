@@ -1169,9 +1169,14 @@ const CONTROL: &str = "control_socket = \"run/control.sock\"\nsandbox_dir = \"ru
 impl World {
     /// Starts a broker with the control API and `sandboxes` (file-defined tables, maybe none).
     fn start_with_control(&self, sandboxes: &str) -> Broker {
+        self.start_with_settings(CONTROL, sandboxes)
+    }
+
+    /// [`World::start_with_control`] with top-level `settings` (which set the control API).
+    fn start_with_settings(&self, settings: &str, sandboxes: &str) -> Broker {
         std::fs::create_dir_all(self.path("run/sandboxes")).unwrap();
         set_mode(&self.path("run/sandboxes"), 0o755);
-        let text = format!("{CONTROL}{}", self.config_text(sandboxes))
+        let text = format!("{settings}{}", self.config_text(sandboxes))
             .replace("\"run/", &format!("\"{}/", self.path("run").display()));
         self.write_config(&text);
         Broker::start(&self.config_path(), &self.path("audit.jsonl"))
@@ -1179,7 +1184,16 @@ impl World {
 
     /// One control API request with curl, as an orchestrator sends it: the status and body.
     fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut command = Command::new("curl");
+        self.curl_as(&[], method, path, body)
+    }
+
+    /// [`World::curl`] run by `setpriv` with `ids` (say `--reuid=65534`), as another user;
+    /// none: as this one.
+    fn curl_as(&self, ids: &[&str], method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut command = Command::new(if ids.is_empty() { "curl" } else { "setpriv" });
+        if !ids.is_empty() {
+            command.args(ids).arg("curl");
+        }
         command
             .args(["-sS", "--path-as-is", "--max-time", "30", "--unix-socket"])
             .arg(self.path("run/control.sock"))
@@ -1389,6 +1403,100 @@ cat refused.txt
         world.curl("POST", "/v1/sandboxes/agent-9", Some("{}")).0,
         405
     );
+}
+
+#[test]
+fn the_control_api_answers_another_user_403_and_lets_control_group_s_members_in() {
+    require_namespaces();
+    let world = World::new();
+    // Another user must be able to walk to the socket for its mode and the peer check to matter.
+    set_mode(&world.path(""), 0o755);
+    let _broker =
+        world.start_with_settings(&format!("{CONTROL}control_group = \"users\"\n"), AGENT_7);
+    let socket = world.path("run/control.sock");
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&meta),
+        100,
+        "group users"
+    );
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let member = ["--reuid=65534", "--regid=65534", "--groups=100"];
+    // A member of control_group, by a supplementary group, is served.
+    let (status, answer) = world.curl_as(&member, "GET", "/v1/health", None);
+    assert_eq!(status, 200, "{answer}");
+    // Anyone else cannot even connect; and where the socket's mode was loosened by hand, the
+    // broker's own check of the peer's kernel-reported uid and groups turns them away.
+    assert_eq!(world.curl_as(&nobody, "GET", "/v1/health", None).0, 0);
+    set_mode(&socket, 0o666);
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/**"]}"#;
+    let (status, answer) = world.curl_as(&nobody, "PUT", "/v1/sandboxes/stolen", Some(body));
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("members of control_group"), "{answer}");
+    let (status, answer) = world.curl_as(&nobody, "GET", "/v1/sandboxes", None);
+    assert_eq!(status, 403, "{answer}");
+    assert!(!world.sandbox_dir("stolen").exists());
+    assert_eq!(world.curl("GET", "/v1/sandboxes/stolen", None).0, 404);
+}
+
+/// How many sandbox connections the broker is serving, from its metrics.
+fn open_connections(world: &World) -> usize {
+    let (status, text) = world.curl("GET", "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("codestorage_broker_open_connections "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open_connections gauge in:\n{text}"))
+}
+
+#[test]
+fn a_request_open_when_a_narrowing_put_lands_gets_no_token_under_the_old_policy() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start_with_control("");
+    let wide = r#"{"orgs": ["acme"], "repos": ["agents/9/**"]}"#;
+    assert_eq!(
+        world.curl("PUT", "/v1/sandboxes/agent-9", Some(wide)).0,
+        201
+    );
+    // A request for a repository both policies allow, held open before its last line.
+    let request = world.request("agents/9/docs");
+    let (head, last) = request.split_at(request.len() - 1);
+    let mut open = UnixStream::connect(world.sandbox_dir("agent-9").join("git.sock")).unwrap();
+    open.write_all(format!("get\n{head}").as_bytes()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while open_connections(&world) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker never took the request"
+        );
+        std::thread::yield_now();
+    }
+    let narrow = r#"{"orgs": ["acme"], "repos": ["agents/9/docs"], "scopes": ["git:read"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(narrow));
+    assert_eq!(status, 200, "{answer}");
+    open.write_all(last.as_bytes()).unwrap();
+    let mut answer = String::new();
+    open.read_to_string(&mut answer).unwrap();
+    assert!(
+        !answer.contains("password="),
+        "a token under the old policy: {answer}"
+    );
+    assert!(
+        answer.contains("policy was replaced while this request waited; run the git command again"),
+        "{answer}"
+    );
+    // Asked again, it is decided under the new policy alone.
+    let again = world.get_registered("agent-9", "agents/9/docs");
+    let claims = verify(&again.password(), &world.key).claims;
+    assert_eq!(
+        claims["scopes"],
+        serde_json::json!(["git:read"]),
+        "{claims}"
+    );
+    let outside = world.get_registered("agent-9", "agents/9/other");
+    assert!(!outside.stdout.contains("password="), "{}", outside.stdout);
 }
 
 #[test]
@@ -1631,30 +1739,11 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
     require_namespaces();
     let world = World::new();
     let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
-    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // agent-42 holds idle connections and connects in a loop with garbage, from 8 threads.
     let idle: Vec<UnixStream> = (0..40)
         .filter_map(|_| UnixStream::connect(world.socket("agent-42")).ok())
         .collect();
-    let floods: Vec<_> = (0..8)
-        .map(|_| {
-            let (socket, flooding, connections) = (
-                world.socket("agent-42"),
-                flooding.clone(),
-                connections.clone(),
-            );
-            std::thread::spawn(move || {
-                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok(mut s) = UnixStream::connect(&socket) {
-                        let _ = s.write_all(b"\xff garbage\n\n");
-                        let _ = s.read_to_end(&mut Vec::new());
-                        connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
+    let flood = Flood::start(&world.socket("agent-42"));
     // Meanwhile agent-7's gets are answered, each well within the client's own timeout.
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
@@ -1663,16 +1752,12 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
         slowest = slowest.max(started.elapsed());
         assert!(got.stdout.contains("password="), "{}", got.stderr);
     }
-    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-    for flood in floods {
-        flood.join().unwrap();
-    }
+    let flooded = flood.stop();
     drop(idle);
     assert!(
         slowest < Duration::from_secs(2),
         "a get took {slowest:?} beside the flood"
     );
-    let flooded = connections.load(std::sync::atomic::Ordering::Relaxed);
     // The lines held back are summed up once the flood's second is over.
     let deadline = Instant::now() + PATIENCE;
     let summed_up = |audit: &[serde_json::Value]| {
@@ -1697,6 +1782,99 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
     );
     assert!(summed_up(&audit), "no summary line");
     eprintln!("flood: {flooded} connections, {lines_42} audit lines; slowest get {slowest:?}");
+}
+
+/// A sandbox connecting to its socket in a loop with garbage, from 8 threads.
+struct Flood {
+    flooding: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(socket: &Path) -> Self {
+        let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads = (0..8)
+            .map(|_| {
+                let (socket, flooding, connections) =
+                    (socket.to_owned(), flooding.clone(), connections.clone());
+                std::thread::spawn(move || {
+                    while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok(mut s) = UnixStream::connect(&socket) {
+                            let _ = s.write_all(b"\xff garbage\n\n");
+                            let _ = s.read_to_end(&mut Vec::new());
+                            connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            flooding,
+            connections,
+            threads,
+        }
+    }
+
+    /// How many connections the flood made so far.
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the flood; how many connections it made.
+    fn stop(self) -> usize {
+        self.flooding
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let made = self.connections();
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        made.max(self.connections.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// How long a registration, a reload or a stop may take beside a flood: far above the 100 ms
+/// the broker is held to (docs/performance.md has the measured figures), as the machine
+/// running the tests is shared; a loop stuck behind the flood takes far longer.
+const PROMPT: Duration = Duration::from_secs(2);
+
+#[test]
+fn while_a_sandbox_floods_its_socket_a_registration_a_reload_and_a_stop_are_each_prompt() {
+    require_namespaces();
+    let world = World::new();
+    let mut broker = world.start_with_control(AGENT_42);
+    let flood = Flood::start(&world.socket("agent-42"));
+    let deadline = Instant::now() + PATIENCE;
+    while flood.connections() < 200 {
+        assert!(Instant::now() < deadline, "the flood never got going");
+        std::thread::yield_now();
+    }
+    let started = Instant::now();
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/9/**"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(body));
+    let registered = started.elapsed();
+    assert_eq!(status, 201, "{answer}");
+    assert!(registered < PROMPT, "a registration took {registered:?}");
+    let got = world.get_registered("agent-9", "agents/9/x");
+    assert!(got.stdout.contains("password="), "{}", got.stderr);
+
+    let started = Instant::now();
+    let outcome = broker.reload(1);
+    let reloaded = started.elapsed();
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    assert!(reloaded < PROMPT, "a reload took {reloaded:?}");
+
+    let started = Instant::now();
+    broker.signal(rustix::process::Signal::TERM);
+    broker.wait_for("that it stopped", |l| l.contains("broker: stopped;"));
+    let status = broker.child.wait().unwrap();
+    let stopped = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(stopped < PROMPT, "stopping took {stopped:?}");
+    assert!(!broker.alive());
+    assert!(flood.stop() > 200);
+    eprintln!("beside a flood: registration {registered:?}, reload {reloaded:?}, stop {stopped:?}");
 }
 
 /// The lines of a kept-running signer's log that are `word`.

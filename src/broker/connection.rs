@@ -2,7 +2,7 @@
 //! Runs on a thread of its own, never panics on what the client sends, and every outcome is
 //! one audit line; a token is never sent that the audit log does not show.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +52,16 @@ pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit, throttl
     let reason = format!("{why}; try again in a moment");
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
+    // Take in what the client already sent: a socket closed with unread bytes resets its peer,
+    // which then reads the reset instead of this answer.
+    let mut sink = [0u8; 4096];
+    let mut taken = 0;
+    while taken < super::MAX_REQUEST {
+        match (&stream).read(&mut sink) {
+            Ok(n) if n > 0 => taken += n,
+            _ => break,
+        }
+    }
     let _ = (&stream).write_all(error_answer(&reason).expose());
     let _ = (&stream).write_all(message::ANSWER_END);
     let now = crate::clock::now();
