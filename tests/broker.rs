@@ -1575,6 +1575,9 @@ fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
     let long = r#"{"orgs": ["acme"], "repos": ["agents/2/**"], "lease": "1h"}"#;
     assert_eq!(world.curl("PUT", "/v1/sandboxes/brief", Some(short)).0, 201);
     assert_eq!(world.curl("PUT", "/v1/sandboxes/kept", Some(long)).0, 201);
+    // A new registration's file is not synced: a power cut may leave it torn, as this one.
+    let torn = r#"{"orgs": ["acme"], "repos": ["agents/3/**"]}"#;
+    assert_eq!(world.curl("PUT", "/v1/sandboxes/torn", Some(torn)).0, 201);
     broker.wait_for("the lease's end", |l| {
         l.contains("sandbox brief's lease ended")
     });
@@ -1592,8 +1595,17 @@ fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
     broker.child.wait().unwrap();
     // The platform's bind mount is of the directory, which stays; the socket comes back.
     assert!(world.sandbox_dir("kept").is_dir());
+    let torn_file = world.path("run/sandboxes/.registrations/torn.json");
+    std::fs::write(&torn_file, "").unwrap();
     let again = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
     assert_eq!(again.count(|l| l.contains("restored sandbox kept")), 1);
+    // The torn one is dropped and said so, never served, and the others are not held up by it.
+    assert_eq!(
+        again.count(|l| l.contains("registration torn from the last run is dropped")),
+        1
+    );
+    assert!(!torn_file.exists());
+    assert_eq!(world.curl("GET", "/v1/sandboxes/torn", None).0, 404);
     let token = world.get_registered("kept", "agents/2/x");
     assert!(token.stdout.contains("password="), "{}", token.stderr);
     let (_, shown) = world.curl("GET", "/v1/sandboxes/kept", None);
