@@ -4,9 +4,9 @@
 //! config, `registry` applies the control API's requests ([`super::control`] reads them),
 //! [`super::socket`] makes sockets, [`super::audit`] writes the log.
 //!
-//! The main thread polls the sockets and two signal pipes and only accepts; each connection is
-//! read, decided, signed and answered on a thread of its own, so a client that sends nothing
-//! holds one thread until [`super::REQUEST_TIMEOUT`], never the broker. Keys are loaded once per
+//! The main thread waits on the sockets and two signal pipes (`watch`) and only accepts; each
+//! connection is read, decided, signed and answered on a thread of its own, so a client that
+//! sends nothing holds one thread until [`super::REQUEST_TIMEOUT`], never the broker. Keys are loaded once per
 //! (re)load and shared by every connection; a connection works on the config it was accepted
 //! under, but checks that its sandbox was not removed before it answers.
 
@@ -446,7 +446,7 @@ impl Broker<'_> {
         })
     }
 
-    /// The poll loop; returns on `SIGTERM`/`SIGINT`.
+    /// The accept loop; returns on `SIGTERM`/`SIGINT`.
     fn serve(&mut self, wakers: &Wakers) {
         loop {
             let ready = match self.wait(wakers) {
