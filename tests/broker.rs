@@ -2262,6 +2262,60 @@ cat push.txt
 }
 
 #[test]
+fn codestorage_operation_through_the_broker_narrows_a_push_and_never_widens_a_fetch() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/42/hint");
+    let _broker = world.start(AGENT_42);
+    let run = world.in_sandbox(
+        "agent-42",
+        r#"
+git clone -q "${REMOTE}agents/42/hint.git" hint || exit 31
+cd hint && echo change > c.txt && git add c.txt && git commit -q -m change
+if CODESTORAGE_OPERATION=read git push -q origin HEAD:main 2> push.txt; then echo "hinted push landed"; else echo "hinted push refused"; fi
+CODESTORAGE_OPERATION=write git fetch -q origin || exit 33
+git push -q origin HEAD:main || exit 34
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("hinted push refused"), "{}", run.stdout);
+    // The hinted push reached the server with a read-only token, and was turned away; the
+    // push without a hint came after, with write, and it alone landed.
+    let pushes = world.claims_for("agents/42/hint", Service::ReceivePack);
+    let read_only = |c: &&support::emulator::Claims| c.scopes == ["git:read"];
+    let hinted = pushes.iter().take_while(read_only).count();
+    assert!(
+        hinted >= 1,
+        "the hinted push sent no read token: {pushes:#?}"
+    );
+    assert!(
+        pushes[hinted..]
+            .iter()
+            .all(|c| c.scopes.contains(&"git:write".to_owned())),
+        "{pushes:#?}"
+    );
+    assert!(pushes.len() > hinted, "{pushes:#?}");
+    for fetch in world.claims_for("agents/42/hint", Service::UploadPack) {
+        assert_eq!(fetch.scopes, ["git:read"], "{fetch:?}");
+    }
+    let landed = world.emulator.rev("agents/42/hint", "refs/heads/main");
+    assert!(landed.is_some_and(|rev| rev != seeded));
+    // The broker's record: four gets (clone, hinted push, hinted fetch, push), only the last
+    // for writing.
+    let operations: Vec<String> = world
+        .audit()
+        .iter()
+        .filter(|r| r["decision"] == "granted")
+        .map(|r| r["operation"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        operations,
+        ["read", "read", "read", "write"],
+        "{operations:?}"
+    );
+}
+
+#[test]
 fn store_and_erase_reach_the_broker_only_for_the_sandbox_s_hosts() {
     require_namespaces();
     let world = World::new();
