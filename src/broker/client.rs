@@ -16,7 +16,7 @@ use std::time::Instant;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use super::describe::{DESCRIBE, Description};
+use super::describe::Description;
 use super::message::{self, Answer, ReadProblem};
 use super::{CLIENT_TIMEOUT, MAX_ANSWER};
 use crate::log::{Escaped, Log};
@@ -105,7 +105,7 @@ pub fn ask_hinted(
 
 /// Asks the broker at `socket` what this sandbox may get.
 pub fn describe(socket: &Path, origin: &str) -> Result<Description, ClientError> {
-    let answer = exchange(socket, origin, format!("{DESCRIBE}\n\n").as_bytes())?;
+    let answer = exchange(socket, origin, &message::encode_describe())?;
     let path = socket.display().to_string();
     if let Some(message) = answer.errors.first() {
         return Err(ClientError::Description {

@@ -101,6 +101,11 @@ pub fn encode_request(
     message
 }
 
+/// A `describe` request as the client sends it: the action line and an empty request.
+pub fn encode_describe() -> Vec<u8> {
+    format!("{DESCRIBE}\n\n").into_bytes()
+}
+
 /// Reads one request off `stream` before `deadline`.
 pub fn read_request(stream: &mut UnixStream, deadline: Instant) -> Result<Incoming, RequestError> {
     let bytes = read(stream, deadline, MAX_REQUEST, true).map_err(|problem| match problem {
@@ -311,7 +316,7 @@ mod tests {
             (back.action, back.request.host.as_deref(), back.hint),
             (Action::Git(GitAction::Erase), Some("a"), None)
         );
-        let back = decode_request(b"describe\n\n").unwrap();
+        let back = decode_request(&encode_describe()).unwrap();
         assert_eq!((back.action, back.request.host), (Action::Describe, None));
         assert!(matches!(
             decode_request(b"\xff\n\n"),
