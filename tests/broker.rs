@@ -2316,6 +2316,40 @@ git push -q origin HEAD:main || exit 34
 }
 
 #[test]
+fn a_read_named_through_the_broker_narrows_even_with_least_privilege_off_and_a_bad_one_stops_git() {
+    let world = World::new();
+    world.write_config(&format!(
+        "least_privilege = false\n{}",
+        world.config_text(AGENT_42)
+    ));
+    let _broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    let socket = world.socket("agent-42");
+    let get = |operation: Option<&str>| {
+        let mut env = vec![("CODESTORAGE_BROKER", socket.to_str().unwrap())];
+        env.extend(operation.map(|o| ("CODESTORAGE_OPERATION", o)));
+        Home::new().get(world.request("agents/42/x"), &env)
+    };
+    let scopes = |run: &Run| verify(&run.password(), &world.key).claims["scopes"].clone();
+    assert_eq!(
+        scopes(&get(None)),
+        serde_json::json!(["git:read", "git:write"])
+    );
+    assert_eq!(
+        scopes(&get(Some("write"))),
+        serde_json::json!(["git:read", "git:write"])
+    );
+    assert_eq!(scopes(&get(Some("READ"))), serde_json::json!(["git:read"]));
+    let bad = get(Some("admin"));
+    assert_eq!(bad.stdout, "quit=1\n");
+    assert!(
+        bad.stderr
+            .contains("CODESTORAGE_OPERATION=\"admin\": not an operation; use read"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn store_and_erase_reach_the_broker_only_for_the_sandbox_s_hosts() {
     require_namespaces();
     let world = World::new();
