@@ -1169,9 +1169,14 @@ const CONTROL: &str = "control_socket = \"run/control.sock\"\nsandbox_dir = \"ru
 impl World {
     /// Starts a broker with the control API and `sandboxes` (file-defined tables, maybe none).
     fn start_with_control(&self, sandboxes: &str) -> Broker {
+        self.start_with_settings(CONTROL, sandboxes)
+    }
+
+    /// [`World::start_with_control`] with top-level `settings` (which set the control API).
+    fn start_with_settings(&self, settings: &str, sandboxes: &str) -> Broker {
         std::fs::create_dir_all(self.path("run/sandboxes")).unwrap();
         set_mode(&self.path("run/sandboxes"), 0o755);
-        let text = format!("{CONTROL}{}", self.config_text(sandboxes))
+        let text = format!("{settings}{}", self.config_text(sandboxes))
             .replace("\"run/", &format!("\"{}/", self.path("run").display()));
         self.write_config(&text);
         Broker::start(&self.config_path(), &self.path("audit.jsonl"))
@@ -1179,7 +1184,16 @@ impl World {
 
     /// One control API request with curl, as an orchestrator sends it: the status and body.
     fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut command = Command::new("curl");
+        self.curl_as(&[], method, path, body)
+    }
+
+    /// [`World::curl`] run by `setpriv` with `ids` (say `--reuid=65534`), as another user;
+    /// none: as this one.
+    fn curl_as(&self, ids: &[&str], method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut command = Command::new(if ids.is_empty() { "curl" } else { "setpriv" });
+        if !ids.is_empty() {
+            command.args(ids).arg("curl");
+        }
         command
             .args(["-sS", "--path-as-is", "--max-time", "30", "--unix-socket"])
             .arg(self.path("run/control.sock"))
@@ -1392,6 +1406,100 @@ cat refused.txt
 }
 
 #[test]
+fn the_control_api_answers_another_user_403_and_lets_control_group_s_members_in() {
+    require_namespaces();
+    let world = World::new();
+    // Another user must be able to walk to the socket for its mode and the peer check to matter.
+    set_mode(&world.path(""), 0o755);
+    let _broker =
+        world.start_with_settings(&format!("{CONTROL}control_group = \"users\"\n"), AGENT_7);
+    let socket = world.path("run/control.sock");
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&meta),
+        100,
+        "group users"
+    );
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let member = ["--reuid=65534", "--regid=65534", "--groups=100"];
+    // A member of control_group, by a supplementary group, is served.
+    let (status, answer) = world.curl_as(&member, "GET", "/v1/health", None);
+    assert_eq!(status, 200, "{answer}");
+    // Anyone else cannot even connect; and where the socket's mode was loosened by hand, the
+    // broker's own check of the peer's kernel-reported uid and groups turns them away.
+    assert_eq!(world.curl_as(&nobody, "GET", "/v1/health", None).0, 0);
+    set_mode(&socket, 0o666);
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/**"]}"#;
+    let (status, answer) = world.curl_as(&nobody, "PUT", "/v1/sandboxes/stolen", Some(body));
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("members of control_group"), "{answer}");
+    let (status, answer) = world.curl_as(&nobody, "GET", "/v1/sandboxes", None);
+    assert_eq!(status, 403, "{answer}");
+    assert!(!world.sandbox_dir("stolen").exists());
+    assert_eq!(world.curl("GET", "/v1/sandboxes/stolen", None).0, 404);
+}
+
+/// How many sandbox connections the broker is serving, from its metrics.
+fn open_connections(world: &World) -> usize {
+    let (status, text) = world.curl("GET", "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("codestorage_broker_open_connections "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open_connections gauge in:\n{text}"))
+}
+
+#[test]
+fn a_request_open_when_a_narrowing_put_lands_gets_no_token_under_the_old_policy() {
+    require_namespaces();
+    let world = World::new();
+    let _broker = world.start_with_control("");
+    let wide = r#"{"orgs": ["acme"], "repos": ["agents/9/**"]}"#;
+    assert_eq!(
+        world.curl("PUT", "/v1/sandboxes/agent-9", Some(wide)).0,
+        201
+    );
+    // A request for a repository both policies allow, held open before its last line.
+    let request = world.request("agents/9/docs");
+    let (head, last) = request.split_at(request.len() - 1);
+    let mut open = UnixStream::connect(world.sandbox_dir("agent-9").join("git.sock")).unwrap();
+    open.write_all(format!("get\n{head}").as_bytes()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while open_connections(&world) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker never took the request"
+        );
+        std::thread::yield_now();
+    }
+    let narrow = r#"{"orgs": ["acme"], "repos": ["agents/9/docs"], "scopes": ["git:read"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(narrow));
+    assert_eq!(status, 200, "{answer}");
+    open.write_all(last.as_bytes()).unwrap();
+    let mut answer = String::new();
+    open.read_to_string(&mut answer).unwrap();
+    assert!(
+        !answer.contains("password="),
+        "a token under the old policy: {answer}"
+    );
+    assert!(
+        answer.contains("policy was replaced while this request waited; run the git command again"),
+        "{answer}"
+    );
+    // Asked again, it is decided under the new policy alone.
+    let again = world.get_registered("agent-9", "agents/9/docs");
+    let claims = verify(&again.password(), &world.key).claims;
+    assert_eq!(
+        claims["scopes"],
+        serde_json::json!(["git:read"]),
+        "{claims}"
+    );
+    let outside = world.get_registered("agent-9", "agents/9/other");
+    assert!(!outside.stdout.contains("password="), "{}", outside.stdout);
+}
+
+#[test]
 fn the_command_line_registers_lists_shows_and_removes_through_the_control_api() {
     require_namespaces();
     let world = World::new();
@@ -1467,6 +1575,9 @@ fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
     let long = r#"{"orgs": ["acme"], "repos": ["agents/2/**"], "lease": "1h"}"#;
     assert_eq!(world.curl("PUT", "/v1/sandboxes/brief", Some(short)).0, 201);
     assert_eq!(world.curl("PUT", "/v1/sandboxes/kept", Some(long)).0, 201);
+    // A new registration's file is not synced: a power cut may leave it torn, as this one.
+    let torn = r#"{"orgs": ["acme"], "repos": ["agents/3/**"]}"#;
+    assert_eq!(world.curl("PUT", "/v1/sandboxes/torn", Some(torn)).0, 201);
     broker.wait_for("the lease's end", |l| {
         l.contains("sandbox brief's lease ended")
     });
@@ -1484,8 +1595,17 @@ fn a_lease_ends_by_itself_and_registrations_survive_a_restart() {
     broker.child.wait().unwrap();
     // The platform's bind mount is of the directory, which stays; the socket comes back.
     assert!(world.sandbox_dir("kept").is_dir());
+    let torn_file = world.path("run/sandboxes/.registrations/torn.json");
+    std::fs::write(&torn_file, "").unwrap();
     let again = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
     assert_eq!(again.count(|l| l.contains("restored sandbox kept")), 1);
+    // The torn one is dropped and said so, never served, and the others are not held up by it.
+    assert_eq!(
+        again.count(|l| l.contains("registration torn from the last run is dropped")),
+        1
+    );
+    assert!(!torn_file.exists());
+    assert_eq!(world.curl("GET", "/v1/sandboxes/torn", None).0, 404);
     let token = world.get_registered("kept", "agents/2/x");
     assert!(token.stdout.contains("password="), "{}", token.stderr);
     let (_, shown) = world.curl("GET", "/v1/sandboxes/kept", None);
@@ -1631,30 +1751,11 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
     require_namespaces();
     let world = World::new();
     let _broker = world.start(&format!("{AGENT_42}{AGENT_7}"));
-    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // agent-42 holds idle connections and connects in a loop with garbage, from 8 threads.
     let idle: Vec<UnixStream> = (0..40)
         .filter_map(|_| UnixStream::connect(world.socket("agent-42")).ok())
         .collect();
-    let floods: Vec<_> = (0..8)
-        .map(|_| {
-            let (socket, flooding, connections) = (
-                world.socket("agent-42"),
-                flooding.clone(),
-                connections.clone(),
-            );
-            std::thread::spawn(move || {
-                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok(mut s) = UnixStream::connect(&socket) {
-                        let _ = s.write_all(b"\xff garbage\n\n");
-                        let _ = s.read_to_end(&mut Vec::new());
-                        connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
+    let flood = Flood::start(&world.socket("agent-42"));
     // Meanwhile agent-7's gets are answered, each well within the client's own timeout.
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
@@ -1663,16 +1764,12 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
         slowest = slowest.max(started.elapsed());
         assert!(got.stdout.contains("password="), "{}", got.stderr);
     }
-    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-    for flood in floods {
-        flood.join().unwrap();
-    }
+    let flooded = flood.stop();
     drop(idle);
     assert!(
         slowest < Duration::from_secs(2),
         "a get took {slowest:?} beside the flood"
     );
-    let flooded = connections.load(std::sync::atomic::Ordering::Relaxed);
     // The lines held back are summed up once the flood's second is over.
     let deadline = Instant::now() + PATIENCE;
     let summed_up = |audit: &[serde_json::Value]| {
@@ -1697,6 +1794,99 @@ fn a_sandbox_flooding_its_socket_neither_stalls_another_nor_fills_the_audit_log(
     );
     assert!(summed_up(&audit), "no summary line");
     eprintln!("flood: {flooded} connections, {lines_42} audit lines; slowest get {slowest:?}");
+}
+
+/// A sandbox connecting to its socket in a loop with garbage, from 8 threads.
+struct Flood {
+    flooding: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(socket: &Path) -> Self {
+        let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads = (0..8)
+            .map(|_| {
+                let (socket, flooding, connections) =
+                    (socket.to_owned(), flooding.clone(), connections.clone());
+                std::thread::spawn(move || {
+                    while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok(mut s) = UnixStream::connect(&socket) {
+                            let _ = s.write_all(b"\xff garbage\n\n");
+                            let _ = s.read_to_end(&mut Vec::new());
+                            connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            flooding,
+            connections,
+            threads,
+        }
+    }
+
+    /// How many connections the flood made so far.
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the flood; how many connections it made.
+    fn stop(self) -> usize {
+        self.flooding
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let made = self.connections();
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        made.max(self.connections.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// How long a registration, a reload or a stop may take beside a flood: far above the 100 ms
+/// the broker is held to (docs/performance.md has the measured figures), as the machine
+/// running the tests is shared; a loop stuck behind the flood takes far longer.
+const PROMPT: Duration = Duration::from_secs(2);
+
+#[test]
+fn while_a_sandbox_floods_its_socket_a_registration_a_reload_and_a_stop_are_each_prompt() {
+    require_namespaces();
+    let world = World::new();
+    let mut broker = world.start_with_control(AGENT_42);
+    let flood = Flood::start(&world.socket("agent-42"));
+    let deadline = Instant::now() + PATIENCE;
+    while flood.connections() < 200 {
+        assert!(Instant::now() < deadline, "the flood never got going");
+        std::thread::yield_now();
+    }
+    let started = Instant::now();
+    let body = r#"{"orgs": ["acme"], "repos": ["agents/9/**"]}"#;
+    let (status, answer) = world.curl("PUT", "/v1/sandboxes/agent-9", Some(body));
+    let registered = started.elapsed();
+    assert_eq!(status, 201, "{answer}");
+    assert!(registered < PROMPT, "a registration took {registered:?}");
+    let got = world.get_registered("agent-9", "agents/9/x");
+    assert!(got.stdout.contains("password="), "{}", got.stderr);
+
+    let started = Instant::now();
+    let outcome = broker.reload(1);
+    let reloaded = started.elapsed();
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    assert!(reloaded < PROMPT, "a reload took {reloaded:?}");
+
+    let started = Instant::now();
+    broker.signal(rustix::process::Signal::TERM);
+    broker.wait_for("that it stopped", |l| l.contains("broker: stopped;"));
+    let status = broker.child.wait().unwrap();
+    let stopped = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(stopped < PROMPT, "stopping took {stopped:?}");
+    assert!(!broker.alive());
+    assert!(flood.stop() > 200);
+    eprintln!("beside a flood: registration {registered:?}, reload {reloaded:?}, stop {stopped:?}");
 }
 
 /// The lines of a kept-running signer's log that are `word`.
@@ -2068,6 +2258,94 @@ cat push.txt
             && r["operation"].is_null()
             && r["reason"].as_str().unwrap().contains("may not push")),
         "{audit:#?}"
+    );
+}
+
+#[test]
+fn codestorage_operation_through_the_broker_narrows_a_push_and_never_widens_a_fetch() {
+    require_namespaces();
+    let world = World::new();
+    let seeded = world.emulator.seed("agents/42/hint");
+    let _broker = world.start(AGENT_42);
+    let run = world.in_sandbox(
+        "agent-42",
+        r#"
+git clone -q "${REMOTE}agents/42/hint.git" hint || exit 31
+cd hint && echo change > c.txt && git add c.txt && git commit -q -m change
+if CODESTORAGE_OPERATION=read git push -q origin HEAD:main 2> push.txt; then echo "hinted push landed"; else echo "hinted push refused"; fi
+CODESTORAGE_OPERATION=write git fetch -q origin || exit 33
+git push -q origin HEAD:main || exit 34
+"#,
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("hinted push refused"), "{}", run.stdout);
+    // The hinted push reached the server with a read-only token, and was turned away; the
+    // push without a hint came after, with write, and it alone landed.
+    let pushes = world.claims_for("agents/42/hint", Service::ReceivePack);
+    let read_only = |c: &&support::emulator::Claims| c.scopes == ["git:read"];
+    let hinted = pushes.iter().take_while(read_only).count();
+    assert!(
+        hinted >= 1,
+        "the hinted push sent no read token: {pushes:#?}"
+    );
+    assert!(
+        pushes[hinted..]
+            .iter()
+            .all(|c| c.scopes.contains(&"git:write".to_owned())),
+        "{pushes:#?}"
+    );
+    assert!(pushes.len() > hinted, "{pushes:#?}");
+    for fetch in world.claims_for("agents/42/hint", Service::UploadPack) {
+        assert_eq!(fetch.scopes, ["git:read"], "{fetch:?}");
+    }
+    let landed = world.emulator.rev("agents/42/hint", "refs/heads/main");
+    assert!(landed.is_some_and(|rev| rev != seeded));
+    // The broker's record: four gets (clone, hinted push, hinted fetch, push), only the last
+    // for writing.
+    let operations: Vec<String> = world
+        .audit()
+        .iter()
+        .filter(|r| r["decision"] == "granted")
+        .map(|r| r["operation"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        operations,
+        ["read", "read", "read", "write"],
+        "{operations:?}"
+    );
+}
+
+#[test]
+fn a_read_named_through_the_broker_narrows_even_with_least_privilege_off_and_a_bad_one_stops_git() {
+    let world = World::new();
+    world.write_config(&format!(
+        "least_privilege = false\n{}",
+        world.config_text(AGENT_42)
+    ));
+    let _broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
+    let socket = world.socket("agent-42");
+    let get = |operation: Option<&str>| {
+        let mut env = vec![("CODESTORAGE_BROKER", socket.to_str().unwrap())];
+        env.extend(operation.map(|o| ("CODESTORAGE_OPERATION", o)));
+        Home::new().get(world.request("agents/42/x"), &env)
+    };
+    let scopes = |run: &Run| verify(&run.password(), &world.key).claims["scopes"].clone();
+    assert_eq!(
+        scopes(&get(None)),
+        serde_json::json!(["git:read", "git:write"])
+    );
+    assert_eq!(
+        scopes(&get(Some("write"))),
+        serde_json::json!(["git:read", "git:write"])
+    );
+    assert_eq!(scopes(&get(Some("READ"))), serde_json::json!(["git:read"]));
+    let bad = get(Some("admin"));
+    assert_eq!(bad.stdout, "quit=1\n");
+    assert!(
+        bad.stderr
+            .contains("CODESTORAGE_OPERATION=\"admin\": not an operation; use read"),
+        "{}",
+        bad.stderr
     );
 }
 

@@ -66,8 +66,9 @@ pub fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// The broker on a config, once it says it is ready; killed when dropped.
-pub struct Broker(pub Child);
+/// The broker on a config, once it says it is ready, and the lines it writes after that;
+/// killed when dropped.
+pub struct Broker(pub Child, pub std::sync::mpsc::Receiver<String>);
 
 impl Broker {
     /// Starts `program broker` on `config`.
@@ -97,8 +98,13 @@ impl Broker {
             }
         }
         // Its later lines (reloads, a stop) must not block it on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self(child)
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            lines.map_while(Result::ok).for_each(|line| {
+                let _ = sender.send(line);
+            })
+        });
+        Self(child, receiver)
     }
 }
 

@@ -150,6 +150,27 @@ impl Audit {
 /// fill the disk. Grants are never held back: each token has its own line.
 pub const LINES_PER_SECOND: u32 = 20;
 
+/// Raised when any sandbox's lines are held back: the main loop looks for summaries to write
+/// only then, not through every sandbox each turn. A hint shared by all brokers of the process
+/// (tests run several): a false one costs one look.
+static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some sandbox may hold lines back.
+pub fn may_hold() -> bool {
+    HELD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Whether some sandbox may hold lines back, lowering the hint: who takes it looks, and raises
+/// it again with [`raise_held`] if lines are still held.
+pub fn take_held() -> bool {
+    HELD.swap(false, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Says that some sandbox holds lines back.
+pub fn raise_held() {
+    HELD.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// One sandbox's budget of audit lines for connections that got no token.
 #[derive(Debug, Default)]
 pub struct Throttle {
@@ -173,6 +194,7 @@ impl Throttle {
         }
         if state.written >= LINES_PER_SECOND {
             state.held += 1;
+            raise_held();
             return Ok(());
         }
         state.written += 1;

@@ -16,10 +16,11 @@ use std::time::Instant;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use super::describe::{DESCRIBE, Description};
+use super::describe::Description;
 use super::message::{self, Answer, ReadProblem};
 use super::{CLIENT_TIMEOUT, MAX_ANSWER};
 use crate::log::{Escaped, Log};
+use crate::operation::Operation;
 use crate::protocol::GitAction;
 use crate::protocol::Request;
 
@@ -86,14 +87,25 @@ pub fn ask(
     action: GitAction,
     request: &Request,
 ) -> Result<Answer, ClientError> {
+    ask_hinted(socket, origin, action, request, None)
+}
+
+/// [`ask`], naming the operation (`CODESTORAGE_OPERATION`), which the broker may narrow with.
+pub fn ask_hinted(
+    socket: &Path,
+    origin: &str,
+    action: GitAction,
+    request: &Request,
+    hint: Option<Operation>,
+) -> Result<Answer, ClientError> {
     // On erase the request holds the refused token: wiped once sent.
-    let message = message::encode_request(action, request);
+    let message = message::encode_request(action, request, hint);
     exchange(socket, origin, message.expose())
 }
 
 /// Asks the broker at `socket` what this sandbox may get.
 pub fn describe(socket: &Path, origin: &str) -> Result<Description, ClientError> {
-    let answer = exchange(socket, origin, format!("{DESCRIBE}\n\n").as_bytes())?;
+    let answer = exchange(socket, origin, &message::encode_describe())?;
     let path = socket.display().to_string();
     if let Some(message) = answer.errors.first() {
         return Err(ClientError::Description {
@@ -163,11 +175,11 @@ fn connect(socket: &Path) -> io::Result<UnixStream> {
 
 /// Runs git's `action` through the broker at `socket`: git's lines to `out`, the broker's
 /// messages and any failure to `log`. A `get` that fails answers `quit=1`: the host is ours, no
-/// other helper or prompt can help.
+/// other helper or prompt can help. `hint` is the operation the sandbox names itself.
 pub fn forward(
     socket: &Path,
     origin: &str,
-    action: GitAction,
+    (action, hint): (GitAction, Option<Operation>),
     request: &Request,
     out: &mut dyn Write,
     log: &mut Log<'_>,
@@ -175,7 +187,7 @@ pub fn forward(
     if action != GitAction::Get && !may_forward(socket, origin, request, log) {
         return;
     }
-    let answer = match ask(socket, origin, action, request) {
+    let answer = match ask_hinted(socket, origin, action, request, hint) {
         Ok(answer) => answer,
         Err(e) => {
             // git ignores what store prints; a broker down is told at the next get.
@@ -240,7 +252,7 @@ mod tests {
         forward(
             socket,
             "CODESTORAGE_BROKER",
-            action,
+            (action, None),
             &request(host),
             &mut out,
             &mut Log::new(&mut err, false),

@@ -2,7 +2,7 @@
 //! Runs on a thread of its own, never panics on what the client sends, and every outcome is
 //! one audit line; a token is never sent that the audit log does not show.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +52,16 @@ pub fn busy(stream: UnixStream, sandbox: &str, why: &str, audit: &Audit, throttl
     let reason = format!("{why}; try again in a moment");
     // Fresh socket buffers take these few bytes at once; never block the accept loop on it.
     let _ = stream.set_nonblocking(true);
+    // Take in what the client already sent: a socket closed with unread bytes resets its peer,
+    // which then reads the reset instead of this answer.
+    let mut sink = [0u8; 4096];
+    let mut taken = 0;
+    while taken < super::MAX_REQUEST {
+        match (&stream).read(&mut sink) {
+            Ok(n) if n > 0 => taken += n,
+            _ => break,
+        }
+    }
     let _ = (&stream).write_all(error_answer(&reason).expose());
     let _ = (&stream).write_all(message::ANSWER_END);
     let now = crate::clock::now();
@@ -133,7 +143,11 @@ fn respond(
     deadline: Instant,
     record: &mut Record,
 ) -> Secret<Vec<u8>> {
-    let (action, request) = match message::read_request(stream, deadline) {
+    let message::Incoming {
+        action,
+        request,
+        hint,
+    } = match message::read_request(stream, deadline) {
         Ok(read) => read,
         Err(e) => return fail(record, e.to_string()),
     };
@@ -164,19 +178,38 @@ fn respond(
                 crate::credential::explain_refusal(&request, config, now, &mut Vec::new);
             message::error_lines(explained.as_deref())
         }
-        Action::Git(GitAction::Get) => get(job, &request, peer, now, record),
+        Action::Git(GitAction::Get) => get(job, &request, peer, hint, now, record),
+    }
+}
+
+/// The operation a token is for: `read` when the sandbox names itself a reader, whatever its
+/// processes show; otherwise what they show (`detected`), which a sandbox's `write` never
+/// widens: the sandbox may narrow its own tokens, never widen them.
+fn narrowed(hint: Option<Operation>, detected: impl FnOnce() -> Operation) -> Operation {
+    match hint {
+        Some(Operation::Read) => Operation::Read,
+        _ => detected(),
     }
 }
 
 /// Answers `get`: the sandbox's policy decides, then the end of `get` signs and answers.
-fn get(job: &Job, request: &Request, peer: Peer, now: i64, record: &mut Record) -> Secret<Vec<u8>> {
+fn get(
+    job: &Job,
+    request: &Request,
+    peer: Peer,
+    hint: Option<Operation>,
+    now: i64,
+    record: &mut Record,
+) -> Secret<Vec<u8>> {
     let config = &job.loaded.config;
     let decided = policy::decide(config, &job.sandbox, request, job.env.as_ref(), || {
-        peer.pid.map_or(Operation::Unknown, |pid| {
-            operation::detect_for_pid(pid).operation
+        narrowed(hint, || {
+            peer.pid.map_or(Operation::Unknown, |pid| {
+                operation::detect_for_pid(pid).operation
+            })
         })
     });
-    let grant = match decided {
+    let mut grant = match decided {
         Ok(grant) => grant,
         Err(denied) => {
             record.org = denied.org;
@@ -194,6 +227,11 @@ fn get(job: &Job, request: &Request, peer: Peer, now: i64, record: &mut Record) 
             };
         }
     };
+    if hint == Some(Operation::Read) {
+        // Named by the sandbox: a read narrows even where least privilege is off, as in `get`.
+        grant.settings.least_privilege = true;
+        grant.operation = Operation::Read;
+    }
     let org = grant.settings.org.clone();
     record.org = Some(org.to_string());
     record.repo = Some(grant.settings.repo.clone());
@@ -240,6 +278,19 @@ mod tests {
     use crate::env::MapEnv;
     use std::io::{self, Read};
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_sandbox_s_hint_narrows_to_read_and_never_widens() {
+        let write = || Operation::Write;
+        let read = || Operation::Read;
+        assert_eq!(narrowed(Some(Operation::Read), write), Operation::Read);
+        assert_eq!(narrowed(Some(Operation::Write), read), Operation::Read);
+        assert_eq!(narrowed(None, write), Operation::Write);
+        assert_eq!(
+            narrowed(Some(Operation::Write), || Operation::Unknown),
+            Operation::Unknown
+        );
+    }
 
     fn gate(closed: bool) -> Gate {
         let gate = Gate::open(None);

@@ -112,8 +112,8 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Makes the control socket at `path`, mode 0600, in a directory only root or the broker's
-    /// user may write.
+    /// Makes the control socket at `path`, mode 0600 (0660 and group `control_group` when one
+    /// is set), in a directory only root or the broker's user may write.
     pub fn bind(path: &Path, config: &Config) -> Result<Self, BrokerError> {
         let problem = |problem: String| BrokerError::Control {
             path: path.to_owned(),
@@ -125,17 +125,24 @@ impl Listener {
             .unwrap_or(Path::new("."));
         check_dir(dir).map_err(|p| problem(format!("its directory {}: {p}", dir.display())))?;
         check_path(path, &[], false).map_err(problem)?;
-        if let Some(group) = &config.broker_settings.control_group
-            && group_id(group).is_none()
-        {
-            return Err(problem(format!(
-                "control_group {group} is not in /etc/group; create it or name an existing group"
-            )));
-        }
+        let gid = match &config.broker_settings.control_group {
+            Some(group) => Some(group_id(group).ok_or_else(|| {
+                problem(format!(
+                    "control_group {group} is not in /etc/group; create it or name an existing group"
+                ))
+            })?),
+            None => None,
+        };
         let io = |e: io::Error| problem(e.to_string());
         let _ = std::fs::remove_file(path);
         let socket = UnixListener::bind(path).map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        // control_group's members must be able to connect: the socket is theirs to write too.
+        if let Some(gid) = gid {
+            rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| io(e.into()))?;
+        }
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
         socket.set_nonblocking(true).map_err(io)?;
         let (wake_read, wake_write) = UnixStream::pair().map_err(io)?;
         wake_read.set_nonblocking(true).map_err(io)?;
@@ -233,6 +240,9 @@ fn serve(
             Err(answer) => answer,
         }
     } else {
+        // Read (bounded, as any request) before refusing: a socket closed with unread bytes
+        // resets its peer, which would then see no answer at all.
+        let _ = read_request(&mut stream);
         ApiAnswer::error(
             403,
             "only the broker's own user, root and members of control_group may use the control API",

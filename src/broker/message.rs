@@ -2,7 +2,10 @@
 //! in time however slowly its bytes come.
 //!
 //! The client sends an action line (`get`, `store`, `erase`, or `describe` with no request)
-//! and git's request as [`Request::write_to`] writes it, ending with a blank line; the broker
+//! and git's request as [`Request::write_to`] writes it, ending with a blank line, with one
+//! more line before that blank one when the sandbox names its operation
+//! (`codestorage_operation=read|write`, from `CODESTORAGE_OPERATION`: a key git's parser
+//! ignores, so a broker that predates it reads the request as before); the broker
 //! answers with git's answer lines, preceded by `error=<one line>` lines for the user, and
 //! closes every answer with a blank line ([`ANSWER_END`]), so that the client tells an answer
 //! cut short from an empty one. Both sides use only this module to write and read those.
@@ -13,6 +16,7 @@ use std::time::Instant;
 
 use super::describe::DESCRIBE;
 use super::{ERROR_PREFIX, MAX_REQUEST, REQUEST_TIMEOUT};
+use crate::operation::Operation;
 use crate::protocol::GitAction;
 use crate::protocol::{self, Request};
 use crate::secret::Secret;
@@ -61,24 +65,49 @@ impl Action {
     }
 }
 
-/// A request as the client sends it: the action line, then git's request. Wiped when dropped:
-/// on `erase` it holds the refused token.
-pub fn encode_request(action: GitAction, request: &Request) -> Secret<Vec<u8>> {
+/// The request's key for the operation the sandbox names itself.
+pub const OPERATION_KEY: &str = "codestorage_operation";
+
+/// A request as the broker reads it.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The action line.
+    pub action: Action,
+    /// git's request.
+    pub request: Request,
+    /// The operation the sandbox named, if any: a hint the broker may only narrow with.
+    pub hint: Option<Operation>,
+}
+
+/// A request as the client sends it: the action line, then git's request, with `hint` (the
+/// operation the sandbox names itself) as one more line. Wiped when dropped: on `erase` it
+/// holds the refused token.
+pub fn encode_request(
+    action: GitAction,
+    request: &Request,
+    hint: Option<Operation>,
+) -> Secret<Vec<u8>> {
     let mut message = Secret::new(Vec::with_capacity(512));
-    message
-        .expose_mut()
-        .extend_from_slice(action.as_str().as_bytes());
-    message.expose_mut().push(b'\n');
+    let bytes = message.expose_mut();
+    bytes.extend_from_slice(action.as_str().as_bytes());
+    bytes.push(b'\n');
     // Writing to a Vec cannot fail.
-    let _ = request.write_to(message.expose_mut());
+    let _ = request.write_to(bytes);
+    if let Some(operation) = hint.filter(|o| *o != Operation::Unknown) {
+        // Before the blank line that ends git's lines.
+        bytes.pop();
+        bytes.extend_from_slice(format!("{OPERATION_KEY}={}\n\n", operation.as_str()).as_bytes());
+    }
     message
 }
 
-/// Reads one request off `stream` before `deadline`: its action and git's request.
-pub fn read_request(
-    stream: &mut UnixStream,
-    deadline: Instant,
-) -> Result<(Action, Request), RequestError> {
+/// A `describe` request as the client sends it: the action line and an empty request.
+pub fn encode_describe() -> Vec<u8> {
+    format!("{DESCRIBE}\n\n").into_bytes()
+}
+
+/// Reads one request off `stream` before `deadline`.
+pub fn read_request(stream: &mut UnixStream, deadline: Instant) -> Result<Incoming, RequestError> {
     let bytes = read(stream, deadline, MAX_REQUEST, true).map_err(|problem| match problem {
         ReadProblem::TooLarge => RequestError::TooLarge,
         ReadProblem::TimedOut => RequestError::TimedOut,
@@ -87,8 +116,8 @@ pub fn read_request(
     decode_request(bytes.expose())
 }
 
-/// Splits a request's bytes into its action and git's request.
-pub fn decode_request(bytes: &[u8]) -> Result<(Action, Request), RequestError> {
+/// Splits a request's bytes into its action, git's request and the operation hint.
+pub fn decode_request(bytes: &[u8]) -> Result<Incoming, RequestError> {
     let (word, rest) = match bytes.iter().position(|&b| b == b'\n') {
         Some(end) => (&bytes[..end], &bytes[end + 1..]),
         None => (bytes, &[][..]),
@@ -100,7 +129,28 @@ pub fn decode_request(bytes: &[u8]) -> Result<(Action, Request), RequestError> {
             .map(Action::Git)
             .ok_or(RequestError::NoAction)?,
     };
-    Ok((action, protocol::parse(rest)?))
+    let request = protocol::parse(rest)?;
+    Ok(Incoming {
+        action,
+        request,
+        hint: hint_in(rest),
+    })
+}
+
+/// The operation named by the request's [`OPERATION_KEY`] line, if any. Anything but `read`
+/// or `write` is no hint: the broker only ever narrows with it, so ignoring one is safe.
+fn hint_in(lines: &[u8]) -> Option<Operation> {
+    let prefix = format!("{OPERATION_KEY}=");
+    lines
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.strip_prefix(prefix.as_bytes()))
+        .last()
+        .and_then(|value| match value {
+            b"read" => Some(Operation::Read),
+            b"write" => Some(Operation::Write),
+            _ => None,
+        })
 }
 
 /// The answer for the user alone: each line as `error=LINE`, control characters dropped.
@@ -260,14 +310,14 @@ mod tests {
     #[test]
     fn a_request_and_an_answer_round_trip() {
         let request = protocol::parse(b"protocol=https\nhost=a\n").unwrap();
-        let bytes = encode_request(GitAction::Erase, &request);
-        let (action, back) = decode_request(bytes.expose()).unwrap();
+        let bytes = encode_request(GitAction::Erase, &request, None);
+        let back = decode_request(bytes.expose()).unwrap();
         assert_eq!(
-            (action, back.host.as_deref()),
-            (Action::Git(GitAction::Erase), Some("a"))
+            (back.action, back.request.host.as_deref(), back.hint),
+            (Action::Git(GitAction::Erase), Some("a"), None)
         );
-        let (action, back) = decode_request(b"describe\n\n").unwrap();
-        assert_eq!((action, back.host), (Action::Describe, None));
+        let back = decode_request(&encode_describe()).unwrap();
+        assert_eq!((back.action, back.request.host), (Action::Describe, None));
         assert!(matches!(
             decode_request(b"\xff\n\n"),
             Err(RequestError::NoAction)
@@ -278,6 +328,28 @@ mod tests {
         assert_eq!(split.errors, ["one", "two"]);
         assert_eq!(split.git.expose(), b"quit=1\n");
         assert_eq!(error_answer("no").expose(), b"error=no\nquit=1\n");
+    }
+
+    #[test]
+    fn the_operation_hint_travels_as_a_line_git_s_parser_ignores() {
+        let request = protocol::parse(b"protocol=https\nhost=a\n").unwrap();
+        let bytes = encode_request(GitAction::Get, &request, Some(Operation::Read));
+        assert_eq!(
+            bytes.expose(),
+            b"get\nprotocol=https\nhost=a\ncodestorage_operation=read\n\n"
+        );
+        let back = decode_request(bytes.expose()).unwrap();
+        assert_eq!(back.hint, Some(Operation::Read));
+        assert_eq!(back.request.host.as_deref(), Some("a"));
+        let write = encode_request(GitAction::Get, &request, Some(Operation::Write));
+        assert_eq!(
+            decode_request(write.expose()).unwrap().hint,
+            Some(Operation::Write)
+        );
+        let unknown = encode_request(GitAction::Get, &request, Some(Operation::Unknown));
+        assert_eq!(unknown.expose(), b"get\nprotocol=https\nhost=a\n\n");
+        let odd = decode_request(b"get\nhost=a\ncodestorage_operation=admin\n\n").unwrap();
+        assert_eq!(odd.hint, None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub mod reuse;
 pub mod server;
 #[cfg(unix)]
 pub mod socket;
+#[cfg(unix)]
+mod watch;
 
 use std::time::Duration;
 

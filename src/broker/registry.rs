@@ -3,7 +3,14 @@
 //!
 //! Each registration is kept as `sandbox_dir/.registrations/NAME.json` (mode 0600 in a 0700
 //! directory; a registered name never starts with `.`, so this is no sandbox's directory),
-//! written atomically before the change is answered and removed with the registration. One
+//! written atomically before the change is answered and removed with the registration.
+//!
+//! What must survive a power cut is what would widen a sandbox's tokens if lost: a replaced
+//! policy (the old one must not come back) and a removal (the sandbox must not be served
+//! again), so those are synced, file and directory, before the answer. A new registration is
+//! not: lost, it takes nothing from a sandbox that, living on the same machine, was lost with
+//! it, and a file torn by the cut is dropped at the next start, never served. Two `fsync`s were
+//! half a registration's time at 10,000 sandboxes (docs/performance.md). One
 //! small file each rather than one state file: a change costs one rename whether 10 or 10,000
 //! sandboxes are registered. JSON the broker alone writes rather than `sandboxes.d/NAME.toml`
 //! drop-ins: the config file stays the one place operators write by hand, so "defined in the
@@ -77,10 +84,6 @@ impl Broker<'_> {
         text
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
-        self.served.iter().position(|s| s.sandbox.name == name)
-    }
-
     fn sandbox_dir(&self) -> Option<PathBuf> {
         self.loaded.config.broker_settings.sandbox_dir.clone()
     }
@@ -128,12 +131,15 @@ impl Broker<'_> {
                         format!("cannot change the socket's mode or group: {e}"),
                     );
                 }
-                if let Err(e) = keep(&dir, name, &kept) {
+                if let Err(e) = keep(&dir, name, &kept, Durable::Synced) {
                     return ApiAnswer::error(500, e);
                 }
                 let served = &mut self.served[index];
                 served.replace(&sandbox, kept.expires_at);
                 served.origin = origin;
+                if let Some(at) = kept.expires_at {
+                    self.lease_ends(at);
+                }
                 event(
                     &mut *self.events,
                     format_args!("replaced {}", describe(&sandbox)),
@@ -173,13 +179,20 @@ impl Broker<'_> {
                 return ApiAnswer::error(500, e);
             }
         };
-        if let Err(e) = keep(dir, &sandbox.name, kept) {
+        let undo = || {
             let _ = std::fs::remove_file(&sandbox.socket);
             let _ = std::fs::remove_dir(own_dir);
+        };
+        if let Err(e) = keep(dir, &sandbox.name, kept, Durable::Unsynced) {
+            undo();
             return ApiAnswer::error(500, e);
         }
-        self.served
-            .push(Served::new(sandbox, listener, origin, kept.expires_at));
+        let served = Served::new(sandbox, listener, origin, kept.expires_at);
+        if let Err(e) = self.push_served(served) {
+            let _ = forget(dir, &sandbox.name);
+            undo();
+            return ApiAnswer::error(500, format!("cannot watch the new socket: {e}"));
+        }
         event(
             &mut *self.events,
             format_args!("registered {}", describe(sandbox)),
@@ -200,7 +213,7 @@ impl Broker<'_> {
         {
             return ApiAnswer::error(500, e);
         }
-        let served = self.served.remove(index);
+        let served = self.remove_served(index);
         served.revoke(Closed::Removed);
         self.loaded.reuse.drop_sandbox(name);
         event(
@@ -210,7 +223,7 @@ impl Broker<'_> {
         ApiAnswer::empty(204)
     }
 
-    /// Ends every registration whose lease has ended.
+    /// Ends every registration whose lease has ended, and notes when the next one ends.
     pub(super) fn expire(&mut self) {
         let now = crate::clock::now();
         let ended: Vec<String> = self
@@ -219,11 +232,17 @@ impl Broker<'_> {
             .filter(|s| s.expires_at.is_some_and(|at| at <= now))
             .map(|s| s.sandbox.name.clone())
             .collect();
+        self.soonest = self
+            .served
+            .iter()
+            .filter_map(|s| s.expires_at)
+            .filter(|at| *at > now)
+            .min();
         for name in ended {
             let Some(index) = self.find(&name) else {
                 continue;
             };
-            let served = self.served.remove(index);
+            let served = self.remove_served(index);
             served.revoke(Closed::Expired);
             self.loaded.reuse.drop_sandbox(&name);
             if let Some(dir) = self.sandbox_dir()
@@ -247,7 +266,16 @@ impl Broker<'_> {
             return;
         };
         let state = match read_state(&dir) {
-            Ok(state) => state,
+            Ok((state, torn)) => {
+                for (name, e) in torn {
+                    let _ = forget(&dir, &name);
+                    event(
+                        &mut *self.events,
+                        format_args!("registration {name} from the last run is dropped: {e}"),
+                    );
+                }
+                state
+            }
             Err(e) => {
                 event(
                     &mut *self.events,
@@ -281,8 +309,17 @@ impl Broker<'_> {
                         &mut *self.events,
                         format_args!("restored {}", describe(&sandbox)),
                     );
-                    self.served
-                        .push(Served::new(&sandbox, listener, origin, kept.expires_at));
+                    let served = Served::new(&sandbox, listener, origin, kept.expires_at);
+                    if let Err(e) = self.push_served(served) {
+                        let _ = forget(&dir, &name);
+                        let _ = std::fs::remove_file(&sandbox.socket);
+                        event(
+                            &mut *self.events,
+                            format_args!(
+                                "registration {name} from the last run is dropped: cannot watch its socket: {e}"
+                            ),
+                        );
+                    }
                 }
                 Err(e) => {
                     let _ = forget(&dir, &name);
@@ -418,15 +455,20 @@ fn state_dir(dir: &Path) -> PathBuf {
     dir.join(STATE_DIR)
 }
 
-/// The registrations kept from the last run, by name.
-fn read_state(dir: &Path) -> Result<BTreeMap<String, Kept>, String> {
+/// The registrations kept from the last run, by name, and those whose file does not read (a
+/// power cut may tear a new registration's file), with why.
+type State = (BTreeMap<String, Kept>, Vec<(String, String)>);
+
+/// The registrations kept from the last run.
+fn read_state(dir: &Path) -> Result<State, String> {
     let state = state_dir(dir);
     let entries = match std::fs::read_dir(&state) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", state.display())),
     };
     let mut kept = BTreeMap::new();
+    let mut torn = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(name) = path
@@ -443,19 +485,29 @@ fn read_state(dir: &Path) -> Result<BTreeMap<String, Kept>, String> {
             Ok(registration) => {
                 kept.insert(name.to_owned(), registration);
             }
-            Err(e) => {
-                return Err(format!(
+            Err(e) => torn.push((
+                name.to_owned(),
+                format!(
                     "the kept registration {} does not read ({e})",
                     path.display()
-                ));
-            }
+                ),
+            )),
         }
     }
-    Ok(kept)
+    Ok((kept, torn))
+}
+
+/// Whether a kept registration is synced to disk before the change is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    /// A replaced policy: an old one must never come back.
+    Synced,
+    /// A new registration: may be lost with its sandbox in a power cut, never served torn.
+    Unsynced,
 }
 
 /// Keeps one registration for the next run, atomically.
-fn keep(dir: &Path, name: &str, kept: &Kept) -> Result<(), String> {
+fn keep(dir: &Path, name: &str, kept: &Kept, durable: Durable) -> Result<(), String> {
     let state = state_dir(dir);
     let written = match std::fs::create_dir(&state) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
@@ -464,7 +516,12 @@ fn keep(dir: &Path, name: &str, kept: &Kept) -> Result<(), String> {
     .and_then(|()| {
         let text = serde_json::to_vec_pretty(kept).unwrap_or_default();
         let path = state.join(format!("{name}.json"));
-        crate::fs::write_atomic(&path, &text, 0o600, crate::fs::Overwrite::Replace)
+        match durable {
+            Durable::Synced => {
+                crate::fs::write_atomic(&path, &text, 0o600, crate::fs::Overwrite::Replace)
+            }
+            Durable::Unsynced => write_unsynced(&path, &text),
+        }
     });
     written.map_err(|e| {
         format!(
@@ -474,15 +531,45 @@ fn keep(dir: &Path, name: &str, kept: &Kept) -> Result<(), String> {
     })
 }
 
-/// Forgets one registration.
+/// Writes `text` to `path` whole or not at all (a temporary file renamed into place), mode
+/// 0600, without waiting for the disk.
+fn write_unsynced(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(text))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Forgets one registration, synced: a removed sandbox must not be served again after a
+/// power cut.
 fn forget(dir: &Path, name: &str) -> Result<(), String> {
-    let path = state_dir(dir).join(format!("{name}.json"));
+    let state = state_dir(dir);
+    let path = state.join(format!("{name}.json"));
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
             "cannot remove the kept registration {}: {e}; nothing was changed",
             path.display()
         )),
-        _ => Ok(()),
+        Err(_) => Ok(()),
+        Ok(()) => {
+            if let Ok(state) = std::fs::File::open(&state) {
+                let _ = state.sync_all();
+            }
+            Ok(())
+        }
     }
 }
 

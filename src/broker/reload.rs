@@ -130,6 +130,7 @@ impl Broker<'_> {
             }
             keep
         });
+        self.reindex();
         for name in &removed {
             event(
                 &mut *self.events,
@@ -162,9 +163,14 @@ impl Broker<'_> {
             };
             match listener {
                 Ok(listener) => {
-                    lines.push(format!("serving {}", describe(sandbox)));
-                    self.served
-                        .push(Served::new(sandbox, listener, Origin::File, None));
+                    let served = Served::new(sandbox, listener, Origin::File, None);
+                    match self.push_served(served) {
+                        Ok(()) => lines.push(format!("serving {}", describe(sandbox))),
+                        Err(e) => lines.push(format!(
+                            "sandbox {}: cannot watch its socket: {e}; that sandbox is not served",
+                            sandbox.name
+                        )),
+                    }
                 }
                 Err(e) => lines.push(format!("{e}; that sandbox is not served")),
             }

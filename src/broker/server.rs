@@ -4,19 +4,21 @@
 //! config, `registry` applies the control API's requests ([`super::control`] reads them),
 //! [`super::socket`] makes sockets, [`super::audit`] writes the log.
 //!
-//! The main thread polls the sockets and two signal pipes and only accepts; each connection is
-//! read, decided, signed and answered on a thread of its own, so a client that sends nothing
-//! holds one thread until [`super::REQUEST_TIMEOUT`], never the broker. Keys are loaded once per
+//! The main thread waits on the sockets and two signal pipes (`watch`) and only accepts; each
+//! connection is read, decided, signed and answered on a thread of its own, so a client that
+//! sends nothing holds one thread until [`super::REQUEST_TIMEOUT`], never the broker. Keys are loaded once per
 //! (re)load and shared by every connection; a connection works on the config it was accepted
 //! under, but checks that its sandbox was not removed before it answers.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::Timespec;
 
 use super::audit::{Audit, Throttle};
 use super::connection::{Job, busy, handle};
@@ -28,6 +30,7 @@ use super::metrics::{Counters, Metrics};
 use super::policy::Sandbox;
 use super::socket::bind;
 pub use super::socket::check_sockets;
+use super::watch::Watch;
 use crate::env::Env;
 
 /// The most connections served at once, over all sandboxes: far more than a few sandboxes'
@@ -55,8 +58,20 @@ pub enum Origin {
     },
 }
 
+/// The tokens of what the loop waits on beside the sandboxes' sockets.
+const TERM: u64 = 0;
+const HUP: u64 = 1;
+const CONTROL: u64 = 2;
+const WAKE: u64 = 3;
+
+/// The next sandbox's token: increasing, so `served` (only ever appended to, and thinned in
+/// order) stays sorted by it.
+static NEXT_ID: AtomicU64 = AtomicU64::new(16);
+
 /// One sandbox being served.
 pub(super) struct Served {
+    /// Its token in the loop's watch set.
+    pub(super) id: u64,
     pub(super) sandbox: Arc<Sandbox>,
     pub(super) listener: UnixListener,
     /// Closed on removal, replacement or the lease's end: accepted connections then get nothing.
@@ -77,6 +92,7 @@ impl Served {
         expires_at: Option<i64>,
     ) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             sandbox: Arc::new(sandbox.clone()),
             listener,
             gate: Arc::new(Gate::open(expires_at)),
@@ -162,6 +178,11 @@ pub(super) struct Broker<'a> {
     audit: Arc<Audit>,
     pub(super) loaded: Arc<Loaded>,
     pub(super) served: Vec<Served>,
+    /// Each served sandbox's token, by name.
+    names: HashMap<String, u64>,
+    /// No lease ends before this (an early guess is corrected by the next look).
+    pub(super) soonest: Option<i64>,
+    watch: Watch,
     pub(super) active: Arc<AtomicUsize>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) events: &'a mut dyn Write,
@@ -241,17 +262,31 @@ pub fn run(options: Options, events: &mut dyn Write) -> Result<(), BrokerError> 
         env,
         ..
     } = options;
+    let watch = Watch::new().map_err(BrokerError::Signals)?;
     let mut broker = Broker {
         config_path,
         env,
         audit: Arc::new(audit),
         loaded: Arc::new(loaded),
-        served,
+        served: Vec::new(),
+        names: HashMap::new(),
+        soonest: None,
+        watch,
         active: Arc::default(),
         metrics: Arc::default(),
         events,
         control,
     };
+    if let Err(e) = broker.watch_fixed(&wakers) {
+        served.iter().for_each(|s| s.revoke(Closed::Removed));
+        return Err(BrokerError::Signals(e));
+    }
+    for s in served {
+        if let Err(e) = broker.push_served(s) {
+            broker.served.iter().for_each(|s| s.revoke(Closed::Removed));
+            return Err(BrokerError::Signals(e));
+        }
+    }
     broker.restore();
     broker.start_events();
     broker.serve(&wakers);
@@ -285,10 +320,66 @@ struct Ready {
     hup: bool,
     control: bool,
     wake: bool,
-    sockets: Vec<bool>,
+    /// The tokens of the sandboxes' sockets ready, in increasing order.
+    sockets: Vec<u64>,
 }
 
 impl Broker<'_> {
+    /// Watches the signal pipes and the control socket.
+    fn watch_fixed(&self, wakers: &Wakers) -> io::Result<()> {
+        self.watch.add(&wakers.term, TERM)?;
+        self.watch.add(&wakers.hup, HUP)?;
+        if let Some(control) = &self.control {
+            self.watch.add(control.socket(), CONTROL)?;
+            self.watch.add(control.wake(), WAKE)?;
+        }
+        Ok(())
+    }
+
+    /// Serves `served` from the next turn of the loop on.
+    pub(super) fn push_served(&mut self, served: Served) -> io::Result<()> {
+        self.watch.add(&served.listener, served.id)?;
+        if let Some(at) = served.expires_at {
+            self.lease_ends(at);
+        }
+        self.names.insert(served.sandbox.name.clone(), served.id);
+        self.served.push(served);
+        Ok(())
+    }
+
+    /// Stops serving the `index`th sandbox (its socket leaves the watch set once closed) and
+    /// gives it back.
+    pub(super) fn remove_served(&mut self, index: usize) -> Served {
+        let served = self.served.remove(index);
+        self.names.remove(&served.sandbox.name);
+        served
+    }
+
+    /// Rebuilds the index by name after `served` was thinned in place.
+    pub(super) fn reindex(&mut self) {
+        self.names = self
+            .served
+            .iter()
+            .map(|s| (s.sandbox.name.clone(), s.id))
+            .collect();
+    }
+
+    /// Notes a lease that ends at `at`.
+    pub(super) fn lease_ends(&mut self, at: i64) {
+        self.soonest = Some(self.soonest.map_or(at, |s| s.min(at)));
+    }
+
+    /// The index of the sandbox named `name`.
+    pub(super) fn find(&self, name: &str) -> Option<usize> {
+        let id = *self.names.get(name)?;
+        self.position(id)
+    }
+
+    /// The index of the sandbox whose token is `id`.
+    fn position(&self, id: u64) -> Option<usize> {
+        self.served.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
     fn start_events(&mut self) {
         for s in &self.served {
             let line = describe(&s.sandbox);
@@ -322,45 +413,40 @@ impl Broker<'_> {
 
     /// Waits for something to do: a signal, a control request, a connection, or a lease's end.
     fn wait(&mut self, wakers: &Wakers) -> io::Result<Ready> {
-        let mut fds = Vec::with_capacity(self.served.len() + 4);
-        fds.push(PollFd::new(&wakers.term, PollFlags::IN));
-        fds.push(PollFd::new(&wakers.hup, PollFlags::IN));
-        if let Some(control) = &self.control {
-            fds.push(PollFd::new(control.socket(), PollFlags::IN));
-            fds.push(PollFd::new(control.wake(), PollFlags::IN));
-        }
-        let first = fds.len();
-        for s in &self.served {
-            fds.push(PollFd::new(&s.listener, PollFlags::IN));
-        }
         // Wake for the next lease's end, and within a second while audit lines wait for their
         // summary.
         let mut seconds = self
-            .next_expiry()
+            .soonest
             .map(|at| (at - crate::clock::now()).clamp(0, 3600));
-        if self.served.iter().any(|s| s.throttle.holds()) {
+        if super::audit::may_hold() {
             seconds = Some(seconds.map_or(1, |s| s.min(1)));
         }
         let timeout = seconds.map(|tv_sec| Timespec { tv_sec, tv_nsec: 0 });
-        loop {
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let ready: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
-        let has_control = first == 4;
+        let fixed: Vec<(BorrowedFd<'_>, u64)> = [
+            Some((wakers.term.as_fd(), TERM)),
+            Some((wakers.hup.as_fd(), HUP)),
+            self.control.as_ref().map(|c| (c.socket().as_fd(), CONTROL)),
+            self.control.as_ref().map(|c| (c.wake().as_fd(), WAKE)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let sockets = self.served.iter().map(|s| (s.listener.as_fd(), s.id));
+        let mut tokens = self
+            .watch
+            .wait(fixed.into_iter().chain(sockets), timeout.as_ref())?;
+        tokens.sort_unstable();
+        let has = |token| tokens.binary_search(&token).is_ok();
         Ok(Ready {
-            term: ready[0],
-            hup: ready[1],
-            control: has_control && ready[2],
-            wake: has_control && ready[3],
-            sockets: ready[first..].to_vec(),
+            term: has(TERM),
+            hup: has(HUP),
+            control: has(CONTROL),
+            wake: has(WAKE),
+            sockets: tokens.iter().copied().filter(|t| *t > WAKE).collect(),
         })
     }
 
-    /// The poll loop; returns on `SIGTERM`/`SIGINT`.
+    /// The accept loop; returns on `SIGTERM`/`SIGINT`.
     fn serve(&mut self, wakers: &Wakers) {
         loop {
             let ready = match self.wait(wakers) {
@@ -377,11 +463,14 @@ impl Broker<'_> {
                 event(&mut *self.events, format_args!("stopping on signal"));
                 return;
             }
-            self.expire();
+            if self.soonest.is_some_and(|at| at <= crate::clock::now()) {
+                self.expire();
+            }
             self.sum_up_audit();
-            // Sockets first, on the indices polled: reloads and registrations change them.
-            for (index, is_ready) in ready.sockets.iter().enumerate() {
-                if *is_ready && index < self.served.len() {
+            // Sockets first, by token: reloads and registrations move indices, a removed
+            // sandbox's token finds nothing.
+            for id in ready.sockets {
+                if let Some(index) = self.position(id) {
                     self.accept_some(index);
                 }
             }
@@ -412,15 +501,18 @@ impl Broker<'_> {
 
     /// Writes the summary lines of floods that have stopped.
     fn sum_up_audit(&self) {
+        if !super::audit::take_held() {
+            return;
+        }
         let now = crate::clock::now();
+        let mut still = false;
         for s in self.served.iter().filter(|s| s.throttle.holds()) {
             let _ = s.throttle.flush(&self.audit, &s.sandbox.name, now);
+            still |= s.throttle.holds();
         }
-    }
-
-    /// The soonest lease's end, if any.
-    fn next_expiry(&self) -> Option<i64> {
-        self.served.iter().filter_map(|s| s.expires_at).min()
+        if still {
+            super::audit::raise_held();
+        }
     }
 
     /// Accepts a few connections waiting on the `index`th socket.

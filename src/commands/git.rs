@@ -8,6 +8,7 @@ use crate::config;
 use crate::credential;
 use crate::env::{self, Env, vars};
 use crate::log::Log;
+use crate::operation::Operation;
 use crate::protocol::GitAction;
 use crate::protocol::{self, Response};
 
@@ -34,7 +35,16 @@ pub fn run(action: GitAction, env: &dyn Env) {
     // Inside a sandbox the broker answers: no key, no organisation config here. The variable
     // is looked at first so that a sandbox reads no config file at all.
     if let Some(socket) = env.var(BROKER_ENV).filter(|path| !path.is_empty()) {
-        forward(Path::new(&socket), BROKER_ENV, action, &request, &mut log);
+        let Some(hint) = broker_hint(action, env, &mut log) else {
+            return;
+        };
+        forward(
+            Path::new(&socket),
+            BROKER_ENV,
+            (action, hint),
+            &request,
+            &mut log,
+        );
         return;
     }
     let config = config::load_default(env);
@@ -42,7 +52,10 @@ pub fn run(action: GitAction, env: &dyn Env) {
         && let Some(socket) = &loaded.broker
     {
         let origin = format!("broker in {}", loaded.path.display());
-        forward(socket, &origin, action, &request, &mut log);
+        let Some(hint) = broker_hint(action, env, &mut log) else {
+            return;
+        };
+        forward(socket, &origin, (action, hint), &request, &mut log);
         return;
     }
     match action {
@@ -69,20 +82,20 @@ pub fn run(action: GitAction, env: &dyn Env) {
 fn forward(
     socket: &Path,
     origin: &str,
-    action: GitAction,
+    (action, hint): (GitAction, Option<Operation>),
     request: &protocol::Request,
     log: &mut Log<'_>,
 ) {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    crate::broker::client::forward(socket, origin, action, request, &mut out, log);
+    crate::broker::client::forward(socket, origin, (action, hint), request, &mut out, log);
 }
 
 #[cfg(not(unix))]
 fn forward(
     socket: &Path,
     origin: &str,
-    action: GitAction,
+    (action, _hint): (GitAction, Option<Operation>),
     _request: &protocol::Request,
     log: &mut Log<'_>,
 ) {
@@ -92,6 +105,23 @@ fn forward(
     ));
     if action == GitAction::Get {
         write_response(&Response::Quit, log);
+    }
+}
+
+/// The operation a `get` through the broker names (`CODESTORAGE_OPERATION`), which the broker
+/// may only narrow with. A value that is no operation stops git, as a local `get` does (none:
+/// `quit=1` is written).
+fn broker_hint(action: GitAction, env: &dyn Env, log: &mut Log<'_>) -> Option<Option<Operation>> {
+    if action != GitAction::Get {
+        return Some(None);
+    }
+    match crate::operation::hint(env) {
+        Ok(hint) => Some(hint),
+        Err(e) => {
+            log.error(e);
+            write_response(&Response::Quit, log);
+            None
+        }
     }
 }
 
