@@ -1387,6 +1387,18 @@ cat refused.txt
         metrics.contains("codestorage_broker_sandboxes 2"),
         "{metrics}"
     );
+    // The organisation's signer is counted: it signed every token not handed out again.
+    let signed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("codestorage_signer_calls_total{org=\"acme\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no signer counter: {metrics}"));
+    assert!(signed >= 1, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE codestorage_signer_calls_total counter")
+            && metrics.contains("codestorage_signer_errors_total{org=\"acme\"} 0"),
+        "{metrics}"
+    );
 
     // When DELETE answers, the socket and directory are gone and nothing more is served.
     assert_eq!(world.curl("DELETE", "/v1/sandboxes/agent-9", None).0, 204);
