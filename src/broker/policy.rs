@@ -235,39 +235,13 @@ pub fn merge_ops(rule: Option<Vec<Op>>, sandbox: &[Op]) -> Option<Vec<Op>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, ConfigError};
+    use crate::config;
     use crate::env::MapEnv;
     use crate::protocol;
     use crate::token::RefRule;
     use std::path::Path;
 
-    const BASE: &str = r#"
-[org.acme]
-key_file = "/k/acme.pem"
-hosts = ["acme.code.storage", "127.0.0.1:9000"]
-[[org.acme.repo]]
-match = "mirrors/**"
-scopes = ["git:write"]
-ttl = "2h"
-refs = [{ pattern = "refs/heads/*", ops = ["no-force-push"] }]
-ops = ["verify-sig"]
-[org.beta]
-key_file = "/k/beta.pem"
-"#;
-
-    fn parse(extra: &str) -> Result<Config, ConfigError> {
-        config::parse(&format!("{BASE}{extra}"), Path::new("/etc/cs/config.toml"))
-    }
-
-    const AGENT: &str = r#"
-[sandbox.agent-42]
-socket = "/run/codestorage/agent-42.sock"
-orgs = ["acme"]
-repos = ["agents/42/**", "mirrors/*"]
-scopes = ["git:read", "git:write"]
-ttl = "15m"
-refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
-"#;
+    use crate::config::sandbox::fixtures::{AGENT, BASE, parse};
 
     fn request(text: &str) -> Request {
         protocol::parse(text.as_bytes()).unwrap()

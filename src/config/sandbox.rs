@@ -714,11 +714,15 @@ fn parse_mode(raw: &RawMode) -> Result<u32, ModeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    //! A config with two organisations and the documented sandbox table, for the sandbox
+    //! schema's tests and the broker policy's.
+    use std::path::Path;
+
     use crate::config::{self, Config, ConfigError};
 
-    const BASE: &str = r#"
+    /// Two organisations, acme with a repository rule.
+    pub const BASE: &str = r#"
 [org.acme]
 key_file = "/k/acme.pem"
 hosts = ["acme.code.storage", "127.0.0.1:9000"]
@@ -732,15 +736,8 @@ ops = ["verify-sig"]
 key_file = "/k/beta.pem"
 "#;
 
-    fn parse(extra: &str) -> Result<Config, ConfigError> {
-        config::parse(&format!("{BASE}{extra}"), Path::new("/etc/cs/config.toml"))
-    }
-
-    fn error(extra: &str) -> String {
-        parse(extra).unwrap_err().to_string()
-    }
-
-    const AGENT: &str = r#"
+    /// The sandbox table docs/sandboxes.md shows.
+    pub const AGENT: &str = r#"
 [sandbox.agent-42]
 socket = "/run/codestorage/agent-42.sock"
 orgs = ["acme"]
@@ -749,6 +746,21 @@ scopes = ["git:read", "git:write"]
 ttl = "15m"
 refs = [{ pattern = "refs/heads/main", ops = ["no-push"] }]
 "#;
+
+    /// [`BASE`] with `extra` after it, parsed.
+    pub fn parse(extra: &str) -> Result<Config, ConfigError> {
+        config::parse(&format!("{BASE}{extra}"), Path::new("/etc/cs/config.toml"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{AGENT, parse};
+    use super::*;
+
+    fn error(extra: &str) -> String {
+        parse(extra).unwrap_err().to_string()
+    }
 
     #[test]
     fn parses_the_documented_table_with_its_defaults() {
