@@ -658,21 +658,7 @@ pub fn judge_routing(
         status: Status::Fail,
         text,
     };
-    let helper_key = format!("credential.{credential_url}.helper");
-    // Inside a sandbox (no organisation here: `org` is empty) there is no setup to re-run.
-    let rerun = if org.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "  (or re-run `{} setup --org {org}`, which keeps its key)",
-            program.command
-        )
-    };
-    let reset_fix = format!(
-        "fix: {} && {}{rerun}",
-        gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
-        gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
-    );
+    let (reset_fix, rerun) = reset_fix(credential_url, org, program);
     let describe = describe_helper;
     let Some(position) = helpers
         .iter()
@@ -726,6 +712,26 @@ pub fn judge_routing(
         findings.push(judge_proactive_auth(entries, credential_url, url, &rerun));
     }
     findings
+}
+
+/// The fix that puts this helper first for `credential_url` (git's commands, then re-running
+/// setup), and that re-run part alone: empty inside a sandbox (`org` empty), with no setup.
+fn reset_fix(credential_url: &str, org: &str, program: &crate::setup::Program) -> (String, String) {
+    let helper_key = format!("credential.{credential_url}.helper");
+    let rerun = if org.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  (or re-run `{} setup --org {org}`, which keeps its key)",
+            program.command
+        )
+    };
+    let fix = format!(
+        "fix: {} && {}{rerun}",
+        gitconfig::command_line(&["config", "--global", "--replace-all", &helper_key, ""]),
+        gitconfig::command_line(&["config", "--global", "--add", &helper_key, &program.helper]),
+    );
+    (fix, rerun)
 }
 
 /// What a helper git asks after this one for `url` costs: a credential-store writes every
