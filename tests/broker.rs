@@ -1027,29 +1027,9 @@ echo "pushed $(git -C work rev-parse HEAD)"
 fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_signer() {
     require_namespaces();
     let world = World::new();
-    // A KMS stand-in on the host: a script around openssl that signs what it reads with the
-    // organisation's key and counts its calls. The sandbox sees neither it nor the key.
-    let calls = world.path("etc/signer-calls");
-    let signer = script(
-        &world.path("etc"),
-        "kms-sign",
-        &format!(
-            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
-            calls.display(),
-            world.path("etc/acme.pem").display()
-        ),
-    );
-    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
-    let key = format!(
-        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
-        signer.display()
-    );
-    let count = || {
-        std::fs::read_to_string(&calls)
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    // A KMS stand-in on the host, counting its calls; the sandbox sees neither it nor the key.
+    let (key, calls) = counting_signer(&world);
+    let count = || lines_in(&calls);
     world.write_config(&world.config_text_with_key(&key, AGENT_42));
     let good = check_with_agent(&world.config_path(), None);
     assert_eq!(good.code, Some(0), "{good:?}");
@@ -1061,7 +1041,7 @@ fn a_broker_with_a_sign_command_runs_it_for_every_token_and_refuses_a_wrong_sign
         "agent-42",
         &format!(
             "if [ -e '{}' ]; then exit 41; fi\n{}",
-            signer.display(),
+            world.path("etc/kms-sign").display(),
             sandbox_get(&world, "agents/42/kms")
         ),
     );
@@ -1901,6 +1881,36 @@ fn while_a_sandbox_floods_its_socket_a_registration_a_reload_and_a_stop_are_each
     eprintln!("beside a flood: registration {registered:?}, reload {reloaded:?}, stop {stopped:?}");
 }
 
+/// A KMS stand-in on the host: a sign_command around openssl that signs what it reads with the
+/// organisation's key and appends a line to a file per call. The `[org]` key lines naming it,
+/// and that file.
+fn counting_signer(world: &World) -> (String, PathBuf) {
+    let calls = world.path("etc/signer-calls");
+    let signer = script(
+        &world.path("etc"),
+        "kms-sign",
+        &format!(
+            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
+            calls.display(),
+            world.path("etc/acme.pem").display()
+        ),
+    );
+    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
+    let key = format!(
+        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
+        signer.display()
+    );
+    (key, calls)
+}
+
+/// How many lines `path` holds (none when it does not exist yet).
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
 /// The lines of a kept-running signer's log that are `word`.
 fn signer_log_count(log: &Path, word: &str) -> usize {
     std::fs::read_to_string(log)
@@ -2057,27 +2067,8 @@ test "$(git -C copy rev-parse HEAD)" = "$(git -C work rev-parse HEAD)" || exit 1
 #[test]
 fn a_token_is_signed_once_per_half_lifetime_and_a_reload_or_reuse_tokens_false_signs_again() {
     let world = World::new();
-    let calls = world.path("etc/signer-calls");
-    let signer = script(
-        &world.path("etc"),
-        "kms-sign",
-        &format!(
-            "echo signed >> '{}'\nopenssl dgst -sha256 -sign '{}' | openssl base64 -A\n",
-            calls.display(),
-            world.path("etc/acme.pem").display()
-        ),
-    );
-    std::fs::write(world.path("etc/acme.pub.pem"), &world.key.public_pem).unwrap();
-    let key = format!(
-        "sign_command = [\"{}\"]\npublic_key_file = \"acme.pub.pem\"",
-        signer.display()
-    );
-    let count = || {
-        std::fs::read_to_string(&calls)
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    let (key, calls) = counting_signer(&world);
+    let count = || lines_in(&calls);
     world.write_config(&world.config_text_with_key(&key, AGENT_42));
     let broker = Broker::start(&world.config_path(), &world.path("audit.jsonl"));
     assert_eq!(count(), 1, "the probe");

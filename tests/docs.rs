@@ -28,28 +28,13 @@ const EXEMPT: &[(&str, &str)] = &[(
 /// Every `.rs` file under `src/`, with its text; the emulator (`src/bin/codestorage-emulator`)
 /// is a test server, not the helper, so its messages are not the helper's.
 fn sources() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.ends_with("bin/codestorage-emulator") {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path, text));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
-    assert!(out.len() > 20, "too few sources found: {}", out.len());
-    out
+    support::sources::helper_sources()
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect()
 }
 
 /// A string literal: where it starts (byte offset) and its value, escapes decoded.

@@ -62,25 +62,6 @@ fn layers(doc: &str) -> Vec<Layer> {
     layers
 }
 
-/// Every `.rs` file of the library and its binary; the emulator is a crate of its own.
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.ends_with("src/bin") {
-            continue;
-        }
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The top-level module `path` (relative to the crate root) belongs to: `src/key/pem.rs` is
 /// `key`, `src/mint.rs` is `mint`, and a module of the binary (a `mod` of `src/main.rs`, such
 /// as its allocator) is `main`; `None` for `src/lib.rs`, which only declares modules.
@@ -266,8 +247,7 @@ fn no_module_imports_a_layer_above_its_own() {
         "{ARCHITECTURE} lists its layers as `### N. Name` headings"
     );
     let by_module = rank_of(&layers);
-    let mut files = Vec::new();
-    sources(&root("src"), &mut files);
+    let files = crate::support::sources::helper_sources();
     let mut problems = Vec::new();
     let mut seen_known = Vec::new();
     let binary = binary_modules();

@@ -15,6 +15,7 @@ pub mod home;
 pub mod jwt;
 pub mod kms;
 pub mod signers;
+pub mod sources;
 pub mod ssh_agent;
 #[cfg(feature = "emulator")]
 pub mod tunnel;
