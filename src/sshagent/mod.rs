@@ -660,19 +660,15 @@ fn add_ed25519(
     }
     secret[..32].copy_from_slice(seed);
     secret[32..].copy_from_slice(public_key);
-    let mut request = Writer::with_capacity(256 + comment.len());
-    request
-        .byte(SSH2_AGENTC_ADD_IDENTITY)
-        .string(pubkey::SSH_ED25519.as_bytes())
-        .string(public_key)
-        .string(&secret[..])
-        .string(comment.as_bytes());
-    let mut blob = Writer::with_capacity(64);
-    blob.string(pubkey::SSH_ED25519.as_bytes())
-        .string(public_key);
-    let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
-        .map_err(|_| AgentError::AddUnsupported("this Ed25519 key"))?;
-    Ok((public, request))
+    identity(
+        pubkey::SSH_ED25519,
+        &[public_key],
+        |request| {
+            request.string(&secret[..]);
+        },
+        comment,
+        "this Ed25519 key",
+    )
 }
 
 /// [`add_request`] for a P-256 key whose PKCS#8 `private` octets hold an ECPrivateKey.
@@ -697,20 +693,41 @@ fn add_p256(
     ec.expect(der::INTEGER).map_err(bad)?;
     let scalar = ec.expect(der::OCTET_STRING).map_err(bad)?;
     let point = pair.public_key().as_ref();
+    identity(
+        pubkey::SSH_P256,
+        &[b"nistp256", point],
+        |request| {
+            request.positive_mpint(scalar);
+        },
+        comment,
+        "this P-256 key",
+    )
+}
+
+/// The SSH2_AGENTC_ADD_IDENTITY request for a key of `key_type` whose public blob holds
+/// `public` after the type and whose private fields `private` writes, and that public half read
+/// back from its blob; `what` names the key if the blob does not read.
+fn identity(
+    key_type: &str,
+    public: &[&[u8]],
+    private: impl FnOnce(&mut Writer),
+    comment: &str,
+    what: &'static str,
+) -> Result<(PublicKeyInfo, Writer), AgentError> {
+    let mut blob = Writer::with_capacity(128);
+    blob.string(key_type.as_bytes());
     let mut request = Writer::with_capacity(256 + comment.len());
     request
         .byte(SSH2_AGENTC_ADD_IDENTITY)
-        .string(pubkey::SSH_P256.as_bytes())
-        .string(b"nistp256")
-        .string(point)
-        .positive_mpint(scalar)
-        .string(comment.as_bytes());
-    let mut blob = Writer::with_capacity(128);
-    blob.string(pubkey::SSH_P256.as_bytes())
-        .string(b"nistp256")
-        .string(point);
+        .string(key_type.as_bytes());
+    for field in public {
+        blob.string(field);
+        request.string(field);
+    }
+    private(&mut request);
+    request.string(comment.as_bytes());
     let public = PublicKeyInfo::from_ssh_blob(blob.as_bytes())
-        .map_err(|_| AgentError::AddUnsupported("this P-256 key"))?;
+        .map_err(|_| AgentError::AddUnsupported(what))?;
     Ok((public, request))
 }
 
